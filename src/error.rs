@@ -1,0 +1,49 @@
+//! The library's typed errors. The binary maps each kind to an exit code
+//! (see `src/main.rs`), so scripts can tell bad usage from bad input from an
+//! unreachable broker.
+
+use std::io;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An option or environment variable that cannot work.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// An input file that cannot be opened or read.
+    #[error("cannot read {path}: {source}")]
+    Input { path: PathBuf, source: io::Error },
+    /// Writing results failed (a closed pipe, a full disk).
+    #[error("cannot write output: {0}")]
+    Output(#[source] io::Error),
+    /// The Kafka cluster refused or could not be reached.
+    #[error("kafka: {0}")]
+    Kafka(String),
+    /// Topics exist but differ from their definitions in `topics/`.
+    #[error("topic drift: {0}")]
+    Drift(String),
+    /// Some frames could not be delivered.
+    #[error("delivery failed: {0}")]
+    Delivery(String),
+}
+
+impl Error {
+    /// Exit code for the binary: 2 usage/config, 3 input, 4 output,
+    /// 5 kafka, 6 drift, 7 delivery.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) => 2,
+            Error::Input { .. } => 3,
+            Error::Output(_) => 4,
+            Error::Kafka(_) => 5,
+            Error::Drift(_) => 6,
+            Error::Delivery(_) => 7,
+        }
+    }
+}
+
+impl From<rdkafka::error::KafkaError> for Error {
+    fn from(e: rdkafka::error::KafkaError) -> Self {
+        Error::Kafka(e.to_string())
+    }
+}

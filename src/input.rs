@@ -1,0 +1,191 @@
+//! Reading `stream.jsonl`: a file, `-` for stdin, or a `.gz` file, split into
+//! numbered lines without copying. Shared by `aggregate` and `ingest`.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
+
+use crate::error::Error;
+
+/// Opens `path` (`-` is stdin; a `.gz` suffix is decompressed).
+pub fn open(path: &str) -> Result<Box<dyn Read + Send>, Error> {
+    if path == "-" {
+        return Ok(Box::new(io::stdin()));
+    }
+    let file = File::open(path).map_err(|source| Error::Input { path: path.into(), source })?;
+    if Path::new(path).extension().is_some_and(|e| e == "gz") {
+        Ok(Box::new(flate2::read::MultiGzDecoder::new(file)))
+    } else {
+        Ok(Box::new(file))
+    }
+}
+
+/// One line of input, without its `\n`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RawLine<'a> {
+    Line(&'a [u8]),
+    /// Longer than the reader's limit: its bytes were skipped, not buffered.
+    Oversized { len: u64 },
+}
+
+/// A buffered line splitter that hands out borrowed lines and never holds
+/// more than `max_line` bytes of one line.
+pub struct LineReader<R> {
+    inner: R,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
+    max_line: usize,
+    line_no: u64,
+    bytes: u64,
+}
+
+const CHUNK: usize = 1 << 20;
+
+impl<R: Read> LineReader<R> {
+    pub fn new(inner: R, max_line: usize) -> Self {
+        LineReader {
+            inner,
+            buf: vec![0; CHUNK.max(max_line + 2)],
+            start: 0,
+            end: 0,
+            eof: false,
+            max_line,
+            line_no: 0,
+            bytes: 0,
+        }
+    }
+
+    /// 1-based number of the line last returned.
+    pub fn line_no(&self) -> u64 {
+        self.line_no
+    }
+
+    /// Bytes consumed so far, newlines included.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    fn fill(&mut self) -> io::Result<()> {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        loop {
+            match self.inner.read(&mut self.buf[self.end..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(());
+                }
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    pub fn next_line(&mut self) -> io::Result<Option<RawLine<'_>>> {
+        let mut searched = 0;
+        loop {
+            let pending = &self.buf[self.start + searched..self.end];
+            if let Some(pos) = memchr::memchr(b'\n', pending) {
+                let line_end = self.start + searched + pos;
+                let line_start = self.start;
+                self.start = line_end + 1;
+                self.line_no += 1;
+                self.bytes += (line_end + 1 - line_start) as u64;
+                if line_end - line_start > self.max_line {
+                    return Ok(Some(RawLine::Oversized { len: (line_end - line_start) as u64 }));
+                }
+                return Ok(Some(RawLine::Line(&self.buf[line_start..line_end])));
+            }
+            searched = self.end - self.start;
+            if self.eof {
+                if self.start == self.end {
+                    return Ok(None);
+                }
+                let line_start = self.start;
+                self.start = self.end;
+                self.line_no += 1;
+                self.bytes += (self.end - line_start) as u64;
+                return Ok(Some(RawLine::Line(&self.buf[line_start..self.end])));
+            }
+            if searched > self.max_line {
+                return self.skip_oversized(searched as u64).map(Some);
+            }
+            self.fill()?;
+        }
+    }
+
+    /// Discards the rest of a line that already exceeds the limit.
+    fn skip_oversized(&mut self, mut len: u64) -> io::Result<RawLine<'static>> {
+        self.start = self.end;
+        loop {
+            self.fill()?;
+            let pending = &self.buf[self.start..self.end];
+            if let Some(pos) = memchr::memchr(b'\n', pending) {
+                len += pos as u64;
+                self.start += pos + 1;
+                self.bytes += len + 1;
+                break;
+            }
+            len += pending.len() as u64;
+            self.start = self.end;
+            if self.eof {
+                self.bytes += len;
+                break;
+            }
+        }
+        self.line_no += 1;
+        Ok(RawLine::Oversized { len })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(input: &[u8], max: usize) -> Vec<String> {
+        let mut r = LineReader::new(input, max);
+        let mut out = Vec::new();
+        while let Some(l) = r.next_line().unwrap() {
+            out.push(match l {
+                RawLine::Line(b) => String::from_utf8_lossy(b).into_owned(),
+                RawLine::Oversized { len } => format!("<{len}>"),
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn splits_lines_and_keeps_a_last_line_without_newline() {
+        assert_eq!(lines(b"a\n\nbc\r\nd", 10), ["a", "", "bc\r", "d"]);
+        assert!(lines(b"", 10).is_empty());
+    }
+
+    #[test]
+    fn oversized_lines_are_skipped_with_their_length() {
+        let mut input = b"ok\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 3 * CHUNK));
+        input.extend(b"\nafter\n");
+        assert_eq!(lines(&input, 100), ["ok", &format!("<{}>", 3 * CHUNK), "after"]);
+        let mut r = LineReader::new(&input[..], 100);
+        while r.next_line().unwrap().is_some() {}
+        assert_eq!(r.line_no(), 3);
+        assert_eq!(r.bytes(), input.len() as u64);
+    }
+
+    #[test]
+    fn lines_across_chunk_boundaries() {
+        let line = "y".repeat(1000);
+        let input: String = (0..3000).map(|_| format!("{line}\n")).collect();
+        let got = lines(input.as_bytes(), 2000);
+        assert_eq!(got.len(), 3000);
+        assert!(got.iter().all(|l| *l == line));
+    }
+}

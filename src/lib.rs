@@ -1,0 +1,36 @@
+//! # timebucket
+//!
+//! Exact frames-per-second and distinct-users-per-minute over a Kafka stream
+//! of JSON frames, scaled out by partitioning the input by time bucket.
+//!
+//! ## Map of the modules
+//!
+//! The pure core, no Kafka, no async, no clock:
+//! - [`frame`]: one input line → a [`frame::Frame`] (`ts`, `uid`) or an
+//!   [`frame::Invalid`] reason; the validating hot-path parser.
+//! - [`bucket`]: `ts` → time bucket → partition ([`bucket::Routing`]).
+//! - [`window`]: per-partition event-time windows ([`window::Windows`]):
+//!   `record` frames, `flush` at a [`window::Watermark`], get
+//!   [`window::Closed`] counts; checkpoints for rebalance-safe commits.
+//! - [`metric`]: a closed window as the normative JSON output record.
+//!
+//! Drivers around the core:
+//! - [`input`]: file / stdin / `.gz` → numbered lines.
+//! - [`aggregate`]: offline reference: lines → parser → routing → windows → records.
+//! - [`generate`]: realistic challenge-like frames, deterministic by seed.
+//!
+//! Data flow offline: `input` → `frame` → `bucket` → `window` → `metric` → stdout.
+//!
+//! [`error`] holds the typed error enum the binary (`src/main.rs`) maps to
+//! exit codes.
+
+pub mod aggregate;
+pub mod bucket;
+pub mod error;
+pub mod frame;
+pub mod generate;
+pub mod input;
+pub mod metric;
+pub mod window;
+
+pub use error::Error;
