@@ -143,8 +143,8 @@ pub fn aggregate(input: impl Read, out: impl Write, opts: &AggregateOptions) -> 
         let raw = reader
             .next_line()
             .map_err(|source| Error::Input { path: "input".into(), source })?;
-        let Some(raw) = raw else { break };
-        let reason = match raw {
+        let Some(line) = raw else { break };
+        let reason = match line.raw {
             RawLine::Oversized { .. } => Some(Invalid::TooLarge),
             RawLine::Line(bytes) => match opts.parser.parse(bytes) {
                 Line::Frame(frame) => {
@@ -163,7 +163,7 @@ pub fn aggregate(input: impl Read, out: impl Write, opts: &AggregateOptions) -> 
         if let Some(reason) = reason {
             summary.count_invalid(reason);
             if summary.invalid_total() <= opts.log_invalid {
-                warn!(line = reader.line_no(), reason = reason.code(), "invalid frame: {}", reason.describe());
+                warn!(line = line.number, reason = reason.code(), "invalid frame: {}", reason.describe());
             }
         }
     }

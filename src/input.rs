@@ -28,6 +28,16 @@ pub enum RawLine<'a> {
     Oversized { len: u64 },
 }
 
+/// A line with where it came from.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NumberedLine<'a> {
+    /// 1-based line number.
+    pub number: u64,
+    /// Bytes of input consumed up to and including this line.
+    pub consumed: u64,
+    pub raw: RawLine<'a>,
+}
+
 /// A buffered line splitter that hands out borrowed lines and never holds
 /// more than `max_line` bytes of one line.
 pub struct LineReader<R> {
@@ -39,6 +49,11 @@ pub struct LineReader<R> {
     max_line: usize,
     line_no: u64,
     bytes: u64,
+}
+
+enum Span {
+    Line(usize, usize),
+    Oversized(u64),
 }
 
 const CHUNK: usize = 1 << 20;
@@ -89,7 +104,19 @@ impl<R: Read> LineReader<R> {
         }
     }
 
-    pub fn next_line(&mut self) -> io::Result<Option<RawLine<'_>>> {
+    pub fn next_line(&mut self) -> io::Result<Option<NumberedLine<'_>>> {
+        let span = self.next_span()?;
+        Ok(span.map(|span| NumberedLine {
+            number: self.line_no,
+            consumed: self.bytes,
+            raw: match span {
+                Span::Line(start, end) => RawLine::Line(&self.buf[start..end]),
+                Span::Oversized(len) => RawLine::Oversized { len },
+            },
+        }))
+    }
+
+    fn next_span(&mut self) -> io::Result<Option<Span>> {
         let mut searched = 0;
         loop {
             let pending = &self.buf[self.start + searched..self.end];
@@ -100,9 +127,9 @@ impl<R: Read> LineReader<R> {
                 self.line_no += 1;
                 self.bytes += (line_end + 1 - line_start) as u64;
                 if line_end - line_start > self.max_line {
-                    return Ok(Some(RawLine::Oversized { len: (line_end - line_start) as u64 }));
+                    return Ok(Some(Span::Oversized((line_end - line_start) as u64)));
                 }
-                return Ok(Some(RawLine::Line(&self.buf[line_start..line_end])));
+                return Ok(Some(Span::Line(line_start, line_end)));
             }
             searched = self.end - self.start;
             if self.eof {
@@ -113,7 +140,7 @@ impl<R: Read> LineReader<R> {
                 self.start = self.end;
                 self.line_no += 1;
                 self.bytes += (self.end - line_start) as u64;
-                return Ok(Some(RawLine::Line(&self.buf[line_start..self.end])));
+                return Ok(Some(Span::Line(line_start, self.end)));
             }
             if searched > self.max_line {
                 return self.skip_oversized(searched as u64).map(Some);
@@ -123,7 +150,7 @@ impl<R: Read> LineReader<R> {
     }
 
     /// Discards the rest of a line that already exceeds the limit.
-    fn skip_oversized(&mut self, mut len: u64) -> io::Result<RawLine<'static>> {
+    fn skip_oversized(&mut self, mut len: u64) -> io::Result<Span> {
         self.start = self.end;
         loop {
             self.fill()?;
@@ -142,7 +169,7 @@ impl<R: Read> LineReader<R> {
             }
         }
         self.line_no += 1;
-        Ok(RawLine::Oversized { len })
+        Ok(Span::Oversized(len))
     }
 }
 
@@ -154,7 +181,7 @@ mod tests {
         let mut r = LineReader::new(input, max);
         let mut out = Vec::new();
         while let Some(l) = r.next_line().unwrap() {
-            out.push(match l {
+            out.push(match l.raw {
                 RawLine::Line(b) => String::from_utf8_lossy(b).into_owned(),
                 RawLine::Oversized { len } => format!("<{len}>"),
             });

@@ -19,7 +19,17 @@
 //! - [`aggregate`]: offline reference: lines → parser → routing → windows → records.
 //! - [`generate`]: realistic challenge-like frames, deterministic by seed.
 //!
+//! - [`kafka`]: all Kafka glue: client config, topics, the group consumer
+//!   with rebalance hand-over and checkpoint metadata, producers.
+//! - [`ingest`]: lines → parser → produce to partition `bucket mod P`
+//!   (invalid lines → dead-letter topic).
+//! - [`worker`]: group consumer → parser → per-partition `window` → metric
+//!   topics; commits checkpoints only after what they cover was delivered.
+//!
 //! Data flow offline: `input` → `frame` → `bucket` → `window` → `metric` → stdout.
+//!
+//! Data flow on Kafka: `ingest` → input topic (partition = time bucket mod P)
+//! → N `worker`s in one consumer group → per-second and per-minute topics.
 //!
 //! [`error`] holds the typed error enum the binary (`src/main.rs`) maps to
 //! exit codes.
@@ -29,8 +39,11 @@ pub mod bucket;
 pub mod error;
 pub mod frame;
 pub mod generate;
+pub mod ingest;
 pub mod input;
+pub mod kafka;
 pub mod metric;
 pub mod window;
+pub mod worker;
 
 pub use error::Error;

@@ -24,6 +24,93 @@ enum Command {
     Generate(GenerateArgs),
     /// Count windows offline from a file or stdin, with no Kafka.
     Aggregate(AggregateArgs),
+    /// Produce frames to the input topic, partitioned by time bucket.
+    Ingest(IngestArgs),
+    /// Join the consumer group and emit per-second and per-minute metrics.
+    Worker(WorkerArgs),
+}
+
+/// Where the cluster is, how to talk to it, and the topic names.
+#[derive(Args, Clone, Debug)]
+struct KafkaArgs {
+    /// Kafka bootstrap servers.
+    #[arg(short = 'b', long, env = "BOOTSTRAP_SERVERS", default_value = timebucket::kafka::config::DEFAULT_BOOTSTRAP)]
+    bootstrap_servers: String,
+    /// Any librdkafka property, e.g. -X security.protocol=SASL_SSL (repeatable).
+    #[arg(short = 'X', value_name = "KEY=VALUE")]
+    properties: Vec<String>,
+    /// Input topic (frames partitioned by time bucket).
+    #[arg(long, env = "INPUT_TOPIC", default_value = "frames")]
+    input_topic: String,
+    /// Per-second metrics topic.
+    #[arg(long, env = "SEC_METRICS_OUTPUT_TOPIC", default_value = "metrics-second")]
+    seconds_topic: String,
+    /// Per-minute metrics topic.
+    #[arg(long, env = "MIN_METRICS_OUTPUT_TOPIC", default_value = "metrics-minute")]
+    minutes_topic: String,
+    /// Topic that forwarded frames go to.
+    #[arg(long, env = "OUTPUT_STREAM", default_value = "frames-forward")]
+    output_stream: String,
+    /// Dead-letter topic for invalid frames.
+    #[arg(long, env = "DEAD_LETTER_TOPIC", default_value = "frames-dead-letter")]
+    dead_letter_topic: String,
+}
+
+impl KafkaArgs {
+    fn settings(&self) -> anyhow::Result<timebucket::kafka::config::KafkaSettings> {
+        let mut settings = timebucket::kafka::config::KafkaSettings::new(&self.bootstrap_servers);
+        for p in &self.properties {
+            settings.properties.push(timebucket::kafka::config::parse_property(p)?);
+        }
+        Ok(settings)
+    }
+
+    fn topics(&self) -> timebucket::kafka::config::TopicNames {
+        timebucket::kafka::config::TopicNames {
+            input: self.input_topic.clone(),
+            seconds: self.seconds_topic.clone(),
+            minutes: self.minutes_topic.clone(),
+            forward: self.output_stream.clone(),
+            dead_letter: self.dead_letter_topic.clone(),
+        }
+    }
+}
+
+#[derive(Args)]
+struct IngestArgs {
+    /// Input file (`-` for stdin; `.gz` is decompressed).
+    #[arg(default_value = "-")]
+    input: String,
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    #[command(flatten)]
+    window: WindowArgs,
+}
+
+#[derive(Args)]
+struct WorkerArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    #[command(flatten)]
+    window: WindowArgs,
+    /// Consumer group that all workers of one pipeline join.
+    #[arg(short = 'g', long, env = "CONSUMER_GROUP_ID", default_value = "timebucket")]
+    group: String,
+    /// Also forward every valid frame to the OUTPUT_STREAM topic.
+    #[arg(long, env = "FORWARD_FRAMES")]
+    forward: bool,
+    /// Close a partition's open windows after this many seconds without a new frame (0: never).
+    #[arg(long, env = "IDLE_FLUSH_SECONDS", default_value_t = 30)]
+    idle_flush: u64,
+    /// Stop once the owned partitions are drained to the end offsets present at start.
+    #[arg(long)]
+    until_end: bool,
+    /// Log progress every this many frames.
+    #[arg(long, env = "PRINT_INTERVAL", default_value_t = 100_000)]
+    print_interval: u64,
+    /// Commit checkpoints every this many milliseconds.
+    #[arg(long, env = "COMMIT_INTERVAL_MS", default_value_t = 1000)]
+    commit_interval_ms: u64,
 }
 
 /// Window and parser options shared by `aggregate` and `worker`.
@@ -120,6 +207,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Generate(args) => generate(args),
         Command::Aggregate(args) => run_aggregate(args),
+        Command::Ingest(args) => run_ingest(args),
+        Command::Worker(args) => run_worker(args),
     }
 }
 
@@ -188,5 +277,66 @@ fn run_aggregate(args: AggregateArgs) -> anyhow::Result<()> {
         summary.valid as f64 / secs,
         summary.bytes as f64 / 1e6 / secs,
     )?;
+    Ok(())
+}
+
+fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
+    use timebucket::ingest::{ingest, IngestOptions};
+    let input_len = (args.input != "-" && !args.input.ends_with(".gz"))
+        .then(|| std::fs::metadata(&args.input).ok().map(|m| m.len()))
+        .flatten();
+    let opts = IngestOptions {
+        settings: args.kafka.settings()?,
+        topics: args.kafka.topics(),
+        parser: args.window.parser(),
+        bucket_secs: args.window.bucket_seconds,
+        input_len,
+        log_invalid: 20,
+    };
+    let input = timebucket::input::open(&args.input)?;
+    let summary = ingest(input, &opts)?;
+    let secs = summary.elapsed.as_secs_f64().max(1e-9);
+    let read = &summary.read;
+    eprintln!(
+        "ingest: {} lines, {} frames to {} ({} partitions), {} blank, {} invalid to {} ({})\n\
+         delivered {} records in {:.2}s: {:.0} frames/s, {:.1} MB/s",
+        read.lines,
+        read.valid,
+        opts.topics.input,
+        summary.partitions,
+        read.blank,
+        read.invalid_total(),
+        opts.topics.dead_letter,
+        read.invalid_breakdown(),
+        summary.delivered,
+        secs,
+        read.valid as f64 / secs,
+        read.bytes as f64 / 1e6 / secs,
+    );
+    Ok(())
+}
+
+fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use std::time::Duration;
+    use timebucket::worker::{run, WorkerOptions};
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone()).context("cannot install signal handler")?;
+    }
+    let opts = WorkerOptions {
+        settings: args.kafka.settings()?,
+        group: args.group,
+        topics: args.kafka.topics(),
+        forward: args.forward,
+        lateness: args.window.lateness,
+        parser: args.window.parser(),
+        idle_flush: (args.idle_flush > 0).then(|| Duration::from_secs(args.idle_flush)),
+        until_end: args.until_end,
+        print_interval: args.print_interval,
+        commit_interval: Duration::from_millis(args.commit_interval_ms.max(10)),
+    };
+    run(opts, stop)?;
     Ok(())
 }

@@ -144,6 +144,8 @@ pub struct Checkpoint {
     pub handled_until: Seq,
     /// Windows ending at or below this watermark were already emitted.
     pub emitted: Option<Watermark>,
+    /// Watermark floor left by [`Windows::close_all`] (idle or drained partition).
+    pub floor: Option<Watermark>,
 }
 
 /// All open windows of one partition.
@@ -156,6 +158,8 @@ pub struct Windows {
     late: LateCounts,
     /// Set when resumed from a checkpoint: suppresses re-emission.
     already_emitted: Option<Watermark>,
+    /// Raised by [`Windows::close_all`]: windows it closed stay closed.
+    floor: Option<Watermark>,
 }
 
 impl Windows {
@@ -167,6 +171,7 @@ impl Windows {
             minutes: BTreeMap::new(),
             late: LateCounts::default(),
             already_emitted: None,
+            floor: None,
         }
     }
 
@@ -176,6 +181,7 @@ impl Windows {
         let mut windows = Windows::new(lateness);
         windows.max_ts = checkpoint.max_ts_before;
         windows.already_emitted = checkpoint.emitted;
+        windows.floor = checkpoint.floor;
         windows
     }
 
@@ -189,7 +195,8 @@ impl Windows {
 
     /// `None` until the partition has seen a frame.
     pub fn watermark(&self) -> Option<Watermark> {
-        self.max_ts.map(|m| Watermark::from_max_ts(m, self.lateness))
+        let from_frames = self.max_ts.map(|m| Watermark::from_max_ts(m, self.lateness));
+        from_frames.max(self.floor)
     }
 
     pub fn late(&self) -> LateCounts {
@@ -281,6 +288,22 @@ impl Windows {
         }
     }
 
+    /// Closes every open window now, as end of input does, for a partition
+    /// that went idle (live mode) or was drained (batch mode). The watermark
+    /// is raised to the end of the minute of the largest `ts`, so a window
+    /// closed here can never be emitted again with another value: frames for
+    /// it that still arrive are late.
+    pub fn close_all(&mut self, out: &mut Vec<Closed>) {
+        if let Some(max_ts) = self.max_ts {
+            let minute_end = max_ts - max_ts % MINUTE + MINUTE;
+            self.floor = self.floor.max(Some(Watermark(minute_end)));
+        }
+        if let Some(wm) = self.watermark() {
+            self.flush(wm, out);
+        }
+        debug_assert_eq!(self.open_windows(), 0);
+    }
+
     /// Where to resume if this partition changed owner now, given the
     /// sequence number of the next frame not yet recorded.
     pub fn checkpoint(&self, next_seq: Seq) -> Checkpoint {
@@ -296,6 +319,7 @@ impl Windows {
             max_ts_before,
             handled_until: next_seq,
             emitted: self.watermark().max(self.already_emitted),
+            floor: self.floor,
         }
     }
 }
@@ -373,6 +397,24 @@ mod tests {
         assert_ne!(pack_hex_uid("0a"), pack_hex_uid("a"));
         assert_eq!(pack_hex_uid("G"), None);
         assert_eq!(pack_hex_uid(&"f".repeat(31)), None);
+    }
+
+    #[test]
+    fn close_all_closes_everything_and_keeps_it_closed() {
+        let mut w = Windows::new(5);
+        let mut out = Vec::new();
+        w.record(0, 130, "a");
+        w.record(1, 131, "b");
+        w.close_all(&mut out);
+        assert_eq!(out.len(), 3);
+        assert_eq!(w.open_windows(), 0);
+        // A frame for the closed minute is late for both kinds now.
+        assert_eq!(w.record(2, 135, "c"), Admission { second: false, minute: false });
+        assert_eq!(w.record(3, 180, "c"), Admission { second: true, minute: true });
+        // The floor survives a handover.
+        let cp = w.checkpoint(4);
+        let mut resumed = Windows::resume(5, &cp);
+        assert_eq!(resumed.record(4, 150, "d"), Admission { second: false, minute: false });
     }
 
     #[test]

@@ -1,0 +1,223 @@
+//! The worker's consumer: group membership with cooperative-sticky
+//! rebalancing, hand-over of revoked partitions (their checkpoints are
+//! committed before they go), and the encoding of a [`Checkpoint`] in the
+//! committed offset plus its metadata string.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientContext;
+use tracing::{info, warn};
+
+use crate::error::Error;
+use crate::kafka::config::KafkaSettings;
+use crate::window::{Checkpoint, Watermark};
+
+pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+    ("enable.auto.commit", "false"),
+    ("enable.auto.offset.store", "false"),
+    ("auto.offset.reset", "earliest"),
+    ("partition.assignment.strategy", "cooperative-sticky"),
+    ("isolation.level", "read_committed"),
+    ("session.timeout.ms", "10000"),
+    ("heartbeat.interval.ms", "1000"),
+    ("max.poll.interval.ms", "300000"),
+    ("fetch.max.bytes", "104857600"),
+    ("max.partition.fetch.bytes", "16777216"),
+    ("queued.max.messages.kbytes", "262144"),
+];
+
+/// What the worker does when partitions come and go. Called on the thread
+/// that polls the consumer.
+pub trait Handover: Send + Sync + 'static {
+    /// The partitions are being taken away: emit what is closed, make sure it
+    /// was delivered, and return the offsets (with metadata) to commit.
+    fn revoke(&self, partitions: &[i32]) -> TopicPartitionList;
+    fn assigned(&self, partitions: &[i32]);
+}
+
+pub struct GroupContext<H> {
+    pub topic: String,
+    pub handover: Arc<H>,
+    /// Set once the group has given this member an assignment (maybe empty).
+    pub joined: AtomicBool,
+}
+
+impl<H: Handover> ClientContext for GroupContext<H> {}
+
+impl<H: Handover> ConsumerContext for GroupContext<H> {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            if partitions.is_empty() {
+                return;
+            }
+            let offsets = self.handover.revoke(&partitions);
+            if offsets.count() > 0 {
+                if let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
+                    warn!(error = %e, ?partitions, "commit on revoke failed; the next owner replays from the previous commit");
+                }
+            }
+            info!(?partitions, "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                self.joined.store(true, Ordering::SeqCst);
+                if !partitions.is_empty() {
+                    info!(?partitions, "partitions assigned");
+                    self.handover.assigned(&partitions);
+                }
+            }
+            Rebalance::Error(e) => warn!(error = %e, "rebalance error"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+pub type GroupConsumer<H> = BaseConsumer<GroupContext<H>>;
+
+pub fn group_consumer<H: Handover>(
+    settings: &KafkaSettings,
+    group: &str,
+    topic: &str,
+    handover: Arc<H>,
+) -> Result<GroupConsumer<H>, Error> {
+    let mut config = settings.client_config(CONSUMER_DEFAULTS);
+    config.set("group.id", group);
+    let context = GroupContext {
+        topic: topic.to_string(),
+        handover,
+        joined: AtomicBool::new(false),
+    };
+    let consumer: GroupConsumer<H> = config
+        .create_with_context(context)
+        .map_err(|e| Error::Kafka(format!("cannot create consumer: {e}")))?;
+    consumer
+        .subscribe(&[topic])
+        .map_err(|e| Error::Kafka(format!("cannot subscribe to {topic}: {e}")))?;
+    Ok(consumer)
+}
+
+const METADATA_VERSION: &str = "tb1";
+
+/// `tb1;max=<ts|->;handled=<offset>;emitted=<wm|->;floor=<wm|->`: what a new
+/// owner needs besides the offset to make the same decisions. Small enough
+/// for the broker's default `offset.metadata.max.bytes` (4096).
+pub fn encode_checkpoint(cp: &Checkpoint) -> String {
+    fn opt(v: Option<u64>) -> String {
+        v.map_or_else(|| "-".to_string(), |v| v.to_string())
+    }
+    format!(
+        "{METADATA_VERSION};max={};handled={};emitted={};floor={}",
+        opt(cp.max_ts_before),
+        cp.handled_until,
+        opt(cp.emitted.map(|w| w.0)),
+        opt(cp.floor.map(|w| w.0)),
+    )
+}
+
+/// The checkpoint committed at `offset` with `metadata`, or `None` when the
+/// metadata is not ours (then the partition starts fresh from that offset).
+pub fn decode_checkpoint(offset: u64, metadata: &str) -> Option<Checkpoint> {
+    let mut parts = metadata.split(';');
+    if parts.next()? != METADATA_VERSION {
+        return None;
+    }
+    let mut cp = Checkpoint {
+        resume_seq: offset,
+        max_ts_before: None,
+        handled_until: offset,
+        emitted: None,
+        floor: None,
+    };
+    for part in parts {
+        let (k, v) = part.split_once('=')?;
+        let value = if v == "-" { None } else { Some(v.parse::<u64>().ok()?) };
+        match k {
+            "max" => cp.max_ts_before = value,
+            "handled" => cp.handled_until = value?,
+            "emitted" => cp.emitted = value.map(Watermark),
+            "floor" => cp.floor = value.map(Watermark),
+            _ => {}
+        }
+    }
+    Some(cp)
+}
+
+/// The committed offset and checkpoint of one partition of `topic`.
+pub fn committed_checkpoint<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+) -> Result<Option<Checkpoint>, Error> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let committed = consumer
+        .committed_offsets(tpl, timeout)
+        .map_err(|e| Error::Kafka(format!("cannot read committed offset of {topic}/{partition}: {e}")))?;
+    let Some(elem) = committed.find_partition(topic, partition) else {
+        return Ok(None);
+    };
+    match elem.offset() {
+        Offset::Offset(o) if o >= 0 => Ok(Some(
+            decode_checkpoint(o as u64, elem.metadata()).unwrap_or(Checkpoint {
+                resume_seq: o as u64,
+                max_ts_before: None,
+                handled_until: o as u64,
+                emitted: None,
+                floor: None,
+            }),
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// Adds `partition`'s checkpoint to a commit list.
+pub fn add_checkpoint(tpl: &mut TopicPartitionList, topic: &str, partition: i32, cp: &Checkpoint) {
+    let mut elem = tpl.add_partition(topic, partition);
+    // Only fails for an invalid offset, and resume_seq is a real offset.
+    let _ = elem.set_offset(Offset::Offset(cp.resume_seq as i64));
+    elem.set_metadata(encode_checkpoint(cp));
+}
+
+pub fn commit(
+    consumer: &BaseConsumer<impl ConsumerContext>,
+    tpl: &TopicPartitionList,
+) -> Result<(), Error> {
+    if tpl.count() == 0 {
+        return Ok(());
+    }
+    consumer
+        .commit(tpl, CommitMode::Sync)
+        .map_err(|e| Error::Kafka(format!("commit failed: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_metadata_round_trips() {
+        let cp = Checkpoint {
+            resume_seq: 42,
+            max_ts_before: Some(1468244384),
+            handled_until: 99,
+            emitted: Some(Watermark(1468244379)),
+            floor: None,
+        };
+        let meta = encode_checkpoint(&cp);
+        assert_eq!(decode_checkpoint(42, &meta), Some(cp));
+        let fresh = Checkpoint { max_ts_before: None, emitted: None, floor: Some(Watermark(60)), ..cp };
+        assert_eq!(decode_checkpoint(42, &encode_checkpoint(&fresh)), Some(fresh));
+        assert_eq!(decode_checkpoint(1, ""), None);
+        assert_eq!(decode_checkpoint(1, "tb1;max=x"), None);
+    }
+}

@@ -1,0 +1,9 @@
+//! Kafka glue, all in one place: client configuration ([`config`]), topic
+//! definitions and their setup ([`topics`]), the worker's consumer with its
+//! rebalance handling and commit metadata ([`consumer`]), and producers with
+//! dead-letter records ([`producer`]).
+
+pub mod config;
+pub mod consumer;
+pub mod producer;
+pub mod topics;

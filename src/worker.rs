@@ -1,0 +1,386 @@
+//! `timebucket worker`: the thin Kafka loop around the window core.
+//!
+//! Joins the consumer group, keeps one [`Windows`] per owned partition, and
+//! for every input record: parse → record → emit closed windows to the metric
+//! topics (→ forward the frame, or dead-letter it). Every commit interval it
+//! waits until everything emitted is delivered and only then commits, per
+//! partition, the checkpoint of its open windows (see
+//! [`crate::kafka::consumer::encode_checkpoint`]), so a new owner rebuilds
+//! them exactly and re-emits nothing with another value.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::Consumer;
+use rdkafka::message::Message;
+use rdkafka::producer::BaseRecord;
+use rdkafka::topic_partition_list::TopicPartitionList;
+use tracing::{info, warn};
+
+use crate::error::Error;
+use crate::frame::{FrameParser, Line};
+use crate::kafka::config::{KafkaSettings, TopicNames};
+use crate::kafka::consumer::{self as group, GroupConsumer, Handover};
+use crate::kafka::producer::{self, Origin, TrackedProducer};
+use crate::metric::{MetricKind, MetricRecord};
+use crate::window::{Closed, Windows};
+
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    pub settings: KafkaSettings,
+    pub group: String,
+    pub topics: TopicNames,
+    /// Also forward every valid frame, bytes unchanged, to `topics.forward`.
+    pub forward: bool,
+    pub lateness: u64,
+    pub parser: FrameParser,
+    /// Close a partition's windows after this long without a new frame.
+    pub idle_flush: Option<Duration>,
+    /// Stop once the owned partitions reach the end offsets seen at start.
+    pub until_end: bool,
+    pub print_interval: u64,
+    pub commit_interval: Duration,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct WorkerSummary {
+    pub frames: u64,
+    pub invalid: u64,
+    pub replayed: u64,
+    pub seconds_emitted: u64,
+    pub minutes_emitted: u64,
+}
+
+struct PartitionState {
+    windows: Windows,
+    /// Offset of the next record to read.
+    next_offset: u64,
+    /// Records below this offset were handled by a previous owner: replaying
+    /// them rebuilds windows but sends no side output again.
+    handled_until: u64,
+    last_frame: Instant,
+}
+
+/// State shared by the poll loop and the rebalance callbacks (which run
+/// inside `poll`, on the same thread, so the lock is never contended).
+struct Shared {
+    opts: WorkerOptions,
+    producer: TrackedProducer,
+    partitions: Mutex<BTreeMap<i32, PartitionState>>,
+    /// Scratch for closed windows.
+    closed: Mutex<Vec<Closed>>,
+    summary: Mutex<WorkerSummary>,
+}
+
+impl Shared {
+    fn emit(&self, partition: i32, closed: &[Closed]) {
+        let mut summary = self.summary.lock().expect("poisoned");
+        for c in closed {
+            let record = MetricRecord::new(*c, partition);
+            let topic = match record.metric {
+                MetricKind::Second => {
+                    summary.seconds_emitted += 1;
+                    &self.opts.topics.seconds
+                }
+                MetricKind::Minute => {
+                    summary.minutes_emitted += 1;
+                    &self.opts.topics.minutes
+                }
+            };
+            let key = record.key();
+            let value = record.to_json();
+            producer::send(
+                &self.producer,
+                BaseRecord::with_opaque_to(topic, c.start() as usize)
+                    .key(key.as_bytes())
+                    .payload(value.as_bytes()),
+            );
+        }
+    }
+
+    /// Checkpoints of `partitions` (all owned ones when `None`), to commit
+    /// once everything emitted so far is delivered.
+    fn checkpoints(&self, states: &BTreeMap<i32, PartitionState>, only: Option<&[i32]>) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for (&p, state) in states {
+            if only.is_some_and(|only| !only.contains(&p)) {
+                continue;
+            }
+            let cp = state.windows.checkpoint(state.next_offset);
+            group::add_checkpoint(&mut tpl, &self.opts.topics.input, p, &cp);
+        }
+        tpl
+    }
+}
+
+impl Handover for Shared {
+    fn revoke(&self, partitions: &[i32]) -> TopicPartitionList {
+        // Closed windows were produced as they closed; make sure they landed
+        // before the offsets that cover them are committed.
+        if let Err(e) = producer::flush(&self.producer, Duration::from_secs(60)) {
+            warn!(error = %e, "not committing revoked partitions: emitted records were not all delivered");
+            let mut states = self.partitions.lock().expect("poisoned");
+            for p in partitions {
+                states.remove(p);
+            }
+            return TopicPartitionList::new();
+        }
+        let mut states = self.partitions.lock().expect("poisoned");
+        let tpl = self.checkpoints(&states, Some(partitions));
+        for p in partitions {
+            states.remove(p);
+        }
+        tpl
+    }
+
+    fn assigned(&self, _partitions: &[i32]) {}
+}
+
+/// Runs until `stop` is set (SIGINT/SIGTERM) or, with `until_end`, until the
+/// owned partitions are drained.
+pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSummary, Error> {
+    let producer = producer::tracked_producer(&opts.settings, producer::WORKER_DEFAULTS)?;
+    let shared = Arc::new(Shared {
+        opts: opts.clone(),
+        producer,
+        partitions: Mutex::new(BTreeMap::new()),
+        closed: Mutex::new(Vec::new()),
+        summary: Mutex::new(WorkerSummary::default()),
+    });
+    let consumer = group::group_consumer(&opts.settings, &opts.group, &opts.topics.input, shared.clone())?;
+    let targets = if opts.until_end { Some(end_offsets(&consumer, &opts.topics.input)?) } else { None };
+    info!(group = %opts.group, topic = %opts.topics.input, until_end = opts.until_end, "worker started");
+
+    let result = poll_loop(&consumer, &shared, targets.as_ref(), &stop);
+    // Leaving the group revokes what we own; the handover commits it.
+    drop(consumer);
+    let summary = shared.summary.lock().expect("poisoned").clone();
+    info!(frames = summary.frames, invalid = summary.invalid, seconds = summary.seconds_emitted, minutes = summary.minutes_emitted, "worker stopped");
+    result.map(|()| summary)
+}
+
+fn end_offsets(consumer: &GroupConsumer<Shared>, topic: &str) -> Result<HashMap<i32, i64>, Error> {
+    let timeout = Duration::from_secs(30);
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| Error::Kafka(format!("cannot read metadata of {topic}: {e}")))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default();
+    if partitions.is_empty() {
+        return Err(Error::Kafka(format!("input topic {topic} does not exist (run `timebucket topics`)")));
+    }
+    let mut ends = HashMap::new();
+    for p in partitions {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, p, timeout)
+            .map_err(|e| Error::Kafka(format!("cannot read end offset of {topic}/{p}: {e}")))?;
+        ends.insert(p, high);
+    }
+    Ok(ends)
+}
+
+fn poll_loop(
+    consumer: &GroupConsumer<Shared>,
+    shared: &Arc<Shared>,
+    targets: Option<&HashMap<i32, i64>>,
+    stop: &AtomicBool,
+) -> Result<(), Error> {
+    let opts = &shared.opts;
+    let mut last_commit = Instant::now();
+    let mut last_check = Instant::now();
+    let mut last_print_frames = 0u64;
+    let started = Instant::now();
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            info!("stop requested: committing and leaving the group");
+            return commit_all(consumer, shared);
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                let partition = message.partition();
+                let offset = message.offset() as u64;
+                handle_record(consumer, shared, partition, offset, message.payload().unwrap_or(&[]))?;
+            }
+            Some(Err(e)) => warn!(error = %e, "consumer error; librdkafka retries"),
+            None => {}
+        }
+        shared.producer.poll(Duration::ZERO);
+
+        if last_check.elapsed() >= Duration::from_millis(200) {
+            last_check = Instant::now();
+            if let Some(idle) = opts.idle_flush {
+                flush_idle(shared, idle);
+            }
+            if let Some(targets) = targets {
+                if drained(consumer, shared, targets)? {
+                    info!("owned partitions drained to their end offsets");
+                    close_owned(shared);
+                    return commit_all(consumer, shared);
+                }
+            }
+            let frames = shared.summary.lock().expect("poisoned").frames;
+            if opts.print_interval > 0 && frames / opts.print_interval > last_print_frames / opts.print_interval {
+                let secs = started.elapsed().as_secs_f64();
+                info!(frames, rate = format!("{:.0}/s", frames as f64 / secs), owned = shared.partitions.lock().expect("poisoned").len(), "progress");
+                last_print_frames = frames;
+            }
+        }
+        if last_commit.elapsed() >= opts.commit_interval {
+            commit_all(consumer, shared)?;
+            last_commit = Instant::now();
+        }
+    }
+}
+
+fn handle_record(
+    consumer: &GroupConsumer<Shared>,
+    shared: &Shared,
+    partition: i32,
+    offset: u64,
+    payload: &[u8],
+) -> Result<(), Error> {
+    let opts = &shared.opts;
+    let mut states = shared.partitions.lock().expect("poisoned");
+    if !states.contains_key(&partition) {
+        let cp = group::committed_checkpoint(consumer, &opts.topics.input, partition, Duration::from_secs(30))?;
+        let state = match cp {
+            Some(cp) => {
+                if cp.resume_seq != offset {
+                    warn!(partition, committed = cp.resume_seq, first = offset, "first record is not at the committed offset");
+                }
+                info!(partition, resume = cp.resume_seq, handled_until = cp.handled_until, "resuming partition from checkpoint");
+                PartitionState {
+                    windows: Windows::resume(opts.lateness, &cp),
+                    next_offset: offset,
+                    handled_until: cp.handled_until,
+                    last_frame: Instant::now(),
+                }
+            }
+            None => PartitionState {
+                windows: Windows::new(opts.lateness),
+                next_offset: offset,
+                handled_until: 0,
+                last_frame: Instant::now(),
+            },
+        };
+        states.insert(partition, state);
+    }
+    let state = states.get_mut(&partition).expect("inserted above");
+    if offset < state.next_offset {
+        // Already seen (a re-delivery after a seek): recording it twice would double-count.
+        return Ok(());
+    }
+    state.next_offset = offset + 1;
+    state.last_frame = Instant::now();
+    let replay = offset < state.handled_until;
+    let mut summary = shared.summary.lock().expect("poisoned");
+    if replay {
+        summary.replayed += 1;
+    }
+    match opts.parser.parse(payload) {
+        Line::Frame(frame) => {
+            summary.frames += 1;
+            drop(summary);
+            state.windows.record(offset, frame.ts, &frame.uid);
+            if opts.forward && !replay {
+                producer::send(
+                    &shared.producer,
+                    BaseRecord::with_opaque_to(&opts.topics.forward, offset as usize).payload(payload),
+                );
+            }
+            let mut closed = shared.closed.lock().expect("poisoned");
+            if let Some(wm) = state.windows.watermark() {
+                state.windows.flush(wm, &mut closed);
+            }
+            if !closed.is_empty() {
+                shared.emit(partition, &closed);
+                closed.clear();
+            }
+        }
+        Line::Blank => {}
+        Line::Invalid(reason) => {
+            summary.invalid += 1;
+            if !replay {
+                producer::send(
+                    &shared.producer,
+                    BaseRecord::with_opaque_to(&opts.topics.dead_letter, offset as usize)
+                        .payload(payload)
+                        .headers(producer::dead_letter_headers(
+                            reason,
+                            Origin::Offset { partition, offset: offset as i64 },
+                        )),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn flush_idle(shared: &Shared, idle: Duration) {
+    let mut states = shared.partitions.lock().expect("poisoned");
+    let mut closed = shared.closed.lock().expect("poisoned");
+    for (&p, state) in states.iter_mut() {
+        if state.windows.open_windows() > 0 && state.last_frame.elapsed() >= idle {
+            state.windows.close_all(&mut closed);
+            info!(partition = p, windows = closed.len(), "idle partition: closed its open windows");
+            shared.emit(p, &closed);
+            closed.clear();
+        }
+    }
+}
+
+/// Closes every window of the owned partitions (batch mode's end of input).
+fn close_owned(shared: &Shared) {
+    let mut states = shared.partitions.lock().expect("poisoned");
+    let mut closed = shared.closed.lock().expect("poisoned");
+    for (&p, state) in states.iter_mut() {
+        state.windows.close_all(&mut closed);
+        shared.emit(p, &closed);
+        closed.clear();
+    }
+}
+
+fn drained(
+    consumer: &GroupConsumer<Shared>,
+    shared: &Shared,
+    targets: &HashMap<i32, i64>,
+) -> Result<bool, Error> {
+    if !consumer.context().joined.load(Ordering::SeqCst) {
+        return Ok(false);
+    }
+    let topic = &shared.opts.topics.input;
+    let assignment = consumer
+        .assignment()
+        .map_err(|e| Error::Kafka(format!("cannot read assignment: {e}")))?;
+    for elem in assignment.elements() {
+        let p = elem.partition();
+        let target = targets.get(&p).copied().unwrap_or(0).max(0) as u64;
+        let position = match shared.partitions.lock().expect("poisoned").get(&p) {
+            Some(state) => state.next_offset,
+            None if target == 0 => 0,
+            None => group::committed_checkpoint(consumer, topic, p, Duration::from_secs(10))?
+                .map_or(0, |cp| cp.handled_until),
+        };
+        if position < target {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Waits until everything emitted is delivered, then commits the checkpoint
+/// of every owned partition.
+fn commit_all(consumer: &GroupConsumer<Shared>, shared: &Shared) -> Result<(), Error> {
+    producer::flush(&shared.producer, Duration::from_secs(120))?;
+    let tpl = {
+        let states = shared.partitions.lock().expect("poisoned");
+        shared.checkpoints(&states, None)
+    };
+    group::commit(consumer, &tpl)
+}
