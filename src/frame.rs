@@ -488,68 +488,101 @@ fn skip_number(b: &[u8], mut i: usize) -> Scan<usize> {
 
 /// Scans a string body starting just after its opening quote. Returns the
 /// index of the closing quote and whether the body holds escapes.
+///
+/// Real frames escape every few bytes (`\t`-separated words), so escapes are
+/// resolved inside the 32-byte block's bit mask instead of restarting the
+/// vector scan after each one.
 #[inline]
 fn scan_string(b: &[u8], mut i: usize) -> Scan<(usize, bool)> {
     let mut escaped = false;
+    #[cfg(target_arch = "x86_64")]
+    'block: while i + 32 <= b.len() {
+        let mut mask = special_mask_32(b, i);
+        while mask != 0 {
+            let j = i + mask.trailing_zeros() as usize;
+            match b[j] {
+                b'"' => return Ok((j, escaped)),
+                b'\\' => {
+                    escaped = true;
+                    let next = j + escape_len(b, j)?;
+                    if next >= i + 32 {
+                        i = next;
+                        continue 'block;
+                    }
+                    // Drop this escape and everything it covers from the mask.
+                    mask &= !0u32 << (next - i);
+                }
+                _ => return Err(Syntax),
+            }
+        }
+        i += 32;
+    }
     loop {
-        i = find_special(b, i);
         match b.get(i) {
             Some(b'"') => return Ok((i, escaped)),
             Some(b'\\') => {
                 escaped = true;
-                match b.get(i + 1) {
-                    Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
-                    Some(b'u') => {
-                        let hex = b.get(i + 2..i + 6).ok_or(Syntax)?;
-                        if !hex.iter().all(u8::is_ascii_hexdigit) {
-                            return Err(Syntax);
-                        }
-                        i += 6;
-                    }
-                    _ => return Err(Syntax),
-                }
+                i += escape_len(b, i)?;
             }
+            Some(&c) if c >= 0x20 => i += 1,
             // A raw control character, or the line ended inside the string.
             _ => return Err(Syntax),
         }
     }
 }
 
-/// Index of the first byte at or after `i` that is `"`, `\` or a control
-/// character (< 0x20), or `b.len()`.
+/// Escape length by the byte after the backslash: 2 for `\"` `\\` `\/`
+/// `\b` `\f` `\n` `\r` `\t`, 6 for `\u`, 0 for anything else.
+static ESCAPE_LEN: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let simple = *b"\"\\/bfnrt";
+    let mut k = 0;
+    while k < simple.len() {
+        t[simple[k] as usize] = 2;
+        k += 1;
+    }
+    t[b'u' as usize] = 6;
+    t
+};
+
+/// Length of the valid escape sequence at `b[j] == '\\'`.
+#[inline(always)]
+fn escape_len(b: &[u8], j: usize) -> Scan<usize> {
+    let Some(&c) = b.get(j + 1) else { return Err(Syntax) };
+    match ESCAPE_LEN[c as usize] {
+        2 => Ok(2),
+        6 => match b.get(j + 2..j + 6) {
+            Some(hex) if hex.iter().all(u8::is_ascii_hexdigit) => Ok(6),
+            _ => Err(Syntax),
+        },
+        _ => Err(Syntax),
+    }
+}
+
+/// Bit k set when `b[i + k]` is `"`, `\\` or a control character (< 0x20).
+/// Requires `i + 32 <= b.len()`.
+#[cfg(target_arch = "x86_64")]
 #[inline]
-fn find_special(b: &[u8], mut i: usize) -> usize {
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: SSE2 is part of the x86_64 baseline; loads are unaligned and in bounds.
-        unsafe {
-            use std::arch::x86_64::*;
-            let quote = _mm_set1_epi8(b'"' as i8);
-            let backslash = _mm_set1_epi8(b'\\' as i8);
-            let ctl_max = _mm_set1_epi8(0x1f);
-            while i + 16 <= b.len() {
-                let v = _mm_loadu_si128(b.as_ptr().add(i) as *const __m128i);
-                let special = _mm_or_si128(
-                    _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
-                    // unsigned v <= 0x1f  <=>  max(v, 0x1f) == 0x1f
-                    _mm_cmpeq_epi8(_mm_max_epu8(v, ctl_max), ctl_max),
-                );
-                let mask = _mm_movemask_epi8(special) as u32;
-                if mask != 0 {
-                    return i + mask.trailing_zeros() as usize;
-                }
-                i += 16;
-            }
-        }
+fn special_mask_32(b: &[u8], i: usize) -> u32 {
+    debug_assert!(i + 32 <= b.len());
+    // SAFETY: SSE2 is part of the x86_64 baseline; both unaligned loads are in bounds.
+    unsafe {
+        use std::arch::x86_64::*;
+        let quote = _mm_set1_epi8(b'"' as i8);
+        let backslash = _mm_set1_epi8(b'\\' as i8);
+        let ctl_max = _mm_set1_epi8(0x1f);
+        let special = |v: __m128i| {
+            let s = _mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                // unsigned v <= 0x1f  <=>  max(v, 0x1f) == 0x1f
+                _mm_cmpeq_epi8(_mm_max_epu8(v, ctl_max), ctl_max),
+            );
+            _mm_movemask_epi8(s) as u32
+        };
+        let lo = _mm_loadu_si128(b.as_ptr().add(i) as *const __m128i);
+        let hi = _mm_loadu_si128(b.as_ptr().add(i + 16) as *const __m128i);
+        special(lo) | special(hi) << 16
     }
-    while i < b.len() {
-        let c = b[i];
-        if c == b'"' || c == b'\\' || c < 0x20 {
-            return i;
-        }
-        i += 1;
-    }
-    i
 }
 
 /// Decodes the body of a JSON string whose syntax was already checked.
