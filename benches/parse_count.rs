@@ -1,1 +1,63 @@
-fn main(){}
+//! Parse + count throughput on challenge-like 2 KB frames, beside baselines
+//! measured in the same run (the machines are noisy): a newline count
+//! (the floor of any line reader) and serde_json validation of the same bytes.
+//!
+//! Run: `cargo bench --bench parse_count`
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use std::hint::black_box;
+use timebucket::aggregate::PartitionedWindows;
+use timebucket::bucket::Routing;
+use timebucket::frame::{FrameParser, Line};
+use timebucket::generate::{generate, GenerateOptions};
+
+fn frames() -> Vec<u8> {
+    let mut out = Vec::new();
+    let opts = GenerateOptions { count: 20_000, ..GenerateOptions::default() };
+    generate(&opts, &mut out).expect("generate into memory");
+    out
+}
+
+fn bench(c: &mut Criterion) {
+    let data = frames();
+    let parser = FrameParser::default();
+    let mut group = c.benchmark_group("2KB frames");
+    group.throughput(Throughput::Bytes(data.len() as u64));
+    group.sample_size(20);
+
+    group.bench_function("baseline: count newlines (memchr)", |b| {
+        b.iter(|| memchr::memchr_iter(b'\n', black_box(&data)).count())
+    });
+    group.bench_function("baseline: serde_json validate (IgnoredAny)", |b| {
+        b.iter(|| {
+            data.split(|&c| c == b'\n')
+                .filter(|l| !l.is_empty())
+                .filter(|l| serde_json::from_slice::<serde::de::IgnoredAny>(l).is_ok())
+                .count()
+        })
+    });
+    group.bench_function("timebucket: parse", |b| {
+        b.iter(|| {
+            data.split(|&c| c == b'\n')
+                .filter(|l| matches!(parser.parse(l), Line::Frame(_)))
+                .count()
+        })
+    });
+    group.bench_function("timebucket: parse + count", |b| {
+        b.iter(|| {
+            let mut windows = PartitionedWindows::new(Routing::new(900, 8).unwrap(), 5);
+            for line in data.split(|&c| c == b'\n') {
+                if let Line::Frame(f) = parser.parse(line) {
+                    windows.record(f.ts, &f.uid);
+                    windows.take_closed().for_each(drop);
+                }
+            }
+            windows.finish();
+            windows.take_closed().count()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
