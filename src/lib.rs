@@ -25,6 +25,7 @@
 //!   (invalid lines → dead-letter topic).
 //! - [`worker`]: group consumer → parser → per-partition `window` → metric
 //!   topics; commits checkpoints only after what they cover was delivered.
+//! - [`show`]: a metric topic → a table of windows.
 //!
 //! Data flow offline: `input` → `frame` → `bucket` → `window` → `metric` → stdout.
 //!
@@ -43,6 +44,7 @@ pub mod ingest;
 pub mod input;
 pub mod kafka;
 pub mod metric;
+pub mod show;
 pub mod window;
 pub mod worker;
 

@@ -28,6 +28,20 @@ enum Command {
     Ingest(IngestArgs),
     /// Join the consumer group and emit per-second and per-minute metrics.
     Worker(WorkerArgs),
+    /// Print the windows on a metric topic as a table.
+    Show(ShowArgs),
+}
+
+#[derive(Args)]
+struct ShowArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// Show the per-second topic instead of the per-minute one.
+    #[arg(long)]
+    seconds: bool,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Where the cluster is, how to talk to it, and the topic names.
@@ -111,6 +125,9 @@ struct WorkerArgs {
     /// Commit checkpoints every this many milliseconds.
     #[arg(long, env = "COMMIT_INTERVAL_MS", default_value_t = 1000)]
     commit_interval_ms: u64,
+    /// Process at most this many frames per second (demos and tests).
+    #[arg(long)]
+    throttle: Option<u64>,
 }
 
 /// Window and parser options shared by `aggregate` and `worker`.
@@ -209,6 +226,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Aggregate(args) => run_aggregate(args),
         Command::Ingest(args) => run_ingest(args),
         Command::Worker(args) => run_worker(args),
+        Command::Show(args) => run_show(args),
     }
 }
 
@@ -336,7 +354,23 @@ fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         until_end: args.until_end,
         print_interval: args.print_interval,
         commit_interval: Duration::from_millis(args.commit_interval_ms.max(10)),
+        throttle: args.throttle,
     };
     run(opts, stop)?;
+    Ok(())
+}
+
+fn run_show(args: ShowArgs) -> anyhow::Result<()> {
+    let topics = args.kafka.topics();
+    let topic = if args.seconds { &topics.seconds } else { &topics.minutes };
+    let windows = timebucket::show::read_windows(&args.kafka.settings()?, topic)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        for record in windows.values() {
+            writeln!(out, "{}", record.to_json())?;
+        }
+    } else {
+        timebucket::show::print_table(&windows, &mut out)?;
+    }
     Ok(())
 }

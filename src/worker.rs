@@ -42,6 +42,9 @@ pub struct WorkerOptions {
     pub until_end: bool,
     pub print_interval: u64,
     pub commit_interval: Duration,
+    /// Caps this worker's processing rate (frames/s) for demos and tests
+    /// that need a job to be mid-stream for a while.
+    pub throttle: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -203,6 +206,13 @@ fn poll_loop(
         }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(message)) => {
+                if let Some(rate) = opts.throttle {
+                    let frames = shared.summary.lock().expect("poisoned").frames;
+                    let due = Duration::from_secs_f64(frames as f64 / rate.max(1) as f64);
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                }
                 let partition = message.partition();
                 let offset = message.offset() as u64;
                 handle_record(consumer, shared, partition, offset, message.payload().unwrap_or(&[]))?;

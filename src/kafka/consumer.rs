@@ -221,3 +221,67 @@ mod tests {
         assert_eq!(decode_checkpoint(1, "tb1;max=x"), None);
     }
 }
+
+/// Every committed record of `topic` up to its end offsets as they are now,
+/// read with `read_committed` outside any group (for `show` and tests).
+pub fn read_to_end(
+    settings: &KafkaSettings,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<rdkafka::message::OwnedMessage>, Error> {
+    let consumer: BaseConsumer = settings
+        .client_config(&[
+            ("group.id", "timebucket-reader"),
+            ("enable.auto.commit", "false"),
+            ("isolation.level", "read_committed"),
+        ])
+        .create()
+        .map_err(|e| Error::Kafka(format!("cannot create reader: {e}")))?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| Error::Kafka(format!("cannot read metadata of {topic}: {e}")))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default();
+    if partitions.is_empty() {
+        return Err(Error::Kafka(format!("topic {topic} does not exist")));
+    }
+    let mut tpl = TopicPartitionList::new();
+    let mut remaining = std::collections::HashMap::new();
+    for &p in &partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, timeout)
+            .map_err(|e| Error::Kafka(format!("cannot read offsets of {topic}/{p}: {e}")))?;
+        if high > low {
+            remaining.insert(p, high);
+            tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+        }
+    }
+    if remaining.is_empty() {
+        return Ok(Vec::new());
+    }
+    consumer.assign(&tpl)?;
+    let deadline = std::time::Instant::now() + timeout;
+    let mut records = Vec::new();
+    while !remaining.is_empty() {
+        if std::time::Instant::now() > deadline {
+            return Err(Error::Kafka(format!("reading {topic} to its end timed out")));
+        }
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            records.push(message?.detach());
+        }
+        // Positions, not message offsets: transaction markers and aborted
+        // records occupy offsets that are never delivered.
+        for elem in consumer.position()?.elements() {
+            if let (Offset::Offset(pos), Some(&end)) = (elem.offset(), remaining.get(&elem.partition())) {
+                if pos >= end {
+                    remaining.remove(&elem.partition());
+                }
+            }
+        }
+    }
+    Ok(records)
+}
