@@ -125,6 +125,10 @@ struct WorkerArgs {
     /// Commit checkpoints every this many milliseconds.
     #[arg(long, env = "COMMIT_INTERVAL_MS", default_value_t = 1000)]
     commit_interval_ms: u64,
+    /// At-least-once output (no transactions): a window may be emitted again
+    /// after a crash, always with the same value.
+    #[arg(long, env = "AT_LEAST_ONCE")]
+    at_least_once: bool,
     /// Process at most this many frames per second (demos and tests).
     #[arg(long)]
     throttle: Option<u64>,
@@ -355,6 +359,7 @@ fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         print_interval: args.print_interval,
         commit_interval: Duration::from_millis(args.commit_interval_ms.max(10)),
         throttle: args.throttle,
+        exactly_once: !args.at_least_once,
     };
     run(opts, stop)?;
     Ok(())

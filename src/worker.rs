@@ -7,13 +7,21 @@
 //! partition, the checkpoint of its open windows (see
 //! [`crate::kafka::consumer::encode_checkpoint`]), so a new owner rebuilds
 //! them exactly and re-emits nothing with another value.
+//!
+//! Two delivery modes. Exactly-once (the default): everything a worker
+//! produces between two commits is one Kafka transaction together with the
+//! input offsets and checkpoints, so a `read_committed` reader sees each
+//! window once whatever happens to the workers. At-least-once: records are
+//! flushed, then offsets committed; after a crash a window may be emitted
+//! again, always with the same value.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::Consumer;
+use rdkafka::consumer::{Consumer, ConsumerGroupMetadata};
+use rdkafka::producer::Producer;
 use rdkafka::message::Message;
 use rdkafka::producer::BaseRecord;
 use rdkafka::topic_partition_list::TopicPartitionList;
@@ -42,6 +50,8 @@ pub struct WorkerOptions {
     pub until_end: bool,
     pub print_interval: u64,
     pub commit_interval: Duration,
+    /// Produce in transactions with the offsets (exactly-once output).
+    pub exactly_once: bool,
     /// Caps this worker's processing rate (frames/s) for demos and tests
     /// that need a job to be mid-stream for a while.
     pub throttle: Option<u64>,
@@ -75,6 +85,8 @@ struct Shared {
     /// Scratch for closed windows.
     closed: Mutex<Vec<Closed>>,
     summary: Mutex<WorkerSummary>,
+    /// An error met inside a rebalance callback, where it cannot be returned.
+    fatal: Mutex<Option<Error>>,
 }
 
 impl Shared {
@@ -118,43 +130,110 @@ impl Shared {
     }
 }
 
-impl Handover for Shared {
-    fn revoke(&self, partitions: &[i32]) -> TopicPartitionList {
-        // Closed windows were produced as they closed; make sure they landed
-        // before the offsets that cover them are committed.
-        if let Err(e) = producer::flush(&self.producer, Duration::from_secs(60)) {
-            warn!(error = %e, "not committing revoked partitions: emitted records were not all delivered");
-            let mut states = self.partitions.lock().expect("poisoned");
-            for p in partitions {
-                states.remove(p);
-            }
-            return TopicPartitionList::new();
+impl Shared {
+    /// Makes everything produced so far durable together with the
+    /// checkpoints of all owned partitions. Returns the offsets the consumer
+    /// must still commit itself (at-least-once), or an empty list.
+    fn make_durable(&self, group: Option<&ConsumerGroupMetadata>) -> Result<TopicPartitionList, Error> {
+        let tpl = {
+            let states = self.partitions.lock().expect("poisoned");
+            self.checkpoints(&states, None)
+        };
+        if !self.opts.exactly_once {
+            // Closed windows were produced as they closed; make sure they
+            // landed before the offsets that cover them are committed.
+            producer::flush(&self.producer, Duration::from_secs(120))?;
+            return Ok(tpl);
         }
+        let timeout = Duration::from_secs(30);
+        let txn = |what: &str, e: rdkafka::error::KafkaError| {
+            Error::Kafka(format!("transaction {what} failed: {e}; output since the last commit is aborted"))
+        };
+        if tpl.count() > 0 {
+            let group = group.ok_or_else(|| Error::Kafka("no consumer group metadata for the transaction".into()))?;
+            self.producer
+                .send_offsets_to_transaction(&tpl, group, timeout)
+                .map_err(|e| txn("offset commit", e))?;
+        }
+        self.producer.commit_transaction(timeout).map_err(|e| txn("commit", e))?;
+        if self.producer.context().deliveries.failed() > 0 {
+            return Err(Error::Delivery(self.producer.context().deliveries.failure_report()));
+        }
+        self.producer.begin_transaction().map_err(|e| txn("begin", e))?;
+        Ok(TopicPartitionList::new())
+    }
+}
+
+impl Handover for Shared {
+    fn revoke(&self, partitions: &[i32], group: Option<&ConsumerGroupMetadata>) -> TopicPartitionList {
+        let result = if self.opts.exactly_once {
+            // One transaction covers every owned partition: commit it whole.
+            self.make_durable(group)
+        } else {
+            producer::flush(&self.producer, Duration::from_secs(60)).map(|()| {
+                let states = self.partitions.lock().expect("poisoned");
+                self.checkpoints(&states, Some(partitions))
+            })
+        };
         let mut states = self.partitions.lock().expect("poisoned");
-        let tpl = self.checkpoints(&states, Some(partitions));
         for p in partitions {
             states.remove(p);
         }
-        tpl
+        match result {
+            Ok(tpl) => tpl,
+            Err(e) => {
+                warn!(error = %e, ?partitions, "cannot hand over revoked partitions cleanly; stopping");
+                self.fatal.lock().expect("poisoned").get_or_insert(e);
+                TopicPartitionList::new()
+            }
+        }
     }
 
     fn assigned(&self, _partitions: &[i32]) {}
 }
 
+/// A transactional id unique to this process: fencing of zombies comes from
+/// the consumer group generation (KIP-447), so ids need not be stable.
+fn transactional_id(opts: &WorkerOptions) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("timebucket-{}-{}-{}-{nanos:x}", opts.group, opts.topics.input, std::process::id())
+}
+
 /// Runs until `stop` is set (SIGINT/SIGTERM) or, with `until_end`, until the
 /// owned partitions are drained.
 pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSummary, Error> {
-    let producer = producer::tracked_producer(&opts.settings, producer::WORKER_DEFAULTS)?;
+    let producer = if opts.exactly_once {
+        let id = transactional_id(&opts);
+        let mut defaults = producer::TRANSACTIONAL_DEFAULTS.to_vec();
+        defaults.push(("transactional.id", &id));
+        let producer = producer::tracked_producer(&opts.settings, &defaults)?;
+        producer.init_transactions(Duration::from_secs(30)).map_err(|e| {
+            Error::Kafka(format!(
+                "cannot start transactions at {} ({e}); is the broker reachable and does it support transactions? \
+                 --at-least-once works without them",
+                opts.settings.bootstrap
+            ))
+        })?;
+        producer
+            .begin_transaction()
+            .map_err(|e| Error::Kafka(format!("cannot begin a transaction: {e}")))?;
+        producer
+    } else {
+        producer::tracked_producer(&opts.settings, producer::WORKER_DEFAULTS)?
+    };
     let shared = Arc::new(Shared {
         opts: opts.clone(),
         producer,
         partitions: Mutex::new(BTreeMap::new()),
         closed: Mutex::new(Vec::new()),
         summary: Mutex::new(WorkerSummary::default()),
+        fatal: Mutex::new(None),
     });
     let consumer = group::group_consumer(&opts.settings, &opts.group, &opts.topics.input, shared.clone())?;
     let targets = if opts.until_end { Some(end_offsets(&consumer, &opts.topics.input)?) } else { None };
-    info!(group = %opts.group, topic = %opts.topics.input, until_end = opts.until_end, "worker started");
+    info!(group = %opts.group, topic = %opts.topics.input, until_end = opts.until_end, exactly_once = opts.exactly_once, "worker started");
 
     let result = poll_loop(&consumer, &shared, targets.as_ref(), &stop);
     // Leaving the group revokes what we own; the handover commits it.
@@ -219,6 +298,9 @@ fn poll_loop(
             }
             Some(Err(e)) => warn!(error = %e, "consumer error; librdkafka retries"),
             None => {}
+        }
+        if let Some(e) = shared.fatal.lock().expect("poisoned").take() {
+            return Err(e);
         }
         shared.producer.poll(Duration::ZERO);
 
@@ -384,13 +466,10 @@ fn drained(
     Ok(true)
 }
 
-/// Waits until everything emitted is delivered, then commits the checkpoint
-/// of every owned partition.
+/// Makes everything emitted durable together with the checkpoint of every
+/// owned partition.
 fn commit_all(consumer: &GroupConsumer<Shared>, shared: &Shared) -> Result<(), Error> {
-    producer::flush(&shared.producer, Duration::from_secs(120))?;
-    let tpl = {
-        let states = shared.partitions.lock().expect("poisoned");
-        shared.checkpoints(&states, None)
-    };
+    let group = consumer.group_metadata();
+    let tpl = shared.make_durable(group.as_ref())?;
     group::commit(consumer, &tpl)
 }

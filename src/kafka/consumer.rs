@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
 use tracing::{info, warn};
@@ -33,9 +33,11 @@ pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
 /// What the worker does when partitions come and go. Called on the thread
 /// that polls the consumer.
 pub trait Handover: Send + Sync + 'static {
-    /// The partitions are being taken away: emit what is closed, make sure it
-    /// was delivered, and return the offsets (with metadata) to commit.
-    fn revoke(&self, partitions: &[i32]) -> TopicPartitionList;
+    /// The partitions are being taken away: make what was emitted for them
+    /// durable, and return the offsets (with metadata) the consumer must
+    /// commit itself, or an empty list when the handover committed them (in
+    /// a transaction, with `group`).
+    fn revoke(&self, partitions: &[i32], group: Option<&ConsumerGroupMetadata>) -> TopicPartitionList;
     fn assigned(&self, partitions: &[i32]);
 }
 
@@ -55,7 +57,8 @@ impl<H: Handover> ConsumerContext for GroupContext<H> {
             if partitions.is_empty() {
                 return;
             }
-            let offsets = self.handover.revoke(&partitions);
+            let group = consumer.group_metadata();
+            let offsets = self.handover.revoke(&partitions, group.as_ref());
             if offsets.count() > 0 {
                 if let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
                     warn!(error = %e, ?partitions, "commit on revoke failed; the next owner replays from the previous commit");

@@ -105,6 +105,20 @@ pub const WORKER_DEFAULTS: &[(&str, &str)] = &[
     ("message.timeout.ms", "300000"),
 ];
 
+/// Exactly-once workers: one transaction per commit interval holds the
+/// metric records, forwarded and dead-lettered frames, and the input offsets
+/// with their checkpoints. A short transaction timeout bounds how long a
+/// crashed worker's open transaction holds back `read_committed` readers.
+pub const TRANSACTIONAL_DEFAULTS: &[(&str, &str)] = &[
+    ("enable.idempotence", "true"),
+    ("acks", "all"),
+    ("compression.type", "lz4"),
+    ("linger.ms", "10"),
+    ("batch.size", "1000000"),
+    ("transaction.timeout.ms", "10000"),
+    ("message.timeout.ms", "10000"),
+];
+
 pub fn tracked_producer(settings: &KafkaSettings, defaults: &[(&str, &str)]) -> Result<TrackedProducer, Error> {
     let context = TrackedDelivery::default();
     settings

@@ -1,0 +1,1 @@
+//! PLACEHOLDER: topic definitions (a teammate is writing this module).
