@@ -356,6 +356,8 @@ pub fn ensure_topics(settings: &KafkaSettings, specs: &[TopicSpec], timeout: Dur
                 Err((name, code)) => failures.push(format!("{name}: {code}{}", create_hint(code))),
             }
         }
+        // Report in definition order, whatever order the answers came in.
+        created.sort_by_key(|name| specs.iter().position(|s| &s.name == name));
         if !failures.is_empty() {
             let done = if created.is_empty() { String::new() } else { format!(" (created {})", created.join(", ")) };
             return Err(Error::Kafka(format!("cannot create topics: {}{done}", failures.join("; "))));
