@@ -98,7 +98,8 @@ impl PartitionedWindows {
     pub fn finish(&mut self) {
         for (p, w) in self.windows.iter_mut().enumerate() {
             w.flush(Watermark::END, &mut self.scratch);
-            self.closed.extend(self.scratch.drain(..).map(|c| (p as u32, c)));
+            self.closed
+                .extend(self.scratch.drain(..).map(|c| (p as u32, c)));
         }
     }
 
@@ -108,10 +109,12 @@ impl PartitionedWindows {
     }
 
     pub fn late(&self) -> LateCounts {
-        self.windows.iter().fold(LateCounts::default(), |acc, w| LateCounts {
-            seconds: acc.seconds + w.late().seconds,
-            minutes: acc.minutes + w.late().minutes,
-        })
+        self.windows
+            .iter()
+            .fold(LateCounts::default(), |acc, w| LateCounts {
+                seconds: acc.seconds + w.late().seconds,
+                minutes: acc.minutes + w.late().minutes,
+            })
     }
 }
 
@@ -142,9 +145,15 @@ enum Uid {
 }
 
 enum Parsed {
-    Frame { ts: u64, uid: Uid },
+    Frame {
+        ts: u64,
+        uid: Uid,
+    },
     /// `line` is 0-based within the chunk.
-    Invalid { line: u32, reason: Invalid },
+    Invalid {
+        line: u32,
+        reason: Invalid,
+    },
 }
 
 /// One chunk's lines, parsed, ready to be counted in order.
@@ -167,7 +176,10 @@ fn parse_chunk(parser: &FrameParser, index: u64, chunk: Chunk) -> ParsedChunk {
                 lines: 1,
                 bytes: len + 1,
                 blank: 0,
-                items: vec![Parsed::Invalid { line: 0, reason: Invalid::TooLarge }],
+                items: vec![Parsed::Invalid {
+                    line: 0,
+                    reason: Invalid::TooLarge,
+                }],
             }
         }
     };
@@ -188,12 +200,22 @@ fn parse_chunk(parser: &FrameParser, index: u64, chunk: Chunk) -> ParsedChunk {
                 items.push(Parsed::Frame { ts: frame.ts, uid });
             }
             Line::Blank => blank += 1,
-            Line::Invalid(reason) => items.push(Parsed::Invalid { line: lines as u32, reason }),
+            Line::Invalid(reason) => items.push(Parsed::Invalid {
+                line: lines as u32,
+                reason,
+            }),
         }
         lines += 1;
         start = end + 1;
     }
-    ParsedChunk { index, bytes: buf.len() as u64, buf, lines, blank, items }
+    ParsedChunk {
+        index,
+        bytes: buf.len() as u64,
+        buf,
+        lines,
+        blank,
+        items,
+    }
 }
 
 /// Reads every line of `input`, writes one JSON record per closed window to
@@ -202,8 +224,14 @@ fn parse_chunk(parser: &FrameParser, index: u64, chunk: Chunk) -> ParsedChunk {
 /// Parsing is spread over the machine's cores (chunks of whole lines);
 /// counting stays on this thread, in input order, so results are exactly
 /// those of a sequential run.
-pub fn aggregate(input: impl Read + Send, out: impl Write, opts: &AggregateOptions) -> Result<Summary, Error> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+pub fn aggregate(
+    input: impl Read + Send,
+    out: impl Write,
+    opts: &AggregateOptions,
+) -> Result<Summary, Error> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
     let (work_tx, work_rx) = crossbeam_channel::bounded::<(u64, Chunk)>(threads * 2);
     let (done_tx, done_rx) = crossbeam_channel::bounded::<ParsedChunk>(threads * 2);
     let (spare_tx, spare_rx) = crossbeam_channel::unbounded::<Vec<u8>>();
@@ -238,7 +266,10 @@ pub fn aggregate(input: impl Read + Send, out: impl Write, opts: &AggregateOptio
         let counted = count_in_order(done_rx, spare_tx, out, opts);
         let read = reader.join().expect("reader thread panicked");
         let summary = counted?;
-        read.map_err(|source| Error::Input { path: "input".into(), source })?;
+        read.map_err(|source| Error::Input {
+            path: "input".into(),
+            reason: source,
+        })?;
         Ok(summary)
     })
 }
@@ -277,7 +308,12 @@ fn count_in_order(
                         summary.count_invalid(*reason);
                         if summary.invalid_total() <= opts.log_invalid {
                             let line_no = summary.lines + u64::from(*line) + 1;
-                            warn!(line = line_no, reason = reason.code(), "invalid frame: {}", reason.describe());
+                            warn!(
+                                line = line_no,
+                                reason = reason.code(),
+                                "invalid frame: {}",
+                                reason.describe()
+                            );
                         }
                     }
                 }

@@ -25,7 +25,10 @@ impl Routing {
         if partitions == 0 {
             return Err(Error::Config("partition count must be at least 1".into()));
         }
-        Ok(Routing { bucket_secs, partitions })
+        Ok(Routing {
+            bucket_secs,
+            partitions,
+        })
     }
 
     pub fn bucket_secs(&self) -> u64 {

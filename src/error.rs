@@ -11,11 +11,11 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
     /// An input file that cannot be opened or read.
-    #[error("cannot read {path}: {source}")]
-    Input { path: PathBuf, source: io::Error },
+    #[error("cannot read {path}: {reason}")]
+    Input { path: PathBuf, reason: io::Error },
     /// Writing results failed (a closed pipe, a full disk).
     #[error("cannot write output: {0}")]
-    Output(#[source] io::Error),
+    Output(io::Error),
     /// The Kafka cluster refused or could not be reached.
     #[error("kafka: {0}")]
     Kafka(String),

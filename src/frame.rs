@@ -128,10 +128,11 @@ pub struct FrameParser {
 
 impl FrameParser {
     /// Bounds are data: the caller decides what "now" is (see [`default_max_ts`]).
+    /// `max_ts` is capped at [`crate::window::MAX_TS`].
     pub fn new(min_ts: u64, max_ts: u64) -> Self {
         FrameParser {
             min_ts,
-            max_ts,
+            max_ts: max_ts.min(crate::window::MAX_TS),
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
         }
     }
@@ -207,7 +208,7 @@ pub fn default_max_ts(now_unix: u64) -> u64 {
 
 impl Default for FrameParser {
     fn default() -> Self {
-        FrameParser::new(DEFAULT_MIN_TS, u64::MAX)
+        FrameParser::new(DEFAULT_MIN_TS, crate::window::MAX_TS)
     }
 }
 
@@ -357,7 +358,10 @@ fn digits_value(digits: &[u8]) -> Option<TsValue> {
     }
     let mut v: u64 = 0;
     for &d in digits {
-        match v.checked_mul(10).and_then(|v| v.checked_add(u64::from(d - b'0'))) {
+        match v
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(u64::from(d - b'0')))
+        {
             Some(n) => v = n,
             None => return Some(TsValue::Overflow),
         }
@@ -548,7 +552,9 @@ static ESCAPE_LEN: [u8; 256] = {
 /// Length of the valid escape sequence at `b[j] == '\\'`.
 #[inline(always)]
 fn escape_len(b: &[u8], j: usize) -> Scan<usize> {
-    let Some(&c) = b.get(j + 1) else { return Err(Syntax) };
+    let Some(&c) = b.get(j + 1) else {
+        return Err(Syntax);
+    };
     match ESCAPE_LEN[c as usize] {
         2 => Ok(2),
         6 => match b.get(j + 2..j + 6) {
@@ -591,7 +597,10 @@ fn unescape(raw: &[u8]) -> Option<String> {
     let mut out = String::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
-        let run_end = raw[i..].iter().position(|&c| c == b'\\').map_or(raw.len(), |p| i + p);
+        let run_end = raw[i..]
+            .iter()
+            .position(|&c| c == b'\\')
+            .map_or(raw.len(), |p| i + p);
         out.push_str(std::str::from_utf8(&raw[i..run_end]).ok()?);
         i = run_end;
         if i >= raw.len() {
@@ -631,7 +640,9 @@ fn unescape(raw: &[u8]) -> Option<String> {
 }
 
 fn hex4(h: &[u8]) -> Option<u32> {
-    std::str::from_utf8(h).ok().and_then(|s| u32::from_str_radix(s, 16).ok())
+    std::str::from_utf8(h)
+        .ok()
+        .and_then(|s| u32::from_str_radix(s, 16).ok())
 }
 
 #[cfg(test)]
@@ -666,60 +677,136 @@ mod tests {
 
     #[test]
     fn ts_as_digit_string_and_uid_escapes_decoded() {
-        assert_eq!(frame(r#"{"uid":"a\"b\u0041","ts":"1468244384"}"#), (1468244384, "a\"bA".into()));
-        assert_eq!(frame(r#"{"uid":"\ud83d\ude00","ts":1468244384}"#), (1468244384, "😀".into()));
+        assert_eq!(
+            frame(r#"{"uid":"a\"b\u0041","ts":"1468244384"}"#),
+            (1468244384, "a\"bA".into())
+        );
+        assert_eq!(
+            frame(r#"{"uid":"\ud83d\ude00","ts":1468244384}"#),
+            (1468244384, "😀".into())
+        );
     }
 
     #[test]
     fn nested_ts_and_uid_never_count() {
         let line = r#"{"a":{"ts":1,"uid":2},"b":[{"ts":"x"},{"uid":null}],"ts":1468244384,"c":"\"ts\":5","uid":"u"}"#;
         assert_eq!(frame(line), (1468244384, "u".into()));
-        assert_eq!(invalid(br#"{"a":{"ts":1468244384},"uid":"u"}"#), Invalid::MissingTs);
-        assert_eq!(invalid(br#"{"a":[{"uid":"x"}],"ts":1468244384}"#), Invalid::MissingUid);
+        assert_eq!(
+            invalid(br#"{"a":{"ts":1468244384},"uid":"u"}"#),
+            Invalid::MissingTs
+        );
+        assert_eq!(
+            invalid(br#"{"a":[{"uid":"x"}],"ts":1468244384}"#),
+            Invalid::MissingUid
+        );
     }
 
     #[test]
     fn whitespace_crlf_and_blank_lines() {
-        assert_eq!(frame(" {\t\"ts\" : 1468244384 ,\r\n \"uid\":\"u\" } \r"), (1468244384, "u".into()));
+        assert_eq!(
+            frame(" {\t\"ts\" : 1468244384 ,\r\n \"uid\":\"u\" } \r"),
+            (1468244384, "u".into())
+        );
         assert_eq!(p().parse(b""), Line::Blank);
         assert_eq!(p().parse(b"  \t \r"), Line::Blank);
     }
 
     #[test]
     fn escaped_key_names_are_the_key() {
-        assert_eq!(frame(r#"{"t\u0073":1468244384,"uid":"u"}"#), (1468244384, "u".into()));
-        assert_eq!(invalid(br#"{"ts":1468244384,"\u0074s":1468244384,"uid":"u"}"#), Invalid::DuplicateTs);
+        assert_eq!(
+            frame(r#"{"t\u0073":1468244384,"uid":"u"}"#),
+            (1468244384, "u".into())
+        );
+        assert_eq!(
+            invalid(br#"{"ts":1468244384,"\u0074s":1468244384,"uid":"u"}"#),
+            Invalid::DuplicateTs
+        );
     }
 
     #[test]
     fn every_reason() {
         let mut parser = p();
         parser.max_frame_bytes = 64;
-        let big = format!(r#"{{"ts":1468244384,"uid":"u","pad":"{}"}}"#, "x".repeat(64));
-        assert_eq!(parser.parse(big.as_bytes()), Line::Invalid(Invalid::TooLarge));
-        assert_eq!(invalid(b"{\"ts\":1468244384,\"uid\":\"\xff\"}"), Invalid::NotUtf8);
+        let big = format!(
+            r#"{{"ts":1468244384,"uid":"u","pad":"{}"}}"#,
+            "x".repeat(64)
+        );
+        assert_eq!(
+            parser.parse(big.as_bytes()),
+            Line::Invalid(Invalid::TooLarge)
+        );
+        assert_eq!(
+            invalid(b"{\"ts\":1468244384,\"uid\":\"\xff\"}"),
+            Invalid::NotUtf8
+        );
         assert_eq!(invalid(br#"{"ts":1468244384,"uid":"u""#), Invalid::NotJson);
         // truncated after its ts and uid: still invalid
-        assert_eq!(invalid(br#"{"ts":1468244384,"uid":"u","x":[1,2"#), Invalid::NotJson);
-        assert_eq!(invalid(br#"{"ts":1468244384,"uid":"u"} x"#), Invalid::NotJson);
-        assert_eq!(invalid(br#"{"ts":1468244384,"uid":"u",}"#), Invalid::NotJson);
-        assert_eq!(invalid(b"{\"ts\":1468244384,\"uid\":\"a\tb\"}"), Invalid::NotJson);
-        assert_eq!(invalid(br#"{"ts":01468244384,"uid":"u"}"#), Invalid::NotJson);
-        assert_eq!(invalid(br#"{"ts":1468244384,"uid":"\x"}"#), Invalid::NotJson);
-        assert_eq!(invalid(br#"[{"ts":1468244384,"uid":"u"}]"#), Invalid::NotObject);
+        assert_eq!(
+            invalid(br#"{"ts":1468244384,"uid":"u","x":[1,2"#),
+            Invalid::NotJson
+        );
+        assert_eq!(
+            invalid(br#"{"ts":1468244384,"uid":"u"} x"#),
+            Invalid::NotJson
+        );
+        assert_eq!(
+            invalid(br#"{"ts":1468244384,"uid":"u",}"#),
+            Invalid::NotJson
+        );
+        assert_eq!(
+            invalid(b"{\"ts\":1468244384,\"uid\":\"a\tb\"}"),
+            Invalid::NotJson
+        );
+        assert_eq!(
+            invalid(br#"{"ts":01468244384,"uid":"u"}"#),
+            Invalid::NotJson
+        );
+        assert_eq!(
+            invalid(br#"{"ts":1468244384,"uid":"\x"}"#),
+            Invalid::NotJson
+        );
+        assert_eq!(
+            invalid(br#"[{"ts":1468244384,"uid":"u"}]"#),
+            Invalid::NotObject
+        );
         assert_eq!(invalid(b"42"), Invalid::NotObject);
         assert_eq!(invalid(b"nul"), Invalid::NotJson);
         assert_eq!(invalid(br#"{"uid":"u"}"#), Invalid::MissingTs);
-        assert_eq!(invalid(br#"{"ts":1468244384,"uid":"u","ts":1468244384}"#), Invalid::DuplicateTs);
-        for bad in [r#"-1"#, r#"1468244384.0"#, r#"1.5e9"#, r#""""#, r#""14a""#, r#""-5""#, r#"null"#, r#"[1]"#, r#"true"#] {
+        assert_eq!(
+            invalid(br#"{"ts":1468244384,"uid":"u","ts":1468244384}"#),
+            Invalid::DuplicateTs
+        );
+        for bad in [
+            r#"-1"#,
+            r#"1468244384.0"#,
+            r#"1.5e9"#,
+            r#""""#,
+            r#""14a""#,
+            r#""-5""#,
+            r#"null"#,
+            r#"[1]"#,
+            r#"true"#,
+        ] {
             let line = format!(r#"{{"ts":{bad},"uid":"u"}}"#);
             assert_eq!(invalid(line.as_bytes()), Invalid::BadTs, "{line}");
         }
-        assert_eq!(invalid(br#"{"ts":946684799,"uid":"u"}"#), Invalid::TsOutOfRange);
-        assert_eq!(invalid(br#"{"ts":2000000001,"uid":"u"}"#), Invalid::TsOutOfRange);
-        assert_eq!(invalid(br#"{"ts":99999999999999999999999,"uid":"u"}"#), Invalid::TsOutOfRange);
+        assert_eq!(
+            invalid(br#"{"ts":946684799,"uid":"u"}"#),
+            Invalid::TsOutOfRange
+        );
+        assert_eq!(
+            invalid(br#"{"ts":2000000001,"uid":"u"}"#),
+            Invalid::TsOutOfRange
+        );
+        assert_eq!(
+            invalid(br#"{"ts":99999999999999999999999,"uid":"u"}"#),
+            Invalid::TsOutOfRange
+        );
         assert_eq!(invalid(br#"{"ts":1468244384}"#), Invalid::MissingUid);
-        assert_eq!(invalid(br#"{"ts":1468244384,"uid":"a","uid":"b"}"#), Invalid::DuplicateUid);
+        assert_eq!(
+            invalid(br#"{"ts":1468244384,"uid":"a","uid":"b"}"#),
+            Invalid::DuplicateUid
+        );
         for bad in [r#""""#, r#"12"#, r#"null"#, r#"{"a":1}"#, r#""\udc00""#] {
             let line = format!(r#"{{"ts":1468244384,"uid":{bad}}}"#);
             assert_eq!(invalid(line.as_bytes()), Invalid::BadUid, "{line}");
@@ -729,16 +816,33 @@ mod tests {
     #[test]
     fn range_bounds_are_inclusive() {
         let parser = FrameParser::new(100, 200);
-        assert!(matches!(parser.parse(br#"{"ts":100,"uid":"u"}"#), Line::Frame(_)));
-        assert!(matches!(parser.parse(br#"{"ts":200,"uid":"u"}"#), Line::Frame(_)));
-        assert_eq!(parser.parse(br#"{"ts":201,"uid":"u"}"#), Line::Invalid(Invalid::TsOutOfRange));
+        assert!(matches!(
+            parser.parse(br#"{"ts":100,"uid":"u"}"#),
+            Line::Frame(_)
+        ));
+        assert!(matches!(
+            parser.parse(br#"{"ts":200,"uid":"u"}"#),
+            Line::Frame(_)
+        ));
+        assert_eq!(
+            parser.parse(br#"{"ts":201,"uid":"u"}"#),
+            Line::Invalid(Invalid::TsOutOfRange)
+        );
     }
 
     #[test]
     fn deep_nesting_is_rejected_not_overflowed() {
-        let deep = format!(r#"{{"ts":1468244384,"uid":"u","x":{}{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
+        let deep = format!(
+            r#"{{"ts":1468244384,"uid":"u","x":{}{}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
         assert_eq!(invalid(deep.as_bytes()), Invalid::NotJson);
-        let ok = format!(r#"{{"ts":1468244384,"uid":"u","x":{}{}}}"#, "[".repeat(100), "]".repeat(100));
+        let ok = format!(
+            r#"{{"ts":1468244384,"uid":"u","x":{}{}}}"#,
+            "[".repeat(100),
+            "]".repeat(100)
+        );
         assert_eq!(frame(&ok).0, 1468244384);
     }
 

@@ -496,7 +496,11 @@ impl FrameGen {
         }
         r -= w.float;
         if r < w.boolean {
-            buf.extend_from_slice(if self.below(2) == 0 { b"true" } else { b"false" });
+            buf.extend_from_slice(if self.below(2) == 0 {
+                b"true"
+            } else {
+                b"false"
+            });
             return;
         }
         r -= w.boolean;
@@ -670,7 +674,10 @@ fn mix64(mut z: u64) -> u64 {
 }
 
 fn uid_keys(seed: u64) -> (u64, u64) {
-    (mix64(seed ^ 0xa409_3822_299f_31d0), mix64(seed ^ 0x082e_fa98_ec4e_6c89))
+    (
+        mix64(seed ^ 0xa409_3822_299f_31d0),
+        mix64(seed ^ 0x082e_fa98_ec4e_6c89),
+    )
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -709,7 +716,9 @@ mod tests {
             assert!(v.is_string(), "{s}");
         }
         assert_eq!(LOREM.split_whitespace().count(), 68);
-        assert!(!LOREM.split_whitespace().any(|w| w == "id" || w == "ts" || w == "uid"));
+        assert!(!LOREM
+            .split_whitespace()
+            .any(|w| w == "id" || w == "ts" || w == "uid"));
     }
 
     #[test]
@@ -719,7 +728,8 @@ mod tests {
             let u = uid_for(i, 1);
             assert_eq!(u.len(), 19);
             assert!(
-                u.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+                u.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
                 "{u}"
             );
             assert!(seen.insert(u));

@@ -38,26 +38,13 @@ pub struct IngestSummary {
     pub elapsed: Duration,
 }
 
-/// The real partition count of `topic`.
-pub fn partition_count(producer: &producer::TrackedProducer, topic: &str) -> Result<u32, Error> {
-    let metadata = producer
-        .client()
-        .fetch_metadata(Some(topic), Duration::from_secs(30))
-        .map_err(|e| Error::Kafka(format!("cannot read metadata of {topic}: {e}")))?;
-    let count = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic && t.error().is_none())
-        .map_or(0, |t| t.partitions().len() as u32);
-    if count == 0 {
-        return Err(Error::Kafka(format!("topic {topic} does not exist (run `timebucket topics` first)")));
-    }
-    Ok(count)
-}
-
 pub fn ingest(input: impl Read, opts: &IngestOptions) -> Result<IngestSummary, Error> {
     let producer = producer::tracked_producer(&opts.settings, producer::INGEST_DEFAULTS)?;
-    let partitions = partition_count(&producer, &opts.topics.input)?;
+    let partitions = crate::kafka::topics::partition_count(
+        &opts.settings,
+        &opts.topics.input,
+        Duration::from_secs(30),
+    )?;
     let routing = Routing::new(opts.bucket_secs, partitions)?;
     info!(topic = %opts.topics.input, partitions, "ingesting");
 
@@ -66,9 +53,10 @@ pub fn ingest(input: impl Read, opts: &IngestOptions) -> Result<IngestSummary, E
     let mut reader = LineReader::new(input, opts.parser.max_frame_bytes);
     let mut read = Summary::default();
     loop {
-        let raw = reader
-            .next_line()
-            .map_err(|source| Error::Input { path: "input".into(), source })?;
+        let raw = reader.next_line().map_err(|source| Error::Input {
+            path: "input".into(),
+            reason: source,
+        })?;
         let Some(line) = raw else { break };
         let line_no = line.number;
         let (reason, payload): (Invalid, &[u8]) = match line.raw {
@@ -97,7 +85,13 @@ pub fn ingest(input: impl Read, opts: &IngestOptions) -> Result<IngestSummary, E
         };
         read.count_invalid(reason);
         if read.invalid_total() <= opts.log_invalid {
-            warn!(line = line_no, reason = reason.code(), "invalid frame sent to {}: {}", opts.topics.dead_letter, reason.describe());
+            warn!(
+                line = line_no,
+                reason = reason.code(),
+                "invalid frame sent to {}: {}",
+                opts.topics.dead_letter,
+                reason.describe()
+            );
         }
         producer::send(
             &producer,
@@ -158,7 +152,12 @@ impl Progress {
             None if self.last_log.get().elapsed() >= Duration::from_secs(5) => {
                 self.last_log.set(Instant::now());
                 let secs = self.started.elapsed().as_secs_f64();
-                info!(frames, mb = bytes / 1_000_000, rate = format!("{:.1} MB/s", bytes as f64 / 1e6 / secs), "ingest progress");
+                info!(
+                    frames,
+                    mb = bytes / 1_000_000,
+                    rate = format!("{:.1} MB/s", bytes as f64 / 1e6 / secs),
+                    "ingest progress"
+                );
             }
             None => {}
         }

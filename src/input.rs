@@ -12,7 +12,10 @@ pub fn open(path: &str) -> Result<Box<dyn Read + Send>, Error> {
     if path == "-" {
         return Ok(Box::new(io::stdin()));
     }
-    let file = File::open(path).map_err(|source| Error::Input { path: path.into(), source })?;
+    let file = File::open(path).map_err(|source| Error::Input {
+        path: path.into(),
+        reason: source,
+    })?;
     if Path::new(path).extension().is_some_and(|e| e == "gz") {
         Ok(Box::new(flate2::read::MultiGzDecoder::new(file)))
     } else {
@@ -25,7 +28,9 @@ pub fn open(path: &str) -> Result<Box<dyn Read + Send>, Error> {
 pub enum RawLine<'a> {
     Line(&'a [u8]),
     /// Longer than the reader's limit: its bytes were skipped, not buffered.
-    Oversized { len: u64 },
+    Oversized {
+        len: u64,
+    },
 }
 
 /// A line with where it came from.
@@ -200,7 +205,10 @@ mod tests {
         let mut input = b"ok\n".to_vec();
         input.extend(std::iter::repeat_n(b'x', 3 * CHUNK));
         input.extend(b"\nafter\n");
-        assert_eq!(lines(&input, 100), ["ok", &format!("<{}>", 3 * CHUNK), "after"]);
+        assert_eq!(
+            lines(&input, 100),
+            ["ok", &format!("<{}>", 3 * CHUNK), "after"]
+        );
         let mut r = LineReader::new(&input[..], 100);
         while r.next_line().unwrap().is_some() {}
         assert_eq!(r.line_no(), 3);
@@ -384,10 +392,22 @@ mod chunk_tests {
             input.push(b'\n');
         }
         input.extend(b"last line without newline");
-        for (chunk, max) in [(1, 1000), (64, 1000), (1000, 1000), (4096, 250), (100, 120), (1 << 20, 299)] {
+        for (chunk, max) in [
+            (1, 1000),
+            (64, 1000),
+            (1000, 1000),
+            (4096, 250),
+            (100, 120),
+            (1 << 20, 299),
+        ] {
             let (a, b) = (by_chunks(&input, chunk, max), by_lines(&input, max));
             let first_diff = a.iter().zip(&b).position(|(x, y)| x != y);
-            assert!(a.len() == b.len() && first_diff.is_none(), "chunk {chunk} max {max}: {} vs {} lines, first difference at {first_diff:?}", a.len(), b.len());
+            assert!(
+                a.len() == b.len() && first_diff.is_none(),
+                "chunk {chunk} max {max}: {} vs {} lines, first difference at {first_diff:?}",
+                a.len(),
+                b.len()
+            );
         }
         assert!(by_chunks(b"", 16, 16).is_empty());
     }

@@ -12,7 +12,11 @@ use timebucket::bucket::{Routing, DEFAULT_BUCKET_SECS};
 use timebucket::frame::{default_max_ts, FrameParser, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MIN_TS};
 
 #[derive(Parser)]
-#[command(name = "timebucket", version, about = "Exact per-second and per-minute metrics over Kafka, partitioned by time bucket")]
+#[command(
+    name = "timebucket",
+    version,
+    about = "Exact per-second and per-minute metrics over Kafka, partitioned by time bucket"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -30,6 +34,27 @@ enum Command {
     Worker(WorkerArgs),
     /// Print the windows on a metric topic as a table.
     Show(ShowArgs),
+    /// Create the topics defined in --topics-dir that are missing; check the
+    /// existing ones and exit 6 if any differs from its definition.
+    Topics(TopicsArgs),
+}
+
+#[derive(Args)]
+struct TopicsArgs {
+    /// Directory of topic definitions (*.properties, see topics/README.md).
+    #[arg(long, env = "TOPICS_DIR", default_value = "topics")]
+    topics_dir: std::path::PathBuf,
+    /// Partition count of the input topic [default: from its definition].
+    #[arg(long, env = "INPUT_PARTITIONS")]
+    input_partitions: Option<u32>,
+    /// Replication factor of every topic, e.g. 3 on a 3-broker cluster [default: from the definitions].
+    #[arg(long, env = "REPLICATION_FACTOR")]
+    replication_factor: Option<u16>,
+    /// Seconds to wait for the cluster: each request, and new topics to show up.
+    #[arg(long, env = "TOPICS_TIMEOUT_SECS", default_value_t = 60)]
+    timeout_secs: u64,
+    #[command(flatten)]
+    kafka: KafkaArgs,
 }
 
 #[derive(Args)]
@@ -57,10 +82,18 @@ struct KafkaArgs {
     #[arg(long, env = "INPUT_TOPIC", default_value = "frames")]
     input_topic: String,
     /// Per-second metrics topic.
-    #[arg(long, env = "SEC_METRICS_OUTPUT_TOPIC", default_value = "metrics-second")]
+    #[arg(
+        long,
+        env = "SEC_METRICS_OUTPUT_TOPIC",
+        default_value = "metrics-second"
+    )]
     seconds_topic: String,
     /// Per-minute metrics topic.
-    #[arg(long, env = "MIN_METRICS_OUTPUT_TOPIC", default_value = "metrics-minute")]
+    #[arg(
+        long,
+        env = "MIN_METRICS_OUTPUT_TOPIC",
+        default_value = "metrics-minute"
+    )]
     minutes_topic: String,
     /// Topic that forwarded frames go to.
     #[arg(long, env = "OUTPUT_STREAM", default_value = "frames-forward")]
@@ -74,7 +107,9 @@ impl KafkaArgs {
     fn settings(&self) -> anyhow::Result<timebucket::kafka::config::KafkaSettings> {
         let mut settings = timebucket::kafka::config::KafkaSettings::new(&self.bootstrap_servers);
         for p in &self.properties {
-            settings.properties.push(timebucket::kafka::config::parse_property(p)?);
+            settings
+                .properties
+                .push(timebucket::kafka::config::parse_property(p)?);
         }
         Ok(settings)
     }
@@ -108,7 +143,12 @@ struct WorkerArgs {
     #[command(flatten)]
     window: WindowArgs,
     /// Consumer group that all workers of one pipeline join.
-    #[arg(short = 'g', long, env = "CONSUMER_GROUP_ID", default_value = "timebucket")]
+    #[arg(
+        short = 'g',
+        long,
+        env = "CONSUMER_GROUP_ID",
+        default_value = "timebucket"
+    )]
     group: String,
     /// Also forward every valid frame to the OUTPUT_STREAM topic.
     #[arg(long, env = "FORWARD_FRAMES")]
@@ -156,8 +196,14 @@ struct WindowArgs {
 
 impl WindowArgs {
     fn parser(&self) -> FrameParser {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let mut parser = FrameParser::new(self.min_ts, self.max_ts.unwrap_or_else(|| default_max_ts(now)));
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut parser = FrameParser::new(
+            self.min_ts,
+            self.max_ts.unwrap_or_else(|| default_max_ts(now)),
+        );
         parser.max_frame_bytes = self.max_frame_bytes;
         parser
     }
@@ -219,7 +265,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            let code = e.downcast_ref::<timebucket::Error>().map_or(1, |e| e.exit_code());
+            let code = e
+                .downcast_ref::<timebucket::Error>()
+                .map_or(1, |e| e.exit_code());
             ExitCode::from(code as u8)
         }
     }
@@ -232,6 +280,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ingest(args) => run_ingest(args),
         Command::Worker(args) => run_worker(args),
         Command::Show(args) => run_show(args),
+        Command::Topics(args) => run_topics(args),
     }
 }
 
@@ -250,7 +299,8 @@ fn generate(args: GenerateArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let summary = match &args.output {
         Some(path) => {
-            let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
             generate(&opts, file)
         }
         None => generate(&opts, std::io::stdout().lock()),
@@ -278,7 +328,8 @@ fn run_aggregate(args: AggregateArgs) -> anyhow::Result<()> {
     };
     let input = timebucket::input::open(&args.input)?;
     let started = Instant::now();
-    let summary = aggregate(input, std::io::stdout().lock(), &opts)?;
+    let summary =
+        aggregate(input, std::io::stdout().lock(), &opts).map_err(name_input(&args.input))?;
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     let mut err = std::io::stderr().lock();
     writeln!(
@@ -317,7 +368,7 @@ fn run_ingest(args: IngestArgs) -> anyhow::Result<()> {
         log_invalid: 20,
     };
     let input = timebucket::input::open(&args.input)?;
-    let summary = ingest(input, &opts)?;
+    let summary = ingest(input, &opts).map_err(name_input(&args.input))?;
     let secs = summary.elapsed.as_secs_f64().max(1e-9);
     let read = &summary.read;
     eprintln!(
@@ -346,7 +397,8 @@ fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     use timebucket::worker::{run, WorkerOptions};
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, stop.clone()).context("cannot install signal handler")?;
+        signal_hook::flag::register(signal, stop.clone())
+            .context("cannot install signal handler")?;
     }
     let opts = WorkerOptions {
         settings: args.kafka.settings()?,
@@ -368,7 +420,11 @@ fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
 
 fn run_show(args: ShowArgs) -> anyhow::Result<()> {
     let topics = args.kafka.topics();
-    let topic = if args.seconds { &topics.seconds } else { &topics.minutes };
+    let topic = if args.seconds {
+        &topics.seconds
+    } else {
+        &topics.minutes
+    };
     let windows = timebucket::show::read_windows(&args.kafka.settings()?, topic)?;
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -379,4 +435,35 @@ fn run_show(args: ShowArgs) -> anyhow::Result<()> {
         timebucket::show::print_table(&windows, &mut out)?;
     }
     Ok(())
+}
+
+fn run_topics(args: TopicsArgs) -> anyhow::Result<()> {
+    use timebucket::kafka::topics::{apply_overrides, ensure_topics, load_specs, Overrides};
+    let mut specs = load_specs(&args.topics_dir)?;
+    let overrides = Overrides {
+        input_partitions: args.input_partitions,
+        replication: args.replication_factor,
+        ..Overrides::from_names(&args.kafka.topics())
+    };
+    apply_overrides(&mut specs, &overrides)?;
+    let settings = args.kafka.settings()?;
+    let report = ensure_topics(
+        &settings,
+        &specs,
+        std::time::Duration::from_secs(args.timeout_secs.max(1)),
+    )?;
+    print!("{report}");
+    report.check()?;
+    Ok(())
+}
+
+/// Names the input in read errors, which the library reports as "input".
+fn name_input(path: &str) -> impl Fn(timebucket::Error) -> timebucket::Error + '_ {
+    move |e| match e {
+        timebucket::Error::Input { reason, .. } => timebucket::Error::Input {
+            path: path.into(),
+            reason,
+        },
+        e => e,
+    }
 }

@@ -32,7 +32,11 @@ impl MetricRecord {
     pub fn new(closed: Closed, partition: i32) -> MetricRecord {
         let (metric, unique_users, frames) = match closed {
             Closed::Second { frames, .. } => (MetricKind::Second, None, frames),
-            Closed::Minute { frames, unique_users, .. } => (MetricKind::Minute, Some(unique_users), frames),
+            Closed::Minute {
+                frames,
+                unique_users,
+                ..
+            } => (MetricKind::Minute, Some(unique_users), frames),
         };
         MetricRecord {
             metric,
@@ -90,7 +94,14 @@ mod tests {
 
     #[test]
     fn normative_shape() {
-        let m = MetricRecord::new(Closed::Minute { start: 1468245300, frames: 862, unique_users: 859 }, 3);
+        let m = MetricRecord::new(
+            Closed::Minute {
+                start: 1468245300,
+                frames: 862,
+                unique_users: 859,
+            },
+            3,
+        );
         let v: serde_json::Value = serde_json::from_str(&m.to_json()).unwrap();
         assert_eq!(v["metric"], "minute");
         assert_eq!(v["window_start"], 1468245300);
@@ -98,8 +109,18 @@ mod tests {
         assert_eq!(v["unique_users"], 859);
         assert_eq!(v["frames"], 862);
         assert_eq!(m.key(), "1468245300");
-        let s = MetricRecord::new(Closed::Second { start: 7, frames: 2 }, 0).to_json();
-        assert!(s.starts_with(r#"{"metric":"second","window_start":7,"window_end":8,"frames":2"#), "{s}");
+        let s = MetricRecord::new(
+            Closed::Second {
+                start: 7,
+                frames: 2,
+            },
+            0,
+        )
+        .to_json();
+        assert!(
+            s.starts_with(r#"{"metric":"second","window_start":7,"window_end":8,"frames":2"#),
+            "{s}"
+        );
         assert_eq!(serde_json::from_str::<MetricRecord>(&s).unwrap().frames, 2);
     }
 }

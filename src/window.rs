@@ -25,6 +25,10 @@ pub type Seq = u64;
 pub const SECOND: u64 = 1;
 pub const MINUTE: u64 = 60;
 
+/// The largest `ts` the core accepts: the end of its minute must fit in a
+/// `u64`. The parser never lets a larger `ts` through (`--max-ts` is capped).
+pub const MAX_TS: u64 = u64::MAX - u64::MAX % MINUTE - 1;
+
 /// Windows whose end is at or below the watermark are closed for good.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Watermark(pub u64);
@@ -98,8 +102,15 @@ struct SecondWindow {
 /// A window that closed with at least one counted frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Closed {
-    Second { start: u64, frames: u64 },
-    Minute { start: u64, frames: u64, unique_users: u64 },
+    Second {
+        start: u64,
+        frames: u64,
+    },
+    Minute {
+        start: u64,
+        frames: u64,
+        unique_users: u64,
+    },
 }
 
 impl Closed {
@@ -195,7 +206,9 @@ impl Windows {
 
     /// `None` until the partition has seen a frame.
     pub fn watermark(&self) -> Option<Watermark> {
-        let from_frames = self.max_ts.map(|m| Watermark::from_max_ts(m, self.lateness));
+        let from_frames = self
+            .max_ts
+            .map(|m| Watermark::from_max_ts(m, self.lateness));
         from_frames.max(self.floor)
     }
 
@@ -214,6 +227,7 @@ impl Windows {
     /// Counts one frame, in arrival order. Does not close anything: call
     /// [`Windows::flush`] with [`Windows::watermark`] afterwards.
     pub fn record(&mut self, seq: Seq, ts: u64, uid: &str) -> Admission {
+        debug_assert!(ts <= MAX_TS, "ts {ts} above window::MAX_TS");
         let second = ts;
         let minute = ts - ts % MINUTE;
         let max_ts_before = self.max_ts;
@@ -260,7 +274,10 @@ impl Windows {
                 break;
             }
             let w = self.seconds.pop_first().expect("non-empty").1;
-            out.push(Closed::Second { start, frames: w.frames });
+            out.push(Closed::Second {
+                start,
+                frames: w.frames,
+            });
         }
         while let Some((&start, _)) = self.minutes.first_key_value() {
             if start + MINUTE > watermark.0 {
@@ -311,7 +328,11 @@ impl Windows {
             .seconds
             .values()
             .map(|w| (w.first_seq, w.max_ts_before))
-            .chain(self.minutes.values().map(|w| (w.first_seq, w.max_ts_before)))
+            .chain(
+                self.minutes
+                    .values()
+                    .map(|w| (w.first_seq, w.max_ts_before)),
+            )
             .min_by_key(|&(seq, _)| seq);
         let (resume_seq, max_ts_before) = oldest.unwrap_or((next_seq, self.max_ts));
         Checkpoint {
@@ -341,17 +362,40 @@ mod tests {
 
     #[test]
     fn counts_seconds_and_distinct_minutes() {
-        let (out, late) = run(5, &[(120, "a"), (120, "b"), (121, "a"), (179, "c"), (180, "a")]);
+        let (out, late) = run(
+            5,
+            &[(120, "a"), (120, "b"), (121, "a"), (179, "c"), (180, "a")],
+        );
         assert_eq!(late, LateCounts::default());
         assert_eq!(
             out,
             vec![
-                Closed::Second { start: 120, frames: 2 },
-                Closed::Second { start: 121, frames: 1 },
-                Closed::Second { start: 179, frames: 1 },
-                Closed::Minute { start: 120, frames: 4, unique_users: 3 },
-                Closed::Second { start: 180, frames: 1 },
-                Closed::Minute { start: 180, frames: 1, unique_users: 1 },
+                Closed::Second {
+                    start: 120,
+                    frames: 2
+                },
+                Closed::Second {
+                    start: 121,
+                    frames: 1
+                },
+                Closed::Second {
+                    start: 179,
+                    frames: 1
+                },
+                Closed::Minute {
+                    start: 120,
+                    frames: 4,
+                    unique_users: 3
+                },
+                Closed::Second {
+                    start: 180,
+                    frames: 1
+                },
+                Closed::Minute {
+                    start: 180,
+                    frames: 1,
+                    unique_users: 1
+                },
             ]
         );
     }
@@ -366,30 +410,82 @@ mod tests {
         assert!(out.is_empty(), "watermark 100 must not close [100,101)");
         w.record(2, 106, "a");
         w.flush(w.watermark().unwrap(), &mut out);
-        assert_eq!(out, vec![Closed::Second { start: 100, frames: 1 }]);
+        assert_eq!(
+            out,
+            vec![Closed::Second {
+                start: 100,
+                frames: 1
+            }]
+        );
         // Second 100 is closed now: a frame for it is late for its second only.
-        assert_eq!(w.record(3, 100, "b"), Admission { second: false, minute: true });
-        assert_eq!(w.late(), LateCounts { seconds: 1, minutes: 0 });
+        assert_eq!(
+            w.record(3, 100, "b"),
+            Admission {
+                second: false,
+                minute: true
+            }
+        );
+        assert_eq!(
+            w.late(),
+            LateCounts {
+                seconds: 1,
+                minutes: 0
+            }
+        );
     }
 
     #[test]
     fn late_for_minute_and_second() {
         let (out, late) = run(5, &[(100, "a"), (200, "b"), (110, "c")]);
-        assert_eq!(late, LateCounts { seconds: 1, minutes: 1 });
-        assert!(out.contains(&Closed::Minute { start: 60, frames: 1, unique_users: 1 }));
+        assert_eq!(
+            late,
+            LateCounts {
+                seconds: 1,
+                minutes: 1
+            }
+        );
+        assert!(out.contains(&Closed::Minute {
+            start: 60,
+            frames: 1,
+            unique_users: 1
+        }));
     }
 
     #[test]
     fn within_lateness_is_counted() {
         let (out, late) = run(5, &[(60, "a"), (124, "b"), (119, "c")]);
-        assert_eq!(late, LateCounts { seconds: 0, minutes: 0 });
-        assert!(out.contains(&Closed::Minute { start: 60, frames: 2, unique_users: 2 }));
+        assert_eq!(
+            late,
+            LateCounts {
+                seconds: 0,
+                minutes: 0
+            }
+        );
+        assert!(out.contains(&Closed::Minute {
+            start: 60,
+            frames: 2,
+            unique_users: 2
+        }));
     }
 
     #[test]
     fn non_hex_uids_are_counted_exactly_beside_packed_ones() {
-        let (out, _) = run(0, &[(0, "ab"), (0, "AB"), (0, "ab"), (0, "0ab"), (0, "Привет"), (0, "Привет")]);
-        assert!(out.contains(&Closed::Minute { start: 0, frames: 6, unique_users: 4 }));
+        let (out, _) = run(
+            0,
+            &[
+                (0, "ab"),
+                (0, "AB"),
+                (0, "ab"),
+                (0, "0ab"),
+                (0, "Привет"),
+                (0, "Привет"),
+            ],
+        );
+        assert!(out.contains(&Closed::Minute {
+            start: 0,
+            frames: 6,
+            unique_users: 4
+        }));
     }
 
     #[test]
@@ -409,17 +505,42 @@ mod tests {
         assert_eq!(out.len(), 3);
         assert_eq!(w.open_windows(), 0);
         // A frame for the closed minute is late for both kinds now.
-        assert_eq!(w.record(2, 135, "c"), Admission { second: false, minute: false });
-        assert_eq!(w.record(3, 180, "c"), Admission { second: true, minute: true });
+        assert_eq!(
+            w.record(2, 135, "c"),
+            Admission {
+                second: false,
+                minute: false
+            }
+        );
+        assert_eq!(
+            w.record(3, 180, "c"),
+            Admission {
+                second: true,
+                minute: true
+            }
+        );
         // The floor survives a handover.
         let cp = w.checkpoint(4);
         let mut resumed = Windows::resume(5, &cp);
-        assert_eq!(resumed.record(4, 150, "d"), Admission { second: false, minute: false });
+        assert_eq!(
+            resumed.record(4, 150, "d"),
+            Admission {
+                second: false,
+                minute: false
+            }
+        );
     }
 
     #[test]
     fn resume_from_checkpoint_rebuilds_open_windows_without_reemitting() {
-        let frames: Vec<(u64, String)> = (0..400u64).map(|i| (1000 + i / 3 + (i % 7 == 0) as u64 * 3, format!("{:x}", i % 50))).collect();
+        let frames: Vec<(u64, String)> = (0..400u64)
+            .map(|i| {
+                (
+                    1000 + i / 3 + (i % 7 == 0) as u64 * 3,
+                    format!("{:x}", i % 50),
+                )
+            })
+            .collect();
         let mut reference = Windows::new(5);
         let mut expected = Vec::new();
         for (seq, (ts, uid)) in frames.iter().enumerate() {

@@ -21,10 +21,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{Consumer, ConsumerGroupMetadata};
-use rdkafka::producer::Producer;
 use rdkafka::message::Message;
 use rdkafka::producer::BaseRecord;
-use rdkafka::topic_partition_list::TopicPartitionList;
+use rdkafka::producer::Producer;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tracing::{info, warn};
 
 use crate::error::Error;
@@ -87,6 +87,9 @@ struct Shared {
     summary: Mutex<WorkerSummary>,
     /// An error met inside a rebalance callback, where it cannot be returned.
     fatal: Mutex<Option<Error>>,
+    /// Set when a transaction was aborted: every owned partition must go back
+    /// to its committed checkpoint before processing goes on.
+    rewind: AtomicBool,
 }
 
 impl Shared {
@@ -117,13 +120,20 @@ impl Shared {
 
     /// Checkpoints of `partitions` (all owned ones when `None`), to commit
     /// once everything emitted so far is delivered.
-    fn checkpoints(&self, states: &BTreeMap<i32, PartitionState>, only: Option<&[i32]>) -> TopicPartitionList {
+    fn checkpoints(
+        &self,
+        states: &BTreeMap<i32, PartitionState>,
+        only: Option<&[i32]>,
+    ) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::new();
         for (&p, state) in states {
             if only.is_some_and(|only| !only.contains(&p)) {
                 continue;
             }
-            let cp = state.windows.checkpoint(state.next_offset);
+            let mut cp = state.windows.checkpoint(state.next_offset);
+            // While replaying, a previous owner may have handled more than
+            // this one has read: never move that mark back.
+            cp.handled_until = cp.handled_until.max(state.handled_until);
             group::add_checkpoint(&mut tpl, &self.opts.topics.input, p, &cp);
         }
         tpl
@@ -134,7 +144,10 @@ impl Shared {
     /// Makes everything produced so far durable together with the
     /// checkpoints of all owned partitions. Returns the offsets the consumer
     /// must still commit itself (at-least-once), or an empty list.
-    fn make_durable(&self, group: Option<&ConsumerGroupMetadata>) -> Result<TopicPartitionList, Error> {
+    fn make_durable(
+        &self,
+        group: Option<&ConsumerGroupMetadata>,
+    ) -> Result<TopicPartitionList, Error> {
         let tpl = {
             let states = self.partitions.lock().expect("poisoned");
             self.checkpoints(&states, None)
@@ -145,27 +158,67 @@ impl Shared {
             producer::flush(&self.producer, Duration::from_secs(120))?;
             return Ok(tpl);
         }
+        if let Err((e, fatal)) = self.commit_transaction(&tpl, group) {
+            if fatal {
+                return Err(Error::Kafka(format!(
+                    "transaction failed for good (fenced by a newer owner?): {e}"
+                )));
+            }
+            // Nothing of the aborted transaction is visible to read_committed
+            // readers; rebuilding every partition from its committed
+            // checkpoint produces it again.
+            warn!(error = %e, "transaction failed: aborting it and replaying from the committed checkpoints");
+            self.producer
+                .abort_transaction(Duration::from_secs(30))
+                .map_err(|e| Error::Kafka(format!("cannot abort the transaction: {e}")))?;
+            self.producer.context().deliveries.reset();
+            self.partitions.lock().expect("poisoned").clear();
+            self.rewind.store(true, Ordering::SeqCst);
+        }
+        self.producer
+            .begin_transaction()
+            .map_err(|e| Error::Kafka(format!("cannot begin a transaction: {e}")))?;
+        Ok(TopicPartitionList::new())
+    }
+
+    /// Commits the open transaction with `tpl`; on failure the error and
+    /// whether it is fatal (this producer can never commit again).
+    fn commit_transaction(
+        &self,
+        tpl: &TopicPartitionList,
+        group: Option<&ConsumerGroupMetadata>,
+    ) -> Result<(), (String, bool)> {
         let timeout = Duration::from_secs(30);
-        let txn = |what: &str, e: rdkafka::error::KafkaError| {
-            Error::Kafka(format!("transaction {what} failed: {e}; output since the last commit is aborted"))
+        let failed = |e: rdkafka::error::KafkaError| {
+            let fatal = matches!(&e, rdkafka::error::KafkaError::Transaction(t) if t.is_fatal());
+            (e.to_string(), fatal)
         };
         if tpl.count() > 0 {
-            let group = group.ok_or_else(|| Error::Kafka("no consumer group metadata for the transaction".into()))?;
+            let group = group.ok_or_else(|| {
+                (
+                    "no consumer group metadata for the transaction".to_string(),
+                    false,
+                )
+            })?;
             self.producer
-                .send_offsets_to_transaction(&tpl, group, timeout)
-                .map_err(|e| txn("offset commit", e))?;
+                .send_offsets_to_transaction(tpl, group, timeout)
+                .map_err(failed)?;
         }
-        self.producer.commit_transaction(timeout).map_err(|e| txn("commit", e))?;
-        if self.producer.context().deliveries.failed() > 0 {
-            return Err(Error::Delivery(self.producer.context().deliveries.failure_report()));
+        self.producer.commit_transaction(timeout).map_err(failed)?;
+        let deliveries = &self.producer.context().deliveries;
+        if deliveries.failed() > 0 {
+            return Err((deliveries.failure_report(), false));
         }
-        self.producer.begin_transaction().map_err(|e| txn("begin", e))?;
-        Ok(TopicPartitionList::new())
+        Ok(())
     }
 }
 
 impl Handover for Shared {
-    fn revoke(&self, partitions: &[i32], group: Option<&ConsumerGroupMetadata>) -> TopicPartitionList {
+    fn revoke(
+        &self,
+        partitions: &[i32],
+        group: Option<&ConsumerGroupMetadata>,
+    ) -> TopicPartitionList {
         let result = if self.opts.exactly_once {
             // One transaction covers every owned partition: commit it whole.
             self.make_durable(group)
@@ -198,7 +251,15 @@ fn transactional_id(opts: &WorkerOptions) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    format!("timebucket-{}-{}-{}-{nanos:x}", opts.group, opts.topics.input, std::process::id())
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    format!(
+        "timebucket-{}-{}-{host}-{}-{nanos:x}",
+        opts.group,
+        opts.topics.input,
+        std::process::id()
+    )
 }
 
 /// Runs until `stop` is set (SIGINT/SIGTERM) or, with `until_end`, until the
@@ -230,16 +291,32 @@ pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSummary, 
         closed: Mutex::new(Vec::new()),
         summary: Mutex::new(WorkerSummary::default()),
         fatal: Mutex::new(None),
+        rewind: AtomicBool::new(false),
     });
-    let consumer = group::group_consumer(&opts.settings, &opts.group, &opts.topics.input, shared.clone())?;
-    let targets = if opts.until_end { Some(end_offsets(&consumer, &opts.topics.input)?) } else { None };
+    let consumer = group::group_consumer(
+        &opts.settings,
+        &opts.group,
+        &opts.topics.input,
+        shared.clone(),
+    )?;
+    let targets = if opts.until_end {
+        Some(end_offsets(&consumer, &opts.topics.input)?)
+    } else {
+        None
+    };
     info!(group = %opts.group, topic = %opts.topics.input, until_end = opts.until_end, exactly_once = opts.exactly_once, "worker started");
 
     let result = poll_loop(&consumer, &shared, targets.as_ref(), &stop);
     // Leaving the group revokes what we own; the handover commits it.
     drop(consumer);
     let summary = shared.summary.lock().expect("poisoned").clone();
-    info!(frames = summary.frames, invalid = summary.invalid, seconds = summary.seconds_emitted, minutes = summary.minutes_emitted, "worker stopped");
+    info!(
+        frames = summary.frames,
+        invalid = summary.invalid,
+        seconds = summary.seconds_emitted,
+        minutes = summary.minutes_emitted,
+        "worker stopped"
+    );
     result.map(|()| summary)
 }
 
@@ -255,7 +332,9 @@ fn end_offsets(consumer: &GroupConsumer<Shared>, topic: &str) -> Result<HashMap<
         .map(|t| t.partitions().iter().map(|p| p.id()).collect())
         .unwrap_or_default();
     if partitions.is_empty() {
-        return Err(Error::Kafka(format!("input topic {topic} does not exist (run `timebucket topics`)")));
+        return Err(Error::Kafka(format!(
+            "input topic {topic} does not exist (run `timebucket topics`)"
+        )));
     }
     let mut ends = HashMap::new();
     for p in partitions {
@@ -294,13 +373,22 @@ fn poll_loop(
                 }
                 let partition = message.partition();
                 let offset = message.offset() as u64;
-                handle_record(consumer, shared, partition, offset, message.payload().unwrap_or(&[]))?;
+                handle_record(
+                    consumer,
+                    shared,
+                    partition,
+                    offset,
+                    message.payload().unwrap_or(&[]),
+                )?;
             }
             Some(Err(e)) => warn!(error = %e, "consumer error; librdkafka retries"),
             None => {}
         }
         if let Some(e) = shared.fatal.lock().expect("poisoned").take() {
             return Err(e);
+        }
+        if shared.rewind.swap(false, Ordering::SeqCst) {
+            rewind(consumer, shared)?;
         }
         shared.producer.poll(Duration::ZERO);
 
@@ -317,9 +405,16 @@ fn poll_loop(
                 }
             }
             let frames = shared.summary.lock().expect("poisoned").frames;
-            if opts.print_interval > 0 && frames / opts.print_interval > last_print_frames / opts.print_interval {
+            if opts.print_interval > 0
+                && frames / opts.print_interval > last_print_frames / opts.print_interval
+            {
                 let secs = started.elapsed().as_secs_f64();
-                info!(frames, rate = format!("{:.0}/s", frames as f64 / secs), owned = shared.partitions.lock().expect("poisoned").len(), "progress");
+                info!(
+                    frames,
+                    rate = format!("{:.0}/s", frames as f64 / secs),
+                    owned = shared.partitions.lock().expect("poisoned").len(),
+                    "progress"
+                );
                 last_print_frames = frames;
             }
         }
@@ -340,13 +435,28 @@ fn handle_record(
     let opts = &shared.opts;
     let mut states = shared.partitions.lock().expect("poisoned");
     if !states.contains_key(&partition) {
-        let cp = group::committed_checkpoint(consumer, &opts.topics.input, partition, Duration::from_secs(30))?;
+        let cp = group::committed_checkpoint(
+            consumer,
+            &opts.topics.input,
+            partition,
+            Duration::from_secs(30),
+        )?;
         let state = match cp {
             Some(cp) => {
                 if cp.resume_seq != offset {
-                    warn!(partition, committed = cp.resume_seq, first = offset, "first record is not at the committed offset");
+                    warn!(
+                        partition,
+                        committed = cp.resume_seq,
+                        first = offset,
+                        "first record is not at the committed offset"
+                    );
                 }
-                info!(partition, resume = cp.resume_seq, handled_until = cp.handled_until, "resuming partition from checkpoint");
+                info!(
+                    partition,
+                    resume = cp.resume_seq,
+                    handled_until = cp.handled_until,
+                    "resuming partition from checkpoint"
+                );
                 PartitionState {
                     windows: Windows::resume(opts.lateness, &cp),
                     next_offset: offset,
@@ -383,7 +493,8 @@ fn handle_record(
             if opts.forward && !replay {
                 producer::send(
                     &shared.producer,
-                    BaseRecord::with_opaque_to(&opts.topics.forward, offset as usize).payload(payload),
+                    BaseRecord::with_opaque_to(&opts.topics.forward, offset as usize)
+                        .payload(payload),
                 );
             }
             let mut closed = shared.closed.lock().expect("poisoned");
@@ -405,7 +516,10 @@ fn handle_record(
                         .payload(payload)
                         .headers(producer::dead_letter_headers(
                             reason,
-                            Origin::Offset { partition, offset: offset as i64 },
+                            Origin::Offset {
+                                partition,
+                                offset: offset as i64,
+                            },
                         )),
                 );
             }
@@ -420,7 +534,11 @@ fn flush_idle(shared: &Shared, idle: Duration) {
     for (&p, state) in states.iter_mut() {
         if state.windows.open_windows() > 0 && state.last_frame.elapsed() >= idle {
             state.windows.close_all(&mut closed);
-            info!(partition = p, windows = closed.len(), "idle partition: closed its open windows");
+            info!(
+                partition = p,
+                windows = closed.len(),
+                "idle partition: closed its open windows"
+            );
             shared.emit(p, &closed);
             closed.clear();
         }
@@ -450,8 +568,20 @@ fn drained(
     let assignment = consumer
         .assignment()
         .map_err(|e| Error::Kafka(format!("cannot read assignment: {e}")))?;
-    for elem in assignment.elements() {
-        let p = elem.partition();
+    let owned: Vec<i32> = assignment
+        .elements()
+        .iter()
+        .map(|e| e.partition())
+        .collect();
+    // With cooperative rebalancing a member's first assignment is often empty
+    // while others give partitions up: owning nothing means "done" only once
+    // the whole group has drained the topic.
+    let to_check: Vec<i32> = if owned.is_empty() {
+        targets.keys().copied().collect()
+    } else {
+        owned
+    };
+    for p in to_check {
         let target = targets.get(&p).copied().unwrap_or(0).max(0) as u64;
         let position = match shared.partitions.lock().expect("poisoned").get(&p) {
             Some(state) => state.next_offset,
@@ -464,6 +594,32 @@ fn drained(
         }
     }
     Ok(true)
+}
+
+/// Seeks every owned partition back to its committed checkpoint, after an
+/// aborted transaction dropped the windows built since.
+fn rewind(consumer: &GroupConsumer<Shared>, shared: &Shared) -> Result<(), Error> {
+    let topic = &shared.opts.topics.input;
+    let assignment = consumer
+        .assignment()
+        .map_err(|e| Error::Kafka(format!("cannot read assignment: {e}")))?;
+    for elem in assignment.elements() {
+        let p = elem.partition();
+        let offset = match group::committed_checkpoint(consumer, topic, p, Duration::from_secs(30))?
+        {
+            Some(cp) => Offset::Offset(cp.resume_seq as i64),
+            None => Offset::Beginning,
+        };
+        consumer
+            .seek(topic, p, offset, Duration::from_secs(30))
+            .map_err(|e| Error::Kafka(format!("cannot rewind {topic}/{p}: {e}")))?;
+        info!(
+            partition = p,
+            ?offset,
+            "rewound partition to its committed checkpoint"
+        );
+    }
+    Ok(())
 }
 
 /// Makes everything emitted durable together with the checkpoint of every

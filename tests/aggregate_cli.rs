@@ -20,7 +20,9 @@ fn data_path(name: &str) -> PathBuf {
 }
 
 fn golden(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
@@ -35,7 +37,11 @@ fn timebucket(args: &[&str], stdin: Option<Vec<u8>>) -> Output {
         .env_remove("MIN_TS")
         .env_remove("MAX_TS")
         .env_remove("MAX_FRAME_BYTES")
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn timebucket");
@@ -85,7 +91,16 @@ fn file_stdin_and_gz_give_identical_output() {
     two.extend(gzip(&bytes[half..]));
     std::fs::write(&multi, two).unwrap();
 
-    let args = |input: &str| vec!["aggregate".to_owned(), input.to_owned(), "-P".into(), "8".into(), "-L".into(), "5".into()];
+    let args = |input: &str| {
+        vec![
+            "aggregate".to_owned(),
+            input.to_owned(),
+            "-P".into(),
+            "8".into(),
+            "-L".into(),
+            "5".into(),
+        ]
+    };
     let run = |input: &str, stdin: Option<Vec<u8>>| {
         let a = args(input);
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
@@ -97,7 +112,11 @@ fn file_stdin_and_gz_give_identical_output() {
     assert_eq!(from_file, golden("challenge-tail.P8.L5.jsonl"));
     assert_eq!(run("-", Some(bytes.clone())), from_file, "stdin (-)");
     assert_eq!(run(gz.to_str().unwrap(), None), from_file, ".gz");
-    assert_eq!(run(multi.to_str().unwrap(), None), from_file, "multi-member .gz");
+    assert_eq!(
+        run(multi.to_str().unwrap(), None),
+        from_file,
+        "multi-member .gz"
+    );
 
     // No input argument reads stdin; -P 8 and -L 5 are the defaults.
     let out = timebucket(&["aggregate"], Some(bytes));
@@ -115,11 +134,17 @@ fn invalid_blank_and_late_lines_exit_zero_with_a_summary() {
         "not json\n",
         "{\"uid\":\"x\",\"y\":{\"ts\":1468245301}}\n",
         "{\"ts\":1468245305,\"uid\":\"d\"}\n", // late for its second and its minute
-        "[1]", // last line, no newline
+        "[1]",                                 // last line, no newline
     );
-    let out = timebucket(&["aggregate", "-", "-P", "1", "-L", "5"], Some(input.as_bytes().to_vec()));
+    let out = timebucket(
+        &["aggregate", "-", "-P", "1", "-L", "5"],
+        Some(input.as_bytes().to_vec()),
+    );
     assert_ok(&out);
-    let records: Vec<serde_json::Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let records: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let brief: Vec<(String, u64, u64, Option<u64>)> = records
         .iter()
         .map(|r| {
@@ -156,7 +181,10 @@ fn invalid_blank_and_late_lines_exit_zero_with_a_summary() {
     ] {
         assert!(err.contains(needle), "stderr lacks {needle:?}:\n{err}");
     }
-    assert!(!err.contains("bad_ts"), "only non-zero reasons are listed:\n{err}");
+    assert!(
+        !err.contains("bad_ts"),
+        "only non-zero reasons are listed:\n{err}"
+    );
 }
 
 #[test]
@@ -167,7 +195,10 @@ fn a_missing_file_exits_3_naming_the_file() {
         let out = timebucket(&["aggregate", path.to_str().unwrap()], None);
         assert_eq!(out.status.code(), Some(3), "stderr: {}", stderr(&out));
         let err = stderr(&out);
-        assert!(err.contains(path.to_str().unwrap()), "message does not name the file:\n{err}");
+        assert!(
+            err.contains(path.to_str().unwrap()),
+            "message does not name the file:\n{err}"
+        );
         assert!(err.contains("No such file"), "{err}");
         assert!(out.stdout.is_empty());
     }
@@ -186,7 +217,13 @@ fn unreadable_inputs_exit_3() {
     std::fs::write(&not_gzip, &bytes[..4096]).unwrap();
     for path in [dir.path().to_path_buf(), truncated, not_gzip] {
         let out = timebucket(&["aggregate", path.to_str().unwrap(), "-P", "1"], None);
-        assert_eq!(out.status.code(), Some(3), "{}: {}", path.display(), stderr(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{}: {}",
+            path.display(),
+            stderr(&out)
+        );
         assert!(stderr(&out).contains("cannot read"), "{}", stderr(&out));
     }
 }
@@ -196,7 +233,6 @@ fn unreadable_inputs_exit_3() {
 /// "input"), so the message does not say which file; e.g. for a truncated
 /// gzip: `error: cannot read input: incomplete deflate stream: ...`.
 #[test]
-#[ignore = "known bug in src/aggregate.rs: read errors name \"input\", not the file (reported, not fixed here)"]
 fn read_errors_name_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let bytes = std::fs::read(data_path("challenge-tail.jsonl")).unwrap();
@@ -206,7 +242,11 @@ fn read_errors_name_the_file() {
     for path in [dir.path().to_path_buf(), truncated] {
         let out = timebucket(&["aggregate", path.to_str().unwrap()], None);
         assert_eq!(out.status.code(), Some(3));
-        assert!(stderr(&out).contains(path.to_str().unwrap()), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(path.to_str().unwrap()),
+            "{}",
+            stderr(&out)
+        );
     }
 }
 
@@ -215,7 +255,6 @@ fn read_errors_name_the_file() {
 /// whole chain (`{e:#}`), so the OS error appears twice:
 /// `error: cannot read F: No such file or directory (os error 2): No such file or directory (os error 2)`.
 #[test]
-#[ignore = "known bug in src/error.rs/main.rs: the cause is printed twice (reported, not fixed here)"]
 fn the_cause_is_printed_once() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.jsonl");
@@ -229,8 +268,14 @@ fn bad_configuration_exits_2() {
     let head = data_path("challenge-head.jsonl");
     let head = head.to_str().unwrap();
     for (args, needle) in [
-        (vec!["aggregate", head, "--bucket-seconds", "90"], "multiple of 60"),
-        (vec!["aggregate", head, "--bucket-seconds", "0"], "multiple of 60"),
+        (
+            vec!["aggregate", head, "--bucket-seconds", "90"],
+            "multiple of 60",
+        ),
+        (
+            vec!["aggregate", head, "--bucket-seconds", "0"],
+            "multiple of 60",
+        ),
         (vec!["aggregate", head, "-P", "0"], "partition"),
     ] {
         let out = timebucket(&args, None);
@@ -239,7 +284,15 @@ fn bad_configuration_exits_2() {
         assert!(out.stdout.is_empty(), "{args:?} wrote output");
     }
     // Bad configuration is reported before the input is even opened.
-    let out = timebucket(&["aggregate", "/nonexistent/frames.jsonl", "--bucket-seconds", "90"], None);
+    let out = timebucket(
+        &[
+            "aggregate",
+            "/nonexistent/frames.jsonl",
+            "--bucket-seconds",
+            "90",
+        ],
+        None,
+    );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     // The environment variable is checked the same way.
     let out = Command::new(env!("CARGO_BIN_EXE_timebucket"))
@@ -249,7 +302,10 @@ fn bad_configuration_exits_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     // A multiple of 60 other than the default is fine: same windows.
-    let out = timebucket(&["aggregate", head, "--bucket-seconds", "120", "-P", "1"], None);
+    let out = timebucket(
+        &["aggregate", head, "--bucket-seconds", "120", "-P", "1"],
+        None,
+    );
     assert_ok(&out);
     assert_eq!(stdout(&out), golden("challenge-head.P1.L5.jsonl"));
 }

@@ -83,7 +83,11 @@ fn parse_yaml(source: &str) -> Result<Yaml, String> {
         if trimmed[..indent].contains('\t') {
             return Err(format!("line {number}: tab in indentation"));
         }
-        lines.push(Line { number, indent, text: trimmed.trim_start().to_string() });
+        lines.push(Line {
+            number,
+            indent,
+            text: trimmed.trim_start().to_string(),
+        });
     }
     if lines.is_empty() {
         return Ok(Yaml::Null);
@@ -145,10 +149,13 @@ fn parse_block(lines: &mut [Line], at: &mut usize, indent: usize) -> Result<Yaml
     while *at < lines.len() && lines[*at].indent == indent {
         let number = lines[*at].number;
         if is_seq_item(&lines[*at].text) {
-            return Err(format!("line {number}: sequence item where a mapping key was expected"));
+            return Err(format!(
+                "line {number}: sequence item where a mapping key was expected"
+            ));
         }
         let text = lines[*at].text.clone();
-        let (key, rest) = split_key(&text).ok_or_else(|| format!("line {number}: expected `key: value`, got {text:?}"))?;
+        let (key, rest) = split_key(&text)
+            .ok_or_else(|| format!("line {number}: expected `key: value`, got {text:?}"))?;
         let key = match scalar(key).map_err(|e| format!("line {number}: {e}"))? {
             Yaml::Str(k) => k,
             _ => return Err(format!("line {number}: unsupported key {key:?}")),
@@ -172,7 +179,10 @@ fn parse_block(lines: &mut [Line], at: &mut usize, indent: usize) -> Result<Yaml
         entries.push((key, value));
     }
     if *at < lines.len() && lines[*at].indent > indent {
-        return Err(format!("line {}: unexpected indentation", lines[*at].number));
+        return Err(format!(
+            "line {}: unexpected indentation",
+            lines[*at].number
+        ));
     }
     Ok(Yaml::Map(entries))
 }
@@ -210,7 +220,9 @@ fn scalar(text: &str) -> Result<Yaml, String> {
     let text = text.trim();
     match text.chars().next() {
         None => Ok(Yaml::Null),
-        Some('&' | '*' | '!') => Err(format!("anchors, aliases and tags are not supported: {text:?}")),
+        Some('&' | '*' | '!') => Err(format!(
+            "anchors, aliases and tags are not supported: {text:?}"
+        )),
         Some('{') => Err(format!("flow mappings are not supported: {text:?}")),
         Some('|' | '>') => Err(format!("block scalars are not supported: {text:?}")),
         Some('[') => {
@@ -312,11 +324,25 @@ e:
     assert_eq!(b[1].str(), Some("two # not a comment"));
     assert_eq!(b[2].get("key").unwrap().str(), Some("1"));
     assert_eq!(b[2].get("other").unwrap().str(), Some("it's"));
-    let c: Vec<_> = y.get("c").unwrap().items().iter().map(|i| i.str().unwrap()).collect();
+    let c: Vec<_> = y
+        .get("c")
+        .unwrap()
+        .items()
+        .iter()
+        .map(|i| i.str().unwrap())
+        .collect();
     assert_eq!(c, ["x", "y", "z, w"]);
     assert_eq!(y.get("d"), Some(&Yaml::Null));
     assert_eq!(y.get("e").unwrap().items()[0].str(), Some("compact"));
-    for bad in ["a: &x 1\n", "a: *x\n", "a: {b: 1}\n", "a: |\n  text\n", "a: 1\na: 2\n", "a:\n  b: 1\n   c: 2\n", "<<: x\n"] {
+    for bad in [
+        "a: &x 1\n",
+        "a: *x\n",
+        "a: {b: 1}\n",
+        "a: |\n  text\n",
+        "a: 1\na: 2\n",
+        "a:\n  b: 1\n   c: 2\n",
+        "<<: x\n",
+    ] {
         assert!(parse_yaml(bad).is_err(), "accepted {bad:?}");
     }
 }
@@ -360,7 +386,10 @@ fn environment(service: &Yaml) -> BTreeMap<String, String> {
 /// A command as its words (exec form list, or a string split at spaces).
 fn command(service: &Yaml) -> Vec<String> {
     match service.get("command") {
-        Some(Yaml::Seq(items)) => items.iter().map(|i| i.str().expect("command word").to_string()).collect(),
+        Some(Yaml::Seq(items)) => items
+            .iter()
+            .map(|i| i.str().expect("command word").to_string())
+            .collect(),
         Some(Yaml::Str(s)) => s.split_whitespace().map(String::from).collect(),
         _ => Vec::new(),
     }
@@ -377,7 +406,10 @@ fn binds(service: &Yaml) -> Vec<(String, String)> {
         .filter(|v| v.starts_with('.') || v.starts_with('/'))
         .map(|v| {
             let mut parts = v.split(':');
-            (parts.next().unwrap().to_string(), parts.next().unwrap_or_default().to_string())
+            (
+                parts.next().unwrap().to_string(),
+                parts.next().unwrap_or_default().to_string(),
+            )
         })
         .collect()
 }
@@ -388,7 +420,10 @@ fn resolved(value: &str) -> String {
     let mut rest = value;
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
-        let end = rest[start..].find('}').map(|e| start + e).expect("unterminated ${");
+        let end = rest[start..]
+            .find('}')
+            .map(|e| start + e)
+            .expect("unterminated ${");
         let expr = &rest[start + 2..end];
         out.push_str(expr.split_once(":-").map_or("", |(_, default)| default));
         rest = &rest[end + 1..];
@@ -412,8 +447,13 @@ const WORKER_VARIABLES: [&str; 8] = [
     "PRINT_INTERVAL",
 ];
 
-const TOPIC_VARIABLES: [&str; 5] =
-    ["INPUT_TOPIC", "SEC_METRICS_OUTPUT_TOPIC", "MIN_METRICS_OUTPUT_TOPIC", "OUTPUT_STREAM", "DEAD_LETTER_TOPIC"];
+const TOPIC_VARIABLES: [&str; 5] = [
+    "INPUT_TOPIC",
+    "SEC_METRICS_OUTPUT_TOPIC",
+    "MIN_METRICS_OUTPUT_TOPIC",
+    "OUTPUT_STREAM",
+    "DEAD_LETTER_TOPIC",
+];
 
 #[test]
 fn the_services_are_there() {
@@ -427,7 +467,10 @@ fn the_services_are_there() {
     }
     let services = c.get("services").expect("services").keys();
     for name in ["kafka", "topics", "ingest", "worker", "kafka-ui"] {
-        assert!(services.contains(&name), "service {name} missing (have {services:?})");
+        assert!(
+            services.contains(&name),
+            "service {name} missing (have {services:?})"
+        );
     }
 }
 
@@ -444,22 +487,47 @@ fn images_are_pinned() {
             continue;
         }
         let image = image.unwrap_or_else(|| panic!("service {name} has neither image nor build"));
-        assert!(!image.contains("${"), "{name}: image {image:?} depends on a variable");
+        assert!(
+            !image.contains("${"),
+            "{name}: image {image:?} depends on a variable"
+        );
         let last = image.rsplit('/').next().unwrap();
-        let tag = last.split_once(':').map(|(_, t)| t).unwrap_or_else(|| panic!("{name}: image {image:?} has no tag"));
-        assert!(!tag.is_empty() && tag != "latest" && !tag.contains("latest"), "{name}: image {image:?} is not pinned");
-        assert!(tag.chars().any(|c| c.is_ascii_digit()), "{name}: tag {tag:?} names no version");
+        let tag = last
+            .split_once(':')
+            .map(|(_, t)| t)
+            .unwrap_or_else(|| panic!("{name}: image {image:?} has no tag"));
+        assert!(
+            !tag.is_empty() && tag != "latest" && !tag.contains("latest"),
+            "{name}: image {image:?} is not pinned"
+        );
+        assert!(
+            tag.chars().any(|c| c.is_ascii_digit()),
+            "{name}: tag {tag:?} names no version"
+        );
     }
-    let kafka = service(&c, "kafka").get("image").and_then(Yaml::str).unwrap();
-    assert!(kafka.starts_with("apache/kafka:4."), "broker image {kafka:?} is not apache/kafka 4.x");
-    let ui = service(&c, "kafka-ui").get("image").and_then(Yaml::str).unwrap();
+    let kafka = service(&c, "kafka")
+        .get("image")
+        .and_then(Yaml::str)
+        .unwrap();
+    assert!(
+        kafka.starts_with("apache/kafka:4."),
+        "broker image {kafka:?} is not apache/kafka 4.x"
+    );
+    let ui = service(&c, "kafka-ui")
+        .get("image")
+        .and_then(Yaml::str)
+        .unwrap();
     assert!(
         ui.starts_with("kafbat/kafka-ui:") || ui.starts_with("provectuslabs/kafka-ui:"),
         "UI image {ui:?} is not kafka-ui"
     );
     for name in TIMEBUCKET_SERVICES {
         let svc = service(&c, name);
-        assert_eq!(svc.get("build").and_then(Yaml::str), Some("."), "{name} builds the Dockerfile here");
+        assert_eq!(
+            svc.get("build").and_then(Yaml::str),
+            Some("."),
+            "{name} builds the Dockerfile here"
+        );
     }
 }
 
@@ -468,12 +536,27 @@ fn the_broker_runs_kraft_and_is_checked_for_health() {
     let c = compose();
     let kafka = service(&c, "kafka");
     let env = environment(kafka);
-    assert!(env["KAFKA_PROCESS_ROLES"].contains("controller"), "KRaft: the broker is its own controller");
+    assert!(
+        env["KAFKA_PROCESS_ROLES"].contains("controller"),
+        "KRaft: the broker is its own controller"
+    );
     assert!(env.contains_key("KAFKA_CONTROLLER_QUORUM_VOTERS"));
-    assert!(!env.keys().any(|k| k.contains("ZOOKEEPER")), "no ZooKeeper in KRaft mode");
-    assert_eq!(env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"], "false", "topics come from ./topics only");
-    let test = kafka.get("healthcheck").and_then(|h| h.get("test")).expect("kafka healthcheck");
-    assert!(!test.items().is_empty(), "healthcheck test is a command list");
+    assert!(
+        !env.keys().any(|k| k.contains("ZOOKEEPER")),
+        "no ZooKeeper in KRaft mode"
+    );
+    assert_eq!(
+        env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"], "false",
+        "topics come from ./topics only"
+    );
+    let test = kafka
+        .get("healthcheck")
+        .and_then(|h| h.get("test"))
+        .expect("kafka healthcheck");
+    assert!(
+        !test.items().is_empty(),
+        "healthcheck test is a command list"
+    );
     // Transactions (the worker's exactly-once mode) need these on one broker.
     assert_eq!(env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"], "1");
     assert_eq!(env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"], "1");
@@ -484,7 +567,10 @@ fn the_worker_scales() {
     let c = compose();
     let worker = service(&c, "worker");
     for key in ["container_name", "ports", "hostname"] {
-        assert!(worker.get(key).is_none(), "worker has {key}: `--scale worker=N` would clash");
+        assert!(
+            worker.get(key).is_none(),
+            "worker has {key}: `--scale worker=N` would clash"
+        );
     }
     if let Some(replicas) = worker.get("deploy").and_then(|d| d.get("replicas")) {
         panic!("worker pins deploy.replicas to {replicas:?}; scale with --scale instead");
@@ -499,8 +585,14 @@ fn the_worker_gets_every_variable_it_reads() {
     let main_rs = read("src/main.rs");
     for var in WORKER_VARIABLES {
         assert!(env.contains_key(var), "worker does not set {var}");
-        assert!(!resolved(&env[var]).is_empty(), "worker sets {var} to nothing by default");
-        assert!(main_rs.contains(&format!("env = \"{var}\"")), "src/main.rs no longer reads {var}: update the compose file");
+        assert!(
+            !resolved(&env[var]).is_empty(),
+            "worker sets {var} to nothing by default"
+        );
+        assert!(
+            main_rs.contains(&format!("env = \"{var}\"")),
+            "src/main.rs no longer reads {var}: update the compose file"
+        );
     }
     for var in env.keys() {
         let known = main_rs.contains(&format!("env = \"{var}\"")) || var == "RUST_LOG";
@@ -516,10 +608,20 @@ fn topic_names_and_bootstrap_agree_across_services() {
     for var in TOPIC_VARIABLES {
         let values: Vec<(&str, String)> = TIMEBUCKET_SERVICES
             .iter()
-            .filter_map(|s| environment(service(&c, s)).get(var).map(|v| (*s, v.clone())))
+            .filter_map(|s| {
+                environment(service(&c, s))
+                    .get(var)
+                    .map(|v| (*s, v.clone()))
+            })
             .collect();
-        assert!(values.len() >= 2, "{var} is set in fewer than two services: {values:?}");
-        assert!(values.windows(2).all(|w| w[0].1 == w[1].1), "{var} differs between services: {values:?}");
+        assert!(
+            values.len() >= 2,
+            "{var} is set in fewer than two services: {values:?}"
+        );
+        assert!(
+            values.windows(2).all(|w| w[0].1 == w[1].1),
+            "{var} differs between services: {values:?}"
+        );
     }
     // The defaults are the names in ./topics.
     let worker_env = environment(service(&c, "worker"));
@@ -532,20 +634,35 @@ fn topic_names_and_bootstrap_agree_across_services() {
     ];
     for (var, file) in files {
         let text = read(&format!("topics/{file}"));
-        let name = text.lines().find_map(|l| l.trim().strip_prefix("name=")).map(str::trim);
-        assert_eq!(Some(resolved(&worker_env[var]).as_str()), name, "{var} default vs topics/{file}");
+        let name = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("name="))
+            .map(str::trim);
+        assert_eq!(
+            Some(resolved(&worker_env[var]).as_str()),
+            name,
+            "{var} default vs topics/{file}"
+        );
     }
     for s in TIMEBUCKET_SERVICES {
         let env = environment(service(&c, s));
-        let bootstrap = resolved(env.get("BOOTSTRAP_SERVERS").unwrap_or_else(|| panic!("{s} sets no BOOTSTRAP_SERVERS")));
+        let bootstrap = resolved(
+            env.get("BOOTSTRAP_SERVERS")
+                .unwrap_or_else(|| panic!("{s} sets no BOOTSTRAP_SERVERS")),
+        );
         assert!(
-            advertised.split(',').any(|l| l.ends_with(&format!("://{bootstrap}"))),
+            advertised
+                .split(',')
+                .any(|l| l.ends_with(&format!("://{bootstrap}"))),
             "{s}: BOOTSTRAP_SERVERS={bootstrap} is not among the advertised listeners {advertised}"
         );
     }
     let ui_env = environment(service(&c, "kafka-ui"));
     let ui_bootstrap = &ui_env["KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS"];
-    assert!(advertised.contains(&format!("://{ui_bootstrap}")), "UI bootstrap {ui_bootstrap} not advertised");
+    assert!(
+        advertised.contains(&format!("://{ui_bootstrap}")),
+        "UI bootstrap {ui_bootstrap} not advertised"
+    );
 }
 
 #[test]
@@ -559,41 +676,79 @@ fn one_shot_jobs_run_in_order() {
             .and_then(Yaml::str)
             .map(String::from)
     };
-    assert_eq!(condition("topics", "kafka").as_deref(), Some("service_healthy"));
-    assert_eq!(condition("kafka-ui", "kafka").as_deref(), Some("service_healthy"));
-    assert_eq!(condition("ingest", "topics").as_deref(), Some("service_completed_successfully"));
-    assert_eq!(condition("worker", "topics").as_deref(), Some("service_completed_successfully"));
+    assert_eq!(
+        condition("topics", "kafka").as_deref(),
+        Some("service_healthy")
+    );
+    assert_eq!(
+        condition("kafka-ui", "kafka").as_deref(),
+        Some("service_healthy")
+    );
+    assert_eq!(
+        condition("ingest", "topics").as_deref(),
+        Some("service_completed_successfully")
+    );
+    assert_eq!(
+        condition("worker", "topics").as_deref(),
+        Some("service_completed_successfully")
+    );
 
     let topics = service(&c, "topics");
     assert_eq!(command(topics), ["topics", "--topics-dir", "/topics"]);
-    assert!(binds(topics).contains(&("./topics".into(), "/topics".into())), "topics mounts ./topics at /topics");
+    assert!(
+        binds(topics).contains(&("./topics".into(), "/topics".into())),
+        "topics mounts ./topics at /topics"
+    );
     assert_eq!(topics.get("restart").and_then(Yaml::str), Some("no"));
 
     let ingest = service(&c, "ingest");
     assert_eq!(command(ingest), ["ingest", "/data/stream.jsonl"]);
-    assert!(binds(ingest).contains(&("./data".into(), "/data".into())), "ingest mounts ./data at /data");
+    assert!(
+        binds(ingest).contains(&("./data".into(), "/data".into())),
+        "ingest mounts ./data at /data"
+    );
     assert_eq!(ingest.get("restart").and_then(Yaml::str), Some("no"));
 }
 
 #[test]
 fn bind_mounts_stay_in_the_repository() {
     let c = compose();
-    let Some(Yaml::Map(services)) = c.get("services") else { panic!("services") };
+    let Some(Yaml::Map(services)) = c.get("services") else {
+        panic!("services")
+    };
     for (name, svc) in services {
         for (source, target) in binds(svc) {
-            assert!(source.starts_with("./"), "{name}: bind source {source:?} is not inside the repository");
-            assert!(!source.split('/').any(|p| p == ".."), "{name}: bind source {source:?} leaves the repository");
-            assert!(target.starts_with('/'), "{name}: bind target {target:?} is not absolute");
+            assert!(
+                source.starts_with("./"),
+                "{name}: bind source {source:?} is not inside the repository"
+            );
+            assert!(
+                !source.split('/').any(|p| p == ".."),
+                "{name}: bind source {source:?} leaves the repository"
+            );
+            assert!(
+                target.starts_with('/'),
+                "{name}: bind target {target:?} is not absolute"
+            );
             if source == "./data" {
                 // The user's input; Docker creates the directory if it is missing.
                 continue;
             }
-            assert!(repo().join(&source).exists(), "{name}: bind source {source} does not exist");
+            assert!(
+                repo().join(&source).exists(),
+                "{name}: bind source {source} does not exist"
+            );
         }
     }
     let defs = std::fs::read_dir(repo().join("topics"))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "properties"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "properties")
+        })
         .count();
     assert!(defs >= 5, "topics/ has {defs} definitions");
 }
@@ -601,8 +756,15 @@ fn bind_mounts_stay_in_the_repository() {
 #[test]
 fn the_ui_listens_on_9021() {
     let c = compose();
-    let ports = service(&c, "kafka-ui").get("ports").expect("kafka-ui ports");
-    let published: Vec<String> = ports.items().iter().filter_map(|p| p.str()).map(resolved).collect();
+    let ports = service(&c, "kafka-ui")
+        .get("ports")
+        .expect("kafka-ui ports");
+    let published: Vec<String> = ports
+        .items()
+        .iter()
+        .filter_map(|p| p.str())
+        .map(resolved)
+        .collect();
     assert!(
         published.iter().any(|p| {
             let parts: Vec<&str> = p.split(':').collect();
@@ -615,20 +777,39 @@ fn the_ui_listens_on_9021() {
 #[test]
 fn the_dockerfile_builds_and_runs_timebucket() {
     let dockerfile = read("Dockerfile");
-    let froms: Vec<&str> = dockerfile.lines().filter(|l| l.trim_start().starts_with("FROM ")).collect();
+    let froms: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| l.trim_start().starts_with("FROM "))
+        .collect();
     assert!(froms.len() >= 2, "multi-stage build expected: {froms:?}");
-    assert!(froms[0].contains("rust:1-bookworm"), "builder is rust:1-bookworm: {froms:?}");
-    assert!(froms.last().unwrap().contains("debian:bookworm-slim"), "runtime is debian:bookworm-slim: {froms:?}");
+    assert!(
+        froms[0].contains("rust:1-bookworm"),
+        "builder is rust:1-bookworm: {froms:?}"
+    );
+    assert!(
+        froms.last().unwrap().contains("debian:bookworm-slim"),
+        "runtime is debian:bookworm-slim: {froms:?}"
+    );
     assert!(dockerfile.contains("ca-certificates"));
     assert!(dockerfile.contains("--locked"), "the build uses Cargo.lock");
     assert!(dockerfile.contains(r#"ENTRYPOINT ["timebucket"]"#));
     let ignore = read(".dockerignore");
     for entry in ["target", ".git", "data"] {
-        assert!(ignore.lines().any(|l| l.trim().trim_end_matches('/') == entry), ".dockerignore lacks {entry}");
+        assert!(
+            ignore
+                .lines()
+                .any(|l| l.trim().trim_end_matches('/') == entry),
+            ".dockerignore lacks {entry}"
+        );
     }
     // What the build copies must not be ignored.
     for needed in ["src", "Cargo.toml", "Cargo.lock", "topics"] {
-        assert!(!ignore.lines().any(|l| l.trim().trim_end_matches('/') == needed), ".dockerignore drops {needed}");
+        assert!(
+            !ignore
+                .lines()
+                .any(|l| l.trim().trim_end_matches('/') == needed),
+            ".dockerignore drops {needed}"
+        );
     }
 }
 
@@ -651,7 +832,11 @@ fn a_compose_implementation_accepts_the_file_if_there_is_one() {
             .current_dir(repo())
             .output()
             .unwrap();
-        assert!(out.status.success(), "{program} config: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{program} config: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         return;
     }
     eprintln!("no docker compose implementation here: structural checks only");

@@ -64,7 +64,9 @@ impl<'de> de::Deserialize<'de> for RootScan {
                 while let Some(key) = map.next_key::<String>()? {
                     match key.as_str() {
                         "ts" => match map.next_value::<Value>()? {
-                            Value::Number(n) => scan.ts.push(RootTs::Int(n.as_u64().expect("ts u64"))),
+                            Value::Number(n) => {
+                                scan.ts.push(RootTs::Int(n.as_u64().expect("ts u64")))
+                            }
                             Value::String(s) => scan.ts.push(RootTs::Str(s)),
                             other => panic!("root ts {other}"),
                         },
@@ -91,7 +93,9 @@ fn scan_root(line: &[u8]) -> RootScan {
 }
 
 fn is_uid(s: &str) -> bool {
-    s.len() == 19 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 19
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A writer that hands each complete line (without `\n`) to a closure, so
@@ -143,7 +147,9 @@ fn bytes_of(opts: &GenerateOptions) -> (Vec<u8>, GenerateSummary) {
 
 fn lines(out: &[u8]) -> Vec<&[u8]> {
     assert!(out.is_empty() || out.ends_with(b"\n"));
-    out.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect()
+    out.split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect()
 }
 
 /// Counts the `ts` and `uid` keys of objects below the root, duplicates
@@ -337,7 +343,11 @@ fn every_frame_has_one_root_ts_and_uid_and_the_traps_are_there() {
         let pts = scan.keys.iter().position(|k| k == "ts").unwrap();
         let puid = scan.keys.iter().position(|k| k == "uid").unwrap();
         first_pos[pts.min(puid).min(7)] += 1;
-        assert!(pts.min(puid) <= 3, "{} filler keys before ts/uid", pts.min(puid));
+        assert!(
+            pts.min(puid) <= 3,
+            "{} filler keys before ts/uid",
+            pts.min(puid)
+        );
         if puid < pts {
             uid_first += 1;
         } else {
@@ -503,7 +513,10 @@ fn distinct_expectation(n: f64, f: f64) -> (f64, f64) {
 fn check_stats(opts: &GenerateOptions, st: &Stats) -> String {
     let mean_size = (st.bytes - st.frames) as f64 / st.frames as f64;
     assert!((2049..=2124).contains(&st.min_size) && (2049..=2124).contains(&st.max_size));
-    assert!((2074.0..=2085.0).contains(&mean_size), "mean size {mean_size}");
+    assert!(
+        (2074.0..=2085.0).contains(&mean_size),
+        "mean size {mean_size}"
+    );
 
     // The clock advanced (max - min) times in (frames - 1) Bernoulli(1/rate) draws.
     let p = 1.0 / opts.rate as f64;
@@ -563,7 +576,10 @@ fn statistics_of_200k_frames() {
     let st = collect_stats(&opts);
     let report = check_stats(&opts, &st);
     eprintln!("{report}");
-    assert_eq!(st.below_running_max, 0, "no delays asked, ts never goes back");
+    assert_eq!(
+        st.below_running_max, 0,
+        "no delays asked, ts never goes back"
+    );
     // Distinct users per minute follow the minute's frame count (checked
     // against the exact expectation in check_stats). That count varies a
     // lot: each second holds a geometric number of frames (mean 1,000, sd
@@ -633,7 +649,10 @@ fn delays_saturate_at_zero_and_do_not_move_the_clock() {
         ..Default::default()
     };
     let (out, s) = bytes_of(&opts);
-    let ts: Vec<u64> = lines(&out).iter().map(|l| scan_root(l).ts[0].value()).collect();
+    let ts: Vec<u64> = lines(&out)
+        .iter()
+        .map(|l| scan_root(l).ts[0].value())
+        .collect();
     for (i, &t) in ts.iter().enumerate() {
         let clock = 3 + i as u64;
         assert!(
@@ -650,7 +669,10 @@ fn delays_saturate_at_zero_and_do_not_move_the_clock() {
         start: 100,
         ..Default::default()
     });
-    let ts: Vec<u64> = lines(&out).iter().map(|l| scan_root(l).ts[0].value()).collect();
+    let ts: Vec<u64> = lines(&out)
+        .iter()
+        .map(|l| scan_root(l).ts[0].value())
+        .collect();
     assert_eq!(ts[0], 100);
     assert!(ts.windows(2).all(|w| w[1] == w[0] || w[1] == w[0] + 1));
     // 499 draws at 1/3: about 166 advances.
@@ -679,13 +701,17 @@ fn committed_sample_is_what_the_generator_writes() {
     if std::env::var_os("TIMEBUCKET_BLESS_SAMPLE").is_some() {
         std::fs::write(&path, &out).unwrap();
     }
-    let committed = std::fs::read(&path).expect("data/sample.jsonl (TIMEBUCKET_BLESS_SAMPLE=1 writes it)");
+    let committed =
+        std::fs::read(&path).expect("data/sample.jsonl (TIMEBUCKET_BLESS_SAMPLE=1 writes it)");
     assert!(committed.len() <= 1 << 20);
     assert!(
         committed == out,
         "data/sample.jsonl differs from the generator's output; rewrite it with TIMEBUCKET_BLESS_SAMPLE=1 if intended"
     );
     // And it is the head of the full stream: the first frames do not depend on count.
-    let (longer, _) = bytes_of(&GenerateOptions { count: 1000, ..opts });
+    let (longer, _) = bytes_of(&GenerateOptions {
+        count: 1000,
+        ..opts
+    });
     assert!(longer.starts_with(&committed));
 }

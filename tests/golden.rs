@@ -36,12 +36,17 @@ fn read(path: &Path) -> Vec<u8> {
 }
 
 fn golden(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
     String::from_utf8(read(&path)).expect("golden files are UTF-8")
 }
 
 fn parser() -> FrameParser {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     FrameParser::new(DEFAULT_MIN_TS, default_max_ts(now))
 }
 
@@ -62,11 +67,22 @@ fn run_lib(input: &[u8], opts: &AggregateOptions) -> (String, Summary) {
 
 fn run_bin(path: &Path, partitions: u32) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_timebucket"))
-        .args(["aggregate", path.to_str().unwrap(), "-P", &partitions.to_string(), "-L", &LATENESS.to_string()])
+        .args([
+            "aggregate",
+            path.to_str().unwrap(),
+            "-P",
+            &partitions.to_string(),
+            "-L",
+            &LATENESS.to_string(),
+        ])
         .env_remove("RUST_LOG")
         .output()
         .expect("run timebucket");
-    assert!(out.status.success(), "timebucket failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "timebucket failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -96,7 +112,11 @@ fn golden_outputs_library_and_binary() {
             assert_eq!(got, want, "library output differs from tests/golden/{name}");
             assert_eq!(summary.invalid_total(), 0);
             assert_eq!(summary.late, LateCounts::default());
-            assert_eq!(run_bin(&path, partitions), want, "binary output differs from tests/golden/{name}");
+            assert_eq!(
+                run_bin(&path, partitions),
+                want,
+                "binary output differs from tests/golden/{name}"
+            );
         }
     }
 }
@@ -109,19 +129,36 @@ fn tail_key_numbers() {
         let recs = records(&out);
         assert_eq!(recs.len(), 4, "{out}");
         let m = find(&recs, MetricKind::Minute, 1468245300);
-        assert_eq!((m.frames, m.unique_users, m.window_end), (862, Some(859), 1468245360));
+        assert_eq!(
+            (m.frames, m.unique_users, m.window_end),
+            (862, Some(859), 1468245360)
+        );
         let m = find(&recs, MetricKind::Minute, 1468245360);
-        assert_eq!((m.frames, m.unique_users, m.window_end), (138, Some(138), 1468245420));
+        assert_eq!(
+            (m.frames, m.unique_users, m.window_end),
+            (138, Some(138), 1468245420)
+        );
         let s = find(&recs, MetricKind::Second, 1468245359);
-        assert_eq!((s.frames, s.unique_users, s.window_end), (862, None, 1468245360));
+        assert_eq!(
+            (s.frames, s.unique_users, s.window_end),
+            (862, None, 1468245360)
+        );
         let s = find(&recs, MetricKind::Second, 1468245360);
         assert_eq!((s.frames, s.unique_users), (138, None));
         // Routing: bucket 1468245300 / 900 = 1631383, mod 8 = 7.
         let expected_partition = if partitions == 1 { 0 } else { 7 };
-        assert!(recs.iter().all(|r| r.partition == expected_partition), "{recs:#?}");
+        assert!(
+            recs.iter().all(|r| r.partition == expected_partition),
+            "{recs:#?}"
+        );
         assert_eq!(m.start, "2016-07-11T13:56:00Z");
         assert_eq!(
-            (summary.lines, summary.valid, summary.blank, summary.invalid_total()),
+            (
+                summary.lines,
+                summary.valid,
+                summary.blank,
+                summary.invalid_total()
+            ),
             (1000, 1000, 0, 0)
         );
         assert_eq!((summary.seconds_emitted, summary.minutes_emitted), (2, 2));
@@ -134,16 +171,25 @@ fn head_key_numbers() {
     for partitions in [1, 8] {
         let (out, summary) = run_lib(&input, &options(partitions, parser()));
         let recs = records(&out);
-        let minutes: Vec<&MetricRecord> = recs.iter().filter(|r| r.metric == MetricKind::Minute).collect();
+        let minutes: Vec<&MetricRecord> = recs
+            .iter()
+            .filter(|r| r.metric == MetricKind::Minute)
+            .collect();
         assert_eq!(minutes.len(), 1, "{out}");
         assert_eq!(
-            (minutes[0].window_start, minutes[0].frames, minutes[0].unique_users),
+            (
+                minutes[0].window_start,
+                minutes[0].frames,
+                minutes[0].unique_users
+            ),
             (1468244340, 8, Some(8))
         );
         let s = find(&recs, MetricKind::Second, 1468244384);
         assert_eq!(s.frames, 8);
         assert_eq!(recs.len(), 2);
-        assert!(recs.iter().all(|r| r.partition == if partitions == 1 { 0 } else { 6 }));
+        assert!(recs
+            .iter()
+            .all(|r| r.partition == if partitions == 1 { 0 } else { 6 }));
         assert_eq!((summary.valid, summary.invalid_total()), (8, 0));
     }
 }
@@ -155,23 +201,50 @@ fn head_key_numbers() {
 #[test]
 fn noisy_tail_gives_the_same_windows_and_counts_invalid_reasons() {
     let tail = read(&data_path("challenge-tail.jsonl"));
-    let frames: Vec<&[u8]> = tail.split(|&c| c == b'\n').filter(|l| !l.is_empty()).collect();
+    let frames: Vec<&[u8]> = tail
+        .split(|&c| c == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
     assert_eq!(frames.len(), 1000);
 
     let mut invalid: Vec<(Vec<u8>, Invalid)> = vec![
-        (b"{\"ts\":1468245359,\"uid\":\"u\"".to_vec(), Invalid::NotJson),
+        (
+            b"{\"ts\":1468245359,\"uid\":\"u\"".to_vec(),
+            Invalid::NotJson,
+        ),
         (frames[3][..frames[3].len() - 1].to_vec(), Invalid::NotJson),
-        (br#"[{"ts":1468245359,"uid":"u"}]"#.to_vec(), Invalid::NotObject),
-        (br#"{"uid":"u","x":{"ts":1468245359}}"#.to_vec(), Invalid::MissingTs),
-        (br#"{"ts":1468245359,"ts":1468245359,"uid":"u"}"#.to_vec(), Invalid::DuplicateTs),
+        (
+            br#"[{"ts":1468245359,"uid":"u"}]"#.to_vec(),
+            Invalid::NotObject,
+        ),
+        (
+            br#"{"uid":"u","x":{"ts":1468245359}}"#.to_vec(),
+            Invalid::MissingTs,
+        ),
+        (
+            br#"{"ts":1468245359,"ts":1468245359,"uid":"u"}"#.to_vec(),
+            Invalid::DuplicateTs,
+        ),
         (br#"{"ts":1468245359.5,"uid":"u"}"#.to_vec(), Invalid::BadTs),
-        (br#"{"ts":"1468299999x","uid":"u"}"#.to_vec(), Invalid::BadTs),
+        (
+            br#"{"ts":"1468299999x","uid":"u"}"#.to_vec(),
+            Invalid::BadTs,
+        ),
         (br#"{"ts":5,"uid":"u"}"#.to_vec(), Invalid::TsOutOfRange),
-        (br#"{"ts":99999999999,"uid":"u"}"#.to_vec(), Invalid::TsOutOfRange),
+        (
+            br#"{"ts":99999999999,"uid":"u"}"#.to_vec(),
+            Invalid::TsOutOfRange,
+        ),
         (br#"{"ts":1468299999}"#.to_vec(), Invalid::MissingUid),
-        (br#"{"ts":1468299999,"uid":"a","uid":"b"}"#.to_vec(), Invalid::DuplicateUid),
+        (
+            br#"{"ts":1468299999,"uid":"a","uid":"b"}"#.to_vec(),
+            Invalid::DuplicateUid,
+        ),
         (br#"{"ts":1468299999,"uid":""}"#.to_vec(), Invalid::BadUid),
-        (b"{\"ts\":1468299999,\"uid\":\"\xff\"}".to_vec(), Invalid::NotUtf8),
+        (
+            b"{\"ts\":1468299999,\"uid\":\"\xff\"}".to_vec(),
+            Invalid::NotUtf8,
+        ),
     ];
     // A line over the frame limit (4096 here; real frames are <= 2124 bytes).
     let mut big = br#"{"ts":1468299999,"uid":"big","pad":""#.to_vec();
@@ -225,17 +298,33 @@ fn noisy_tail_gives_the_same_windows_and_counts_invalid_reasons() {
         let mut out = Vec::new();
         let summary = aggregate(input, &mut out, &options(partitions, parser)).unwrap();
         let out = String::from_utf8(out).unwrap();
-        assert_eq!(out, golden(&format!("challenge-tail.P{partitions}.L{LATENESS}.jsonl")), "P={partitions}");
+        assert_eq!(
+            out,
+            golden(&format!("challenge-tail.P{partitions}.L{LATENESS}.jsonl")),
+            "P={partitions}"
+        );
         assert_eq!(summary.valid, 1000);
         assert_eq!(summary.blank, blank_count);
-        assert_eq!(summary.invalid, invalid_count, "by reason: {}", summary.invalid_breakdown());
+        assert_eq!(
+            summary.invalid,
+            invalid_count,
+            "by reason: {}",
+            summary.invalid_breakdown()
+        );
         let total_invalid: u64 = invalid_count.iter().sum();
         assert_eq!(summary.lines, 1000 + blank_count + total_invalid);
         assert_eq!(summary.bytes, noisy.len() as u64);
         assert_eq!(summary.late, LateCounts::default());
         let mut breakdown = String::new();
         for r in Invalid::ALL {
-            write!(breakdown, "{}{}={}", if breakdown.is_empty() { "" } else { " " }, r.code(), invalid_count[r.index()]).unwrap();
+            write!(
+                breakdown,
+                "{}{}={}",
+                if breakdown.is_empty() { "" } else { " " },
+                r.code(),
+                invalid_count[r.index()]
+            )
+            .unwrap();
         }
         assert_eq!(summary.invalid_breakdown(), breakdown);
     }

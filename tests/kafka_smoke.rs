@@ -38,7 +38,10 @@ impl ProducerContext for Deliveries {
                 self.ok.fetch_add(1, Ordering::Relaxed);
             }
             Err((e, msg)) => {
-                self.failed.lock().unwrap().push(format!("partition {}: {e}", msg.partition()));
+                self.failed
+                    .lock()
+                    .unwrap()
+                    .push(format!("partition {}: {e}", msg.partition()));
             }
         }
     }
@@ -86,12 +89,17 @@ fn two_consumers_in_one_group_get_every_record_exactly_once() {
                         .create()
                         .expect("consumer");
                     consumer.subscribe(&[&topic]).expect("subscribe");
-                    let mut seen = Seen { records: Vec::new(), partitions: BTreeSet::new() };
+                    let mut seen = Seen {
+                        records: Vec::new(),
+                        partitions: BTreeSet::new(),
+                    };
                     while !stop.load(Ordering::Relaxed) {
                         if let Some(result) = consumer.poll(Duration::from_millis(100)) {
                             let msg = result.unwrap_or_else(|e| panic!("consumer {n}: {e}"));
-                            let k = String::from_utf8(msg.key().expect("key").to_vec()).expect("utf-8 key");
-                            let p = String::from_utf8(msg.payload().expect("payload").to_vec()).expect("utf-8 payload");
+                            let k = String::from_utf8(msg.key().expect("key").to_vec())
+                                .expect("utf-8 key");
+                            let p = String::from_utf8(msg.payload().expect("payload").to_vec())
+                                .expect("utf-8 payload");
                             seen.records.push((k, p));
                             received.fetch_add(1, Ordering::Relaxed);
                         }
@@ -107,11 +115,24 @@ fn two_consumers_in_one_group_get_every_record_exactly_once() {
         })
         .collect();
 
-    common::wait_until(Duration::from_secs(60), "both consumers to be assigned partitions", || {
-        consumers.iter().any(|c| c.is_finished())
-            || assigned.iter().map(|a| a.load(Ordering::Relaxed)).filter(|&c| c > 0).count() == 2
-                && assigned.iter().map(|a| a.load(Ordering::Relaxed)).sum::<usize>() == PARTITIONS as usize
-    });
+    common::wait_until(
+        Duration::from_secs(60),
+        "both consumers to be assigned partitions",
+        || {
+            consumers.iter().any(|c| c.is_finished())
+                || assigned
+                    .iter()
+                    .map(|a| a.load(Ordering::Relaxed))
+                    .filter(|&c| c > 0)
+                    .count()
+                    == 2
+                    && assigned
+                        .iter()
+                        .map(|a| a.load(Ordering::Relaxed))
+                        .sum::<usize>()
+                        == PARTITIONS as usize
+        },
+    );
     if consumers.iter().any(|c| c.is_finished()) {
         stop.store(true, Ordering::Relaxed);
         for c in consumers {
@@ -142,30 +163,55 @@ fn two_consumers_in_one_group_get_every_record_exactly_once() {
     }
     producer.flush(Duration::from_secs(60)).expect("flush");
     let failed = producer.context().failed.lock().unwrap().clone();
-    assert!(failed.is_empty(), "{} deliveries failed, e.g. {:?}", failed.len(), &failed[..failed.len().min(5)]);
-    assert_eq!(producer.context().ok.load(Ordering::Relaxed), RECORDS, "acknowledged deliveries");
+    assert!(
+        failed.is_empty(),
+        "{} deliveries failed, e.g. {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert_eq!(
+        producer.context().ok.load(Ordering::Relaxed),
+        RECORDS,
+        "acknowledged deliveries"
+    );
 
     // Consume everything, then keep polling a little longer so that a
     // duplicate would show up.
     let remaining = DEADLINE.saturating_sub(started.elapsed());
-    common::wait_until(remaining, &format!("{RECORDS} records to be consumed"), || {
-        received.load(Ordering::Relaxed) >= RECORDS || consumers.iter().any(|c| c.is_finished())
-    });
+    common::wait_until(
+        remaining,
+        &format!("{RECORDS} records to be consumed"),
+        || received.load(Ordering::Relaxed) >= RECORDS || consumers.iter().any(|c| c.is_finished()),
+    );
     thread::sleep(Duration::from_secs(2));
     stop.store(true, Ordering::Relaxed);
-    let seen: Vec<Seen> = consumers.into_iter().map(|c| c.join().expect("a consumer thread panicked")).collect();
+    let seen: Vec<Seen> = consumers
+        .into_iter()
+        .map(|c| c.join().expect("a consumer thread panicked"))
+        .collect();
 
     for (n, s) in seen.iter().enumerate() {
-        assert!(!s.partitions.is_empty(), "consumer {n} was never assigned a partition");
-        assert!(!s.records.is_empty(), "consumer {n} received no record (partitions {:?})", s.partitions);
+        assert!(
+            !s.partitions.is_empty(),
+            "consumer {n} was never assigned a partition"
+        );
+        assert!(
+            !s.records.is_empty(),
+            "consumer {n} received no record (partitions {:?})",
+            s.partitions
+        );
     }
     let mut counts: BTreeMap<&(String, String), usize> = BTreeMap::new();
     for r in seen.iter().flat_map(|s| &s.records) {
         *counts.entry(r).or_default() += 1;
     }
     let duplicates: Vec<_> = counts.iter().filter(|(_, &c)| c > 1).take(5).collect();
-    assert!(duplicates.is_empty(), "records received more than once, e.g. {duplicates:?}");
-    let expected: BTreeSet<(String, String)> = (0..RECORDS).map(|i| (key(i), payload(&run, i))).collect();
+    assert!(
+        duplicates.is_empty(),
+        "records received more than once, e.g. {duplicates:?}"
+    );
+    let expected: BTreeSet<(String, String)> =
+        (0..RECORDS).map(|i| (key(i), payload(&run, i))).collect();
     let got: BTreeSet<(String, String)> = counts.keys().map(|&r| r.clone()).collect();
     let missing: Vec<_> = expected.difference(&got).take(5).collect();
     let unexpected: Vec<_> = got.difference(&expected).take(5).collect();

@@ -232,7 +232,9 @@ fn expect(p: &FrameParser, line: &[u8]) -> Expect {
         Err(e) => {
             let msg = e.to_string();
             assert!(
-                msg.contains("surrogate") || msg.contains("hex escape") || msg.contains("out of range"),
+                msg.contains("surrogate")
+                    || msg.contains("hex escape")
+                    || msg.contains("out of range"),
                 "serde_json accepted {:?} as JSON but could not decode it: {msg}",
                 String::from_utf8_lossy(line)
             );
@@ -250,10 +252,12 @@ fn expect(p: &FrameParser, line: &[u8]) -> Expect {
         [] => Err(vec![I(Invalid::MissingTs)]),
         [_, _, ..] => Err(vec![I(Invalid::DuplicateTs)]),
         [Val::U64(v)] => in_range(*v),
-        [Val::Str(s)] if !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()) => match s.parse::<u64>() {
-            Ok(v) => in_range(v),
-            Err(_) => Err(vec![I(Invalid::TsOutOfRange)]),
-        },
+        [Val::Str(s)] if !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()) => {
+            match s.parse::<u64>() {
+                Ok(v) => in_range(v),
+                Err(_) => Err(vec![I(Invalid::TsOutOfRange)]),
+            }
+        }
         // serde_json (without arbitrary_precision) hands an integer beyond
         // u64 to visit_f64, so it cannot be told from a float here: an
         // integer is out of range, a float is a bad ts.
@@ -393,16 +397,21 @@ fn json_value(allow_lone_surrogates: bool) -> BoxedStrategy<String> {
     leaf.prop_recursive(4, 40, 5, |inner| {
         prop_oneof![
             prop::collection::vec((ws(), inner.clone(), ws()), 0..5).prop_map(|els| {
-                let body: Vec<String> = els.into_iter().map(|(a, v, b)| format!("{a}{v}{b}")).collect();
+                let body: Vec<String> = els
+                    .into_iter()
+                    .map(|(a, v, b)| format!("{a}{v}{b}"))
+                    .collect();
                 format!("[{}]", body.join(","))
             }),
-            prop::collection::vec((ws(), json_key(), ws(), ws(), inner, ws()), 0..5).prop_map(|members| {
-                let body: Vec<String> = members
-                    .into_iter()
-                    .map(|(a, k, b, c, v, d)| format!("{a}{k}{b}:{c}{v}{d}"))
-                    .collect();
-                format!("{{{}}}", body.join(","))
-            }),
+            prop::collection::vec((ws(), json_key(), ws(), ws(), inner, ws()), 0..5).prop_map(
+                |members| {
+                    let body: Vec<String> = members
+                        .into_iter()
+                        .map(|(a, k, b, c, v, d)| format!("{a}{k}{b}:{c}{v}{d}"))
+                        .collect();
+                    format!("{{{}}}", body.join(","))
+                }
+            ),
         ]
     })
     .boxed()
@@ -465,8 +474,16 @@ fn member() -> impl Strategy<Value = Member> {
 
 fn valid_frame_members() -> impl Strategy<Value = Vec<Member>> {
     (
-        (MIN_TS..=MAX_TS, ws4()).prop_map(|(ts, ws)| Member { key: r#""ts""#.into(), value: ts.to_string(), ws }),
-        ("\"[0-9a-f]{19}\"", ws4()).prop_map(|(uid, ws)| Member { key: r#""uid""#.into(), value: uid, ws }),
+        (MIN_TS..=MAX_TS, ws4()).prop_map(|(ts, ws)| Member {
+            key: r#""ts""#.into(),
+            value: ts.to_string(),
+            ws,
+        }),
+        ("\"[0-9a-f]{19}\"", ws4()).prop_map(|(uid, ws)| Member {
+            key: r#""uid""#.into(),
+            value: uid,
+            ws,
+        }),
         prop::collection::vec(member(), 0..4),
     )
         .prop_flat_map(|(ts, uid, mut rest)| {
@@ -519,8 +536,20 @@ fn case() -> impl Strategy<Value = Case> {
         2 => prop::collection::vec(member(), 0..7),
     ];
     let other_root = prop_oneof![12 => Just(None), 1 => json_value(true).prop_map(Some)];
-    (prop_oneof![4 => Just(String::new()), 1 => ws()], members, prop_oneof![3 => Just(String::new()), 1 => ws(), 1 => Just("\r".to_owned())], other_root, mutation())
-        .prop_map(|(lead, members, trail, other_root, mutation)| Case { lead, members, trail, other_root, mutation })
+    (
+        prop_oneof![4 => Just(String::new()), 1 => ws()],
+        members,
+        prop_oneof![3 => Just(String::new()), 1 => ws(), 1 => Just("\r".to_owned())],
+        other_root,
+        mutation(),
+    )
+        .prop_map(|(lead, members, trail, other_root, mutation)| Case {
+            lead,
+            members,
+            trail,
+            other_root,
+            mutation,
+        })
 }
 
 fn render(case: &Case) -> Vec<u8> {
@@ -541,7 +570,12 @@ fn render(case: &Case) -> Vec<u8> {
         None => {
             let body: Vec<String> = members
                 .iter()
-                .map(|m| format!("{}{}{}:{}{}{}", m.ws[0], m.key, m.ws[1], m.ws[2], m.value, m.ws[3]))
+                .map(|m| {
+                    format!(
+                        "{}{}{}:{}{}{}",
+                        m.ws[0], m.key, m.ws[1], m.ws[2], m.value, m.ws[3]
+                    )
+                })
                 .collect();
             format!("{{{}}}", body.join(","))
         }
@@ -637,7 +671,11 @@ fn real_lines() -> &'static [Vec<u8>] {
         let mut lines = Vec::new();
         for name in ["challenge-head.jsonl", "challenge-tail.jsonl"] {
             let data = data_file(name);
-            lines.extend(data.split(|&c| c == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec));
+            lines.extend(
+                data.split(|&c| c == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .map(<[u8]>::to_vec),
+            );
         }
         lines
     })
@@ -654,7 +692,9 @@ fn every_real_frame_parses_as_serde_json_decodes_it() {
     assert_eq!(lines.len(), 1008, "head (8) + tail (1000) frames");
     for line in lines {
         check(&p, line).unwrap();
-        assert!(matches!(run(&p, line), Outcome::Frame(1468244384 | 1468245359 | 1468245360, ref uid) if uid.len() == 19));
+        assert!(
+            matches!(run(&p, line), Outcome::Frame(1468244384 | 1468245359 | 1468245360, ref uid) if uid.len() == 19)
+        );
     }
 }
 
@@ -667,7 +707,10 @@ fn every_prefix_of_a_real_frame_is_rejected_like_serde_json_does() {
         check(&p, prefix).unwrap();
         let got = run(&p, prefix);
         assert!(
-            matches!(got, Outcome::Blank | Outcome::Invalid(Invalid::NotJson | Invalid::NotUtf8)),
+            matches!(
+                got,
+                Outcome::Blank | Outcome::Invalid(Invalid::NotJson | Invalid::NotUtf8)
+            ),
             "prefix of {cut} bytes gave {got:?}"
         );
     }
@@ -678,7 +721,17 @@ fn every_prefix_of_a_real_frame_is_rejected_like_serde_json_does() {
 #[test]
 fn escapes_at_every_offset_across_simd_blocks() {
     let p = parser();
-    let escapes = [r#"\""#, r"\\", r"\/", r"\n", r"\t", r"\u0041", r"\u041F", r"\ud83d\ude00", r"\u0000"];
+    let escapes = [
+        r#"\""#,
+        r"\\",
+        r"\/",
+        r"\n",
+        r"\t",
+        r"\u0041",
+        r"\u041F",
+        r"\ud83d\ude00",
+        r"\u0000",
+    ];
     let invalid = ["\\x", "\\u12", "\\U0041", "\x01", "\x1f", "\t", "\\"];
     for k in 0..80 {
         let pad = "y".repeat(k);
@@ -689,7 +742,10 @@ fn escapes_at_every_offset_across_simd_blocks() {
                 format!(r#"{{"ts":1468244384,"pad":["{pad}{esc}{pad}{esc}"],"uid":"{esc}{pad}"}}"#),
             ] {
                 check(&p, line.as_bytes()).unwrap();
-                assert!(matches!(run(&p, line.as_bytes()), Outcome::Frame(..)), "{line}");
+                assert!(
+                    matches!(run(&p, line.as_bytes()), Outcome::Frame(..)),
+                    "{line}"
+                );
             }
         }
         for bad in invalid {
@@ -698,14 +754,26 @@ fn escapes_at_every_offset_across_simd_blocks() {
                 format!(r#"{{"pad":"{pad}{bad}","ts":1468244384,"uid":"u"}}"#),
             ] {
                 check(&p, line.as_bytes()).unwrap();
-                assert_eq!(run(&p, line.as_bytes()), Outcome::Invalid(Invalid::NotJson), "{line:?}");
+                assert_eq!(
+                    run(&p, line.as_bytes()),
+                    Outcome::Invalid(Invalid::NotJson),
+                    "{line:?}"
+                );
             }
         }
         // A string that never closes, ending at every offset.
         let line = format!(r#"{{"ts":1468244384,"uid":"u","pad":"{pad}"#);
-        assert_eq!(run(&p, line.as_bytes()), Outcome::Invalid(Invalid::NotJson), "{line:?}");
+        assert_eq!(
+            run(&p, line.as_bytes()),
+            Outcome::Invalid(Invalid::NotJson),
+            "{line:?}"
+        );
         let line = format!(r#"{{"ts":1468244384,"uid":"u","pad":"{pad}\"#);
-        assert_eq!(run(&p, line.as_bytes()), Outcome::Invalid(Invalid::NotJson), "{line:?}");
+        assert_eq!(
+            run(&p, line.as_bytes()),
+            Outcome::Invalid(Invalid::NotJson),
+            "{line:?}"
+        );
     }
 }
 
@@ -727,68 +795,193 @@ fn invalid(r: Invalid) -> Outcome {
 #[test]
 fn ts_digit_strings_are_decoded_json_strings() {
     // Leading zeros in a digit string: still a string of ASCII digits.
-    assert_eq!(outcome(r#"{"ts":"0001468244384","uid":"u"}"#), frame(1468244384, "u"));
+    assert_eq!(
+        outcome(r#"{"ts":"0001468244384","uid":"u"}"#),
+        frame(1468244384, "u")
+    );
     // The string is a JSON string: escapes are decoded before the digit check.
-    assert_eq!(outcome(r#"{"ts":"\u0031468244384","uid":"u"}"#), frame(1468244384, "u"));
-    assert_eq!(outcome(r#"{"ts":" 1468244384","uid":"u"}"#), invalid(Invalid::BadTs));
-    assert_eq!(outcome(r#"{"ts":"1468244384 ","uid":"u"}"#), invalid(Invalid::BadTs));
-    assert_eq!(outcome(r#"{"ts":"+1468244384","uid":"u"}"#), invalid(Invalid::BadTs));
-    assert_eq!(outcome(r#"{"ts":"１４６８２４４３８４","uid":"u"}"#), invalid(Invalid::BadTs), "non-ASCII digits");
+    assert_eq!(
+        outcome(r#"{"ts":"\u0031468244384","uid":"u"}"#),
+        frame(1468244384, "u")
+    );
+    assert_eq!(
+        outcome(r#"{"ts":" 1468244384","uid":"u"}"#),
+        invalid(Invalid::BadTs)
+    );
+    assert_eq!(
+        outcome(r#"{"ts":"1468244384 ","uid":"u"}"#),
+        invalid(Invalid::BadTs)
+    );
+    assert_eq!(
+        outcome(r#"{"ts":"+1468244384","uid":"u"}"#),
+        invalid(Invalid::BadTs)
+    );
+    assert_eq!(
+        outcome(r#"{"ts":"１４６８２４４３８４","uid":"u"}"#),
+        invalid(Invalid::BadTs),
+        "non-ASCII digits"
+    );
     // A lone surrogate is valid JSON text but no string of digits.
-    assert_eq!(outcome(r#"{"ts":"\ud800","uid":"u"}"#), invalid(Invalid::BadTs));
+    assert_eq!(
+        outcome(r#"{"ts":"\ud800","uid":"u"}"#),
+        invalid(Invalid::BadTs)
+    );
 }
 
 #[test]
 fn ts_numbers() {
     assert_eq!(outcome(r#"{"ts":-0,"uid":"u"}"#), invalid(Invalid::BadTs));
-    assert_eq!(outcome(r#"{"ts":1468244384e0,"uid":"u"}"#), invalid(Invalid::BadTs));
-    assert_eq!(outcome(r#"{"ts":1468244384E+0,"uid":"u"}"#), invalid(Invalid::BadTs));
-    assert_eq!(outcome(r#"{"ts":0,"uid":"u"}"#), invalid(Invalid::TsOutOfRange));
+    assert_eq!(
+        outcome(r#"{"ts":1468244384e0,"uid":"u"}"#),
+        invalid(Invalid::BadTs)
+    );
+    assert_eq!(
+        outcome(r#"{"ts":1468244384E+0,"uid":"u"}"#),
+        invalid(Invalid::BadTs)
+    );
+    assert_eq!(
+        outcome(r#"{"ts":0,"uid":"u"}"#),
+        invalid(Invalid::TsOutOfRange)
+    );
     // Beyond u64, as a number and as a string: a non-negative integer, out of range.
-    assert_eq!(outcome(r#"{"ts":"18446744073709551616","uid":"u"}"#), invalid(Invalid::TsOutOfRange));
-    assert_eq!(run(&parser(), br#"{"ts":18446744073709551616,"uid":"u"}"#), invalid(Invalid::TsOutOfRange));
-    assert_eq!(run(&parser(), br#"{"ts":18446744073709551616.0,"uid":"u"}"#), invalid(Invalid::BadTs));
-    // u64::MAX itself fits; the range check rejects it.
-    assert_eq!(outcome(r#"{"ts":18446744073709551615,"uid":"u"}"#), invalid(Invalid::TsOutOfRange));
-    assert_eq!(run(&FrameParser::new(0, u64::MAX), br#"{"ts":18446744073709551615,"uid":"u"}"#), frame(u64::MAX, "u"));
-    assert_eq!(run(&FrameParser::new(0, u64::MAX), br#"{"ts":0,"uid":"u"}"#), frame(0, "u"));
+    assert_eq!(
+        outcome(r#"{"ts":"18446744073709551616","uid":"u"}"#),
+        invalid(Invalid::TsOutOfRange)
+    );
+    assert_eq!(
+        run(&parser(), br#"{"ts":18446744073709551616,"uid":"u"}"#),
+        invalid(Invalid::TsOutOfRange)
+    );
+    assert_eq!(
+        run(&parser(), br#"{"ts":18446744073709551616.0,"uid":"u"}"#),
+        invalid(Invalid::BadTs)
+    );
+    // u64::MAX fits a u64 but not the windows: --max-ts is capped at window::MAX_TS.
+    assert_eq!(
+        outcome(r#"{"ts":18446744073709551615,"uid":"u"}"#),
+        invalid(Invalid::TsOutOfRange)
+    );
+    assert_eq!(
+        run(
+            &FrameParser::new(0, u64::MAX),
+            br#"{"ts":18446744073709551615,"uid":"u"}"#
+        ),
+        invalid(Invalid::TsOutOfRange)
+    );
+    let max = timebucket::window::MAX_TS;
+    let at_max = format!(r#"{{"ts":{max},"uid":"u"}}"#);
+    assert_eq!(
+        run(&FrameParser::new(0, u64::MAX), at_max.as_bytes()),
+        frame(max, "u")
+    );
+    assert_eq!(
+        run(&FrameParser::new(0, u64::MAX), br#"{"ts":0,"uid":"u"}"#),
+        frame(0, "u")
+    );
     // A number too large for f64 is still valid JSON (RFC 8259 sets no limit).
     let huge = format!(r#"{{"ts":1{},"uid":"u"}}"#, "0".repeat(400));
-    assert_eq!(run(&parser(), huge.as_bytes()), invalid(Invalid::TsOutOfRange));
-    assert_eq!(run(&parser(), br#"{"ts":1e400,"uid":"u"}"#), invalid(Invalid::BadTs));
-    assert_eq!(outcome(r#"{"a":1e400,"ts":1468244384,"uid":"u"}"#), frame(1468244384, "u"));
+    assert_eq!(
+        run(&parser(), huge.as_bytes()),
+        invalid(Invalid::TsOutOfRange)
+    );
+    assert_eq!(
+        run(&parser(), br#"{"ts":1e400,"uid":"u"}"#),
+        invalid(Invalid::BadTs)
+    );
+    assert_eq!(
+        outcome(r#"{"a":1e400,"ts":1468244384,"uid":"u"}"#),
+        frame(1468244384, "u")
+    );
 }
 
 #[test]
 fn uid_rules() {
-    assert_eq!(outcome(r#"{"ts":1468244384,"uid":"Привет"}"#), frame(1468244384, "Привет"));
-    assert_eq!(outcome(r#"{"ts":1468244384,"uid":"\u041f\u0440"}"#), frame(1468244384, "Пр"));
-    assert_eq!(outcome(r#"{"ts":1468244384,"uid":" "}"#), frame(1468244384, " "));
+    assert_eq!(
+        outcome(r#"{"ts":1468244384,"uid":"Привет"}"#),
+        frame(1468244384, "Привет")
+    );
+    assert_eq!(
+        outcome(r#"{"ts":1468244384,"uid":"\u041f\u0440"}"#),
+        frame(1468244384, "Пр")
+    );
+    assert_eq!(
+        outcome(r#"{"ts":1468244384,"uid":" "}"#),
+        frame(1468244384, " ")
+    );
     // An escape that decodes to NUL is a non-empty string.
-    assert_eq!(outcome(r#"{"ts":1468244384,"uid":"\u0000"}"#), frame(1468244384, "\0"));
-    assert_eq!(outcome(r#"{"ts":1468244384,"uid":"\t\n\r\b\f\/"}"#), frame(1468244384, "\t\n\r\u{8}\u{c}/"));
-    assert_eq!(outcome(r#"{"ts":1468244384,"uid":true}"#), invalid(Invalid::BadUid));
-    assert_eq!(outcome(r#"{"ts":1468244384,"uid":["u"]}"#), invalid(Invalid::BadUid));
+    assert_eq!(
+        outcome(r#"{"ts":1468244384,"uid":"\u0000"}"#),
+        frame(1468244384, "\0")
+    );
+    assert_eq!(
+        outcome(r#"{"ts":1468244384,"uid":"\t\n\r\b\f\/"}"#),
+        frame(1468244384, "\t\n\r\u{8}\u{c}/")
+    );
+    assert_eq!(
+        outcome(r#"{"ts":1468244384,"uid":true}"#),
+        invalid(Invalid::BadUid)
+    );
+    assert_eq!(
+        outcome(r#"{"ts":1468244384,"uid":["u"]}"#),
+        invalid(Invalid::BadUid)
+    );
     // Lone surrogates: valid JSON text, but not a Unicode string.
-    assert_eq!(outcome(r#"{"ts":1468244384,"uid":"\ud800\udc00\udbff\udfff"}"#), frame(1468244384, "\u{10000}\u{10ffff}"));
-    for lone in [r"\ud800", r"\udfff", r"\ud83dx", r"\ud83d\u0041", r"\ud83d\ud83d", r"\ud83d\ue000", r"\udc00\ud800", r"\ud83d\\ude00"] {
+    assert_eq!(
+        outcome(r#"{"ts":1468244384,"uid":"\ud800\udc00\udbff\udfff"}"#),
+        frame(1468244384, "\u{10000}\u{10ffff}")
+    );
+    for lone in [
+        r"\ud800",
+        r"\udfff",
+        r"\ud83dx",
+        r"\ud83d\u0041",
+        r"\ud83d\ud83d",
+        r"\ud83d\ue000",
+        r"\udc00\ud800",
+        r"\ud83d\\ude00",
+    ] {
         let line = format!(r#"{{"ts":1468244384,"uid":"{lone}"}}"#);
-        assert_eq!(run(&parser(), line.as_bytes()), invalid(Invalid::BadUid), "{line}");
+        assert_eq!(
+            run(&parser(), line.as_bytes()),
+            invalid(Invalid::BadUid),
+            "{line}"
+        );
         assert!(serde_json::from_slice::<IgnoredAny>(line.as_bytes()).is_ok());
     }
 }
 
 #[test]
 fn root_keys_only_and_other_keys_may_repeat() {
-    assert_eq!(outcome(r#"{"a":1,"a":2,"ts":1468244384,"a":3,"uid":"u","b":{"uid":1},"b":[]}"#), frame(1468244384, "u"));
-    assert_eq!(outcome(r#"{"uid":"u","x":{"ts":1468244384,"uid":"v"},"ts":"1468244385"}"#), frame(1468244385, "u"));
+    assert_eq!(
+        outcome(r#"{"a":1,"a":2,"ts":1468244384,"a":3,"uid":"u","b":{"uid":1},"b":[]}"#),
+        frame(1468244384, "u")
+    );
+    assert_eq!(
+        outcome(r#"{"uid":"u","x":{"ts":1468244384,"uid":"v"},"ts":"1468244385"}"#),
+        frame(1468244385, "u")
+    );
     // Keys are compared after decoding, byte for byte.
-    assert_eq!(outcome(r#"{"TS":1468244384,"uid":"u"}"#), invalid(Invalid::MissingTs));
-    assert_eq!(outcome(r#"{"ts ":1468244384,"uid":"u"}"#), invalid(Invalid::MissingTs));
-    assert_eq!(outcome(r#"{"ts":1468244384,"u\u0069d":"u","uid":"v"}"#), invalid(Invalid::DuplicateUid));
+    assert_eq!(
+        outcome(r#"{"TS":1468244384,"uid":"u"}"#),
+        invalid(Invalid::MissingTs)
+    );
+    assert_eq!(
+        outcome(r#"{"ts ":1468244384,"uid":"u"}"#),
+        invalid(Invalid::MissingTs)
+    );
+    assert_eq!(
+        outcome(r#"{"ts":1468244384,"u\u0069d":"u","uid":"v"}"#),
+        invalid(Invalid::DuplicateUid)
+    );
     // Duplicates are duplicates whatever the values are.
-    assert_eq!(outcome(r#"{"ts":null,"ts":1468244384,"uid":"u"}"#), invalid(Invalid::DuplicateTs));
-    assert_eq!(outcome(r#"{"ts":1468244384,"uid":1,"uid":"u"}"#), invalid(Invalid::DuplicateUid));
+    assert_eq!(
+        outcome(r#"{"ts":null,"ts":1468244384,"uid":"u"}"#),
+        invalid(Invalid::DuplicateTs)
+    );
+    assert_eq!(
+        outcome(r#"{"ts":1468244384,"uid":1,"uid":"u"}"#),
+        invalid(Invalid::DuplicateUid)
+    );
     assert_eq!(outcome(r#"{}"#), invalid(Invalid::MissingTs));
     assert_eq!(outcome(r#" { } "#), invalid(Invalid::MissingTs));
 }
@@ -807,7 +1000,13 @@ fn lone_surrogate_in_a_key_is_valid_json() {
 
 #[test]
 fn not_utf8_anywhere_in_the_line() {
-    for bad in [&b"\xff"[..], b"\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xe2\x82"] {
+    for bad in [
+        &b"\xff"[..],
+        b"\xc0\xaf",
+        b"\xed\xa0\x80",
+        b"\xf4\x90\x80\x80",
+        b"\xe2\x82",
+    ] {
         for at in ["key", "nested", "uid", "trail"] {
             let mut line = Vec::new();
             match at {
@@ -834,7 +1033,11 @@ fn not_utf8_anywhere_in_the_line() {
                     line.extend_from_slice(bad);
                 }
             }
-            assert_eq!(run(&parser(), &line), invalid(Invalid::NotUtf8), "{at} {bad:?}");
+            assert_eq!(
+                run(&parser(), &line),
+                invalid(Invalid::NotUtf8),
+                "{at} {bad:?}"
+            );
         }
     }
 }
@@ -843,12 +1046,27 @@ fn not_utf8_anywhere_in_the_line() {
 fn only_json_whitespace_is_whitespace() {
     assert_eq!(outcome("\r"), Outcome::Blank);
     assert_eq!(outcome(" \t\r\n "), Outcome::Blank);
-    assert_eq!(outcome("{\"ts\":1468244384,\"uid\":\"u\"}\r"), frame(1468244384, "u"));
+    assert_eq!(
+        outcome("{\"ts\":1468244384,\"uid\":\"u\"}\r"),
+        frame(1468244384, "u")
+    );
     // Form feed, vertical tab, NBSP and a BOM are not JSON whitespace.
-    assert_eq!(outcome("{\"ts\":1468244384,\"uid\":\"u\"}\x0c"), invalid(Invalid::NotJson));
-    assert_eq!(outcome("\x0b{\"ts\":1468244384,\"uid\":\"u\"}"), invalid(Invalid::NotJson));
-    assert_eq!(outcome("{\"ts\":1468244384,\u{a0}\"uid\":\"u\"}"), invalid(Invalid::NotJson));
-    assert_eq!(outcome("\u{feff}{\"ts\":1468244384,\"uid\":\"u\"}"), invalid(Invalid::NotJson));
+    assert_eq!(
+        outcome("{\"ts\":1468244384,\"uid\":\"u\"}\x0c"),
+        invalid(Invalid::NotJson)
+    );
+    assert_eq!(
+        outcome("\x0b{\"ts\":1468244384,\"uid\":\"u\"}"),
+        invalid(Invalid::NotJson)
+    );
+    assert_eq!(
+        outcome("{\"ts\":1468244384,\u{a0}\"uid\":\"u\"}"),
+        invalid(Invalid::NotJson)
+    );
+    assert_eq!(
+        outcome("\u{feff}{\"ts\":1468244384,\"uid\":\"u\"}"),
+        invalid(Invalid::NotJson)
+    );
     assert_eq!(outcome("\x0c"), invalid(Invalid::NotJson));
 }
 
@@ -900,8 +1118,19 @@ fn grammar_corners() {
     ] {
         assert_eq!(outcome(ok), frame(1468244384, "u"), "{ok}");
     }
-    for not_object in [r#""{}""#, "[]", "1468244384", "null", " true ", r#"[{"ts":1468244384,"uid":"u"}]"#] {
-        assert_eq!(outcome(not_object), invalid(Invalid::NotObject), "{not_object}");
+    for not_object in [
+        r#""{}""#,
+        "[]",
+        "1468244384",
+        "null",
+        " true ",
+        r#"[{"ts":1468244384,"uid":"u"}]"#,
+    ] {
+        assert_eq!(
+            outcome(not_object),
+            invalid(Invalid::NotObject),
+            "{not_object}"
+        );
     }
 }
 
@@ -914,7 +1143,10 @@ fn max_frame_bytes_is_inclusive() {
     p.max_frame_bytes = line.len() - 1;
     assert_eq!(run(&p, line), invalid(Invalid::TooLarge));
     // Size is checked before anything else, even for a blank line.
-    assert_eq!(run(&p, " ".repeat(line.len()).as_bytes()), invalid(Invalid::TooLarge));
+    assert_eq!(
+        run(&p, " ".repeat(line.len()).as_bytes()),
+        invalid(Invalid::TooLarge)
+    );
 }
 
 #[test]
@@ -922,8 +1154,13 @@ fn reason_precedence_ts_before_uid() {
     // Documented behaviour of the current parser (the issue fixes the set of
     // reasons, this fixes which one a line with several problems gets).
     assert_eq!(outcome(r#"{"uid":1}"#), invalid(Invalid::MissingTs));
-    assert_eq!(outcome(r#"{"ts":"x","uid":1,"uid":2}"#), invalid(Invalid::BadTs));
-    assert_eq!(outcome(r#"{"ts":1,"uid":1}"#), invalid(Invalid::TsOutOfRange));
+    assert_eq!(
+        outcome(r#"{"ts":"x","uid":1,"uid":2}"#),
+        invalid(Invalid::BadTs)
+    );
+    assert_eq!(
+        outcome(r#"{"ts":1,"uid":1}"#),
+        invalid(Invalid::TsOutOfRange)
+    );
     assert_eq!(outcome(r#"{"ts":1,"ts":2}"#), invalid(Invalid::DuplicateTs));
 }
-

@@ -43,7 +43,9 @@ impl KafkaSettings {
 pub fn parse_property(arg: &str) -> Result<(String, String), Error> {
     match arg.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-        _ => Err(Error::Config(format!("expected key=value for -X, got {arg:?}"))),
+        _ => Err(Error::Config(format!(
+            "expected key=value for -X, got {arg:?}"
+        ))),
     }
 }
 

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance,
+};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
 use tracing::{info, warn};
@@ -37,7 +39,11 @@ pub trait Handover: Send + Sync + 'static {
     /// durable, and return the offsets (with metadata) the consumer must
     /// commit itself, or an empty list when the handover committed them (in
     /// a transaction, with `group`).
-    fn revoke(&self, partitions: &[i32], group: Option<&ConsumerGroupMetadata>) -> TopicPartitionList;
+    fn revoke(
+        &self,
+        partitions: &[i32],
+        group: Option<&ConsumerGroupMetadata>,
+    ) -> TopicPartitionList;
     fn assigned(&self, partitions: &[i32]);
 }
 
@@ -142,7 +148,11 @@ pub fn decode_checkpoint(offset: u64, metadata: &str) -> Option<Checkpoint> {
     };
     for part in parts {
         let (k, v) = part.split_once('=')?;
-        let value = if v == "-" { None } else { Some(v.parse::<u64>().ok()?) };
+        let value = if v == "-" {
+            None
+        } else {
+            Some(v.parse::<u64>().ok()?)
+        };
         match k {
             "max" => cp.max_ts_before = value,
             "handled" => cp.handled_until = value?,
@@ -163,9 +173,11 @@ pub fn committed_checkpoint<C: ConsumerContext>(
 ) -> Result<Option<Checkpoint>, Error> {
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition(topic, partition);
-    let committed = consumer
-        .committed_offsets(tpl, timeout)
-        .map_err(|e| Error::Kafka(format!("cannot read committed offset of {topic}/{partition}: {e}")))?;
+    let committed = consumer.committed_offsets(tpl, timeout).map_err(|e| {
+        Error::Kafka(format!(
+            "cannot read committed offset of {topic}/{partition}: {e}"
+        ))
+    })?;
     let Some(elem) = committed.find_partition(topic, partition) else {
         return Ok(None);
     };
@@ -218,8 +230,16 @@ mod tests {
         };
         let meta = encode_checkpoint(&cp);
         assert_eq!(decode_checkpoint(42, &meta), Some(cp));
-        let fresh = Checkpoint { max_ts_before: None, emitted: None, floor: Some(Watermark(60)), ..cp };
-        assert_eq!(decode_checkpoint(42, &encode_checkpoint(&fresh)), Some(fresh));
+        let fresh = Checkpoint {
+            max_ts_before: None,
+            emitted: None,
+            floor: Some(Watermark(60)),
+            ..cp
+        };
+        assert_eq!(
+            decode_checkpoint(42, &encode_checkpoint(&fresh)),
+            Some(fresh)
+        );
         assert_eq!(decode_checkpoint(1, ""), None);
         assert_eq!(decode_checkpoint(1, "tb1;max=x"), None);
     }
@@ -271,7 +291,9 @@ pub fn read_to_end(
     let mut records = Vec::new();
     while !remaining.is_empty() {
         if std::time::Instant::now() > deadline {
-            return Err(Error::Kafka(format!("reading {topic} to its end timed out")));
+            return Err(Error::Kafka(format!(
+                "reading {topic} to its end timed out"
+            )));
         }
         if let Some(message) = consumer.poll(Duration::from_millis(100)) {
             records.push(message?.detach());
@@ -279,7 +301,9 @@ pub fn read_to_end(
         // Positions, not message offsets: transaction markers and aborted
         // records occupy offsets that are never delivered.
         for elem in consumer.position()?.elements() {
-            if let (Offset::Offset(pos), Some(&end)) = (elem.offset(), remaining.get(&elem.partition())) {
+            if let (Offset::Offset(pos), Some(&end)) =
+                (elem.offset(), remaining.get(&elem.partition()))
+            {
                 if pos >= end {
                     remaining.remove(&elem.partition());
                 }

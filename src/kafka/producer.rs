@@ -44,6 +44,12 @@ impl Deliveries {
         }
     }
 
+    /// Forgets failures of records whose transaction was aborted.
+    pub fn reset(&self) {
+        self.failed.store(0, Ordering::Relaxed);
+        self.failures.lock().expect("poisoned").clear();
+    }
+
     pub fn failure_report(&self) -> String {
         let kept = self.failures.lock().expect("poisoned");
         let mut s = format!("{} record(s) not delivered", self.failed());
@@ -71,8 +77,10 @@ impl ProducerContext for TrackedDelivery {
                 self.deliveries.delivered.fetch_add(1, Ordering::Relaxed);
             }
             Err((e, msg)) => {
-                self.deliveries
-                    .record_failure(position as u64, format!("{e} ({} bytes)", msg.payload_len()));
+                self.deliveries.record_failure(
+                    position as u64,
+                    format!("{e} ({} bytes)", msg.payload_len()),
+                );
             }
         }
     }
@@ -119,7 +127,10 @@ pub const TRANSACTIONAL_DEFAULTS: &[(&str, &str)] = &[
     ("message.timeout.ms", "10000"),
 ];
 
-pub fn tracked_producer(settings: &KafkaSettings, defaults: &[(&str, &str)]) -> Result<TrackedProducer, Error> {
+pub fn tracked_producer(
+    settings: &KafkaSettings,
+    defaults: &[(&str, &str)],
+) -> Result<TrackedProducer, Error> {
     let context = TrackedDelivery::default();
     settings
         .client_config(defaults)
@@ -141,7 +152,10 @@ pub fn send(producer: &TrackedProducer, mut record: BaseRecord<'_, [u8], [u8], u
                     continue;
                 }
                 let position = returned.delivery_opaque as u64;
-                producer.context().deliveries.record_failure(position, e.to_string());
+                producer
+                    .context()
+                    .deliveries
+                    .record_failure(position, e.to_string());
                 return;
             }
         }
@@ -177,12 +191,27 @@ pub enum Origin {
 
 pub fn dead_letter_headers(reason: Invalid, origin: Origin) -> OwnedHeaders {
     let headers = OwnedHeaders::new()
-        .insert(Header { key: HEADER_REASON, value: Some(reason.code()) })
-        .insert(Header { key: HEADER_DETAIL, value: Some(reason.describe()) });
+        .insert(Header {
+            key: HEADER_REASON,
+            value: Some(reason.code()),
+        })
+        .insert(Header {
+            key: HEADER_DETAIL,
+            value: Some(reason.describe()),
+        });
     match origin {
-        Origin::Line(line) => headers.insert(Header { key: HEADER_LINE, value: Some(&line.to_string()) }),
+        Origin::Line(line) => headers.insert(Header {
+            key: HEADER_LINE,
+            value: Some(&line.to_string()),
+        }),
         Origin::Offset { partition, offset } => headers
-            .insert(Header { key: HEADER_PARTITION, value: Some(&partition.to_string()) })
-            .insert(Header { key: HEADER_OFFSET, value: Some(&offset.to_string()) }),
+            .insert(Header {
+                key: HEADER_PARTITION,
+                value: Some(&partition.to_string()),
+            })
+            .insert(Header {
+                key: HEADER_OFFSET,
+                value: Some(&offset.to_string()),
+            }),
     }
 }

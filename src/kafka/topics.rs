@@ -39,7 +39,13 @@ pub const ROLE_FORWARD: &str = "frames-forward";
 /// Invalid frames with their reason ([`TopicNames::dead_letter`]).
 pub const ROLE_DEAD_LETTER: &str = "dead-letter";
 /// Every role a definition file may name.
-pub const ROLES: [&str; 5] = [ROLE_INPUT, ROLE_SECONDS, ROLE_MINUTES, ROLE_FORWARD, ROLE_DEAD_LETTER];
+pub const ROLES: [&str; 5] = [
+    ROLE_INPUT,
+    ROLE_SECONDS,
+    ROLE_MINUTES,
+    ROLE_FORWARD,
+    ROLE_DEAD_LETTER,
+];
 
 /// Kafka's longest legal topic name.
 const MAX_TOPIC_NAME: usize = 249;
@@ -91,7 +97,12 @@ pub fn parse_spec(text: &str, origin: &str) -> Result<TopicSpec, Error> {
     let mut configs = BTreeMap::new();
     for (i, raw) in text.lines().enumerate() {
         let n = i + 1;
-        let line = if n == 1 { raw.trim_start_matches('\u{feff}') } else { raw }.trim();
+        let line = if n == 1 {
+            raw.trim_start_matches('\u{feff}')
+        } else {
+            raw
+        }
+        .trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
@@ -108,7 +119,13 @@ pub fn parse_spec(text: &str, origin: &str) -> Result<TopicSpec, Error> {
         match key {
             "role" => {
                 if !ROLES.contains(&value) {
-                    return Err(at(n, format!("role: unknown role {value:?}, expected one of {}", ROLES.join(", "))));
+                    return Err(at(
+                        n,
+                        format!(
+                            "role: unknown role {value:?}, expected one of {}",
+                            ROLES.join(", ")
+                        ),
+                    ));
                 }
                 role = Some(value.to_string());
             }
@@ -117,11 +134,16 @@ pub fn parse_spec(text: &str, origin: &str) -> Result<TopicSpec, Error> {
                 name = Some(value.to_string());
             }
             "partitions" => {
-                partitions = Some(parse_count(value, i32::MAX as u64).map_err(|m| at(n, format!("partitions: {m}")))? as u32);
+                partitions = Some(
+                    parse_count(value, i32::MAX as u64)
+                        .map_err(|m| at(n, format!("partitions: {m}")))? as u32,
+                );
             }
             "replication.factor" => {
                 replication = Some(
-                    parse_count(value, i16::MAX as u64).map_err(|m| at(n, format!("replication.factor: {m}")))? as u16,
+                    parse_count(value, i16::MAX as u64)
+                        .map_err(|m| at(n, format!("replication.factor: {m}")))?
+                        as u16,
                 );
             }
             _ => {
@@ -133,8 +155,17 @@ pub fn parse_spec(text: &str, origin: &str) -> Result<TopicSpec, Error> {
                         ),
                     ));
                 };
-                if config.is_empty() || !config.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
-                    return Err(at(n, format!("{key:?} is not a topic config name (letters, digits, '.', '_', '-')")));
+                if config.is_empty()
+                    || !config
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+                {
+                    return Err(at(
+                        n,
+                        format!(
+                            "{key:?} is not a topic config name (letters, digits, '.', '_', '-')"
+                        ),
+                    ));
                 }
                 if value.is_empty() {
                     return Err(at(n, format!("{key} has an empty value")));
@@ -156,12 +187,21 @@ pub fn parse_spec(text: &str, origin: &str) -> Result<TopicSpec, Error> {
 /// Reads every `*.properties` file in `dir` (in file-name order; other files
 /// are ignored). Each role and each topic name may be defined once.
 pub fn load_specs(dir: &Path) -> Result<Vec<TopicSpec>, Error> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| Error::Config(format!("cannot read topic definitions in {}: {e}", dir.display())))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        Error::Config(format!(
+            "cannot read topic definitions in {}: {e}",
+            dir.display()
+        ))
+    })?;
     let mut files: Vec<PathBuf> = Vec::new();
     for entry in entries {
         let path = entry
-            .map_err(|e| Error::Config(format!("cannot read topic definitions in {}: {e}", dir.display())))?
+            .map_err(|e| {
+                Error::Config(format!(
+                    "cannot read topic definitions in {}: {e}",
+                    dir.display()
+                ))
+            })?
             .path();
         if path.extension().is_some_and(|e| e == "properties") && path.is_file() {
             files.push(path);
@@ -169,19 +209,29 @@ pub fn load_specs(dir: &Path) -> Result<Vec<TopicSpec>, Error> {
     }
     files.sort();
     if files.is_empty() {
-        return Err(Error::Config(format!("no topic definitions (*.properties) in {}", dir.display())));
+        return Err(Error::Config(format!(
+            "no topic definitions (*.properties) in {}",
+            dir.display()
+        )));
     }
     let mut specs: Vec<TopicSpec> = Vec::new();
     let mut origins: Vec<String> = Vec::new();
     for path in files {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::Config(format!("cannot read {origin}: {e}")))?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::Config(format!("cannot read {origin}: {e}")))?;
         let spec = parse_spec(&text, &origin)?;
         if let Some(i) = specs.iter().position(|s| s.role == spec.role) {
-            return Err(Error::Config(format!("{origin}: role {} is already defined in {}", spec.role, origins[i])));
+            return Err(Error::Config(format!(
+                "{origin}: role {} is already defined in {}",
+                spec.role, origins[i]
+            )));
         }
         if let Some(i) = specs.iter().position(|s| s.name == spec.name) {
-            return Err(Error::Config(format!("{origin}: topic {} is already defined in {}", spec.name, origins[i])));
+            return Err(Error::Config(format!(
+                "{origin}: topic {} is already defined in {}",
+                spec.name, origins[i]
+            )));
         }
         specs.push(spec);
         origins.push(origin);
@@ -234,21 +284,33 @@ pub fn role_names(names: &TopicNames) -> [(&'static str, &str); 5] {
 pub fn apply_overrides(specs: &mut [TopicSpec], overrides: &Overrides) -> Result<(), Error> {
     for (role, name) in &overrides.names {
         if !ROLES.contains(&role.as_str()) {
-            return Err(Error::Config(format!("unknown topic role {role:?}, expected one of {}", ROLES.join(", "))));
+            return Err(Error::Config(format!(
+                "unknown topic role {role:?}, expected one of {}",
+                ROLES.join(", ")
+            )));
         }
-        check_topic_name(name).map_err(|m| Error::Config(format!("topic name for role {role}: {m}")))?;
+        check_topic_name(name)
+            .map_err(|m| Error::Config(format!("topic name for role {role}: {m}")))?;
     }
     if let Some(p) = overrides.input_partitions {
         if p == 0 || p > i32::MAX as u32 {
-            return Err(Error::Config(format!("input partitions must be between 1 and {}, got {p}", i32::MAX)));
+            return Err(Error::Config(format!(
+                "input partitions must be between 1 and {}, got {p}",
+                i32::MAX
+            )));
         }
         if !specs.iter().any(|s| s.role == ROLE_INPUT) {
-            return Err(Error::Config("input partitions given, but no topic definition has role input".into()));
+            return Err(Error::Config(
+                "input partitions given, but no topic definition has role input".into(),
+            ));
         }
     }
     if let Some(r) = overrides.replication {
         if r == 0 || r > i16::MAX as u16 {
-            return Err(Error::Config(format!("replication factor must be between 1 and {}, got {r}", i16::MAX)));
+            return Err(Error::Config(format!(
+                "replication factor must be between 1 and {}, got {r}",
+                i16::MAX
+            )));
         }
     }
     for spec in specs.iter_mut() {
@@ -321,20 +383,33 @@ impl fmt::Display for TopicsReport {
 /// compares the existing ones with their definitions: partition count,
 /// replication factor, and every configured `config.*` value. Existing
 /// topics are never changed. `timeout` bounds each request and the wait.
-pub fn ensure_topics(settings: &KafkaSettings, specs: &[TopicSpec], timeout: Duration) -> Result<TopicsReport, Error> {
+pub fn ensure_topics(
+    settings: &KafkaSettings,
+    specs: &[TopicSpec],
+    timeout: Duration,
+) -> Result<TopicsReport, Error> {
     let deadline = Instant::now() + timeout;
     let admin = admin_client(settings)?;
     let runtime = runtime()?;
-    let opts = AdminOptions::new().request_timeout(Some(timeout)).operation_timeout(Some(timeout));
+    let opts = AdminOptions::new()
+        .request_timeout(Some(timeout))
+        .operation_timeout(Some(timeout));
 
     let before = snapshot(&admin, None, timeout, &settings.bootstrap)?;
-    let missing: Vec<&TopicSpec> = specs.iter().filter(|s| !before.contains_key(&s.name)).collect();
+    let missing: Vec<&TopicSpec> = specs
+        .iter()
+        .filter(|s| !before.contains_key(&s.name))
+        .collect();
     let mut created: Vec<String> = Vec::new();
     if !missing.is_empty() {
         let new_topics: Vec<NewTopic<'_>> = missing
             .iter()
             .map(|s| {
-                let mut t = NewTopic::new(&s.name, s.partitions as i32, TopicReplication::Fixed(s.replication as i32));
+                let mut t = NewTopic::new(
+                    &s.name,
+                    s.partitions as i32,
+                    TopicReplication::Fixed(s.replication as i32),
+                );
                 for (k, v) in &s.configs {
                     t = t.set(k, v);
                 }
@@ -352,15 +427,24 @@ pub fn ensure_topics(settings: &KafkaSettings, specs: &[TopicSpec], timeout: Dur
                     created.push(name);
                 }
                 // Another run created it in the meantime: check it like any existing topic.
-                Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => debug!(topic = %name, "created concurrently"),
+                Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                    debug!(topic = %name, "created concurrently")
+                }
                 Err((name, code)) => failures.push(format!("{name}: {code}{}", create_hint(code))),
             }
         }
         // Report in definition order, whatever order the answers came in.
         created.sort_by_key(|name| specs.iter().position(|s| &s.name == name));
         if !failures.is_empty() {
-            let done = if created.is_empty() { String::new() } else { format!(" (created {})", created.join(", ")) };
-            return Err(Error::Kafka(format!("cannot create topics: {}{done}", failures.join("; "))));
+            let done = if created.is_empty() {
+                String::new()
+            } else {
+                format!(" (created {})", created.join(", "))
+            };
+            return Err(Error::Kafka(format!(
+                "cannot create topics: {}{done}",
+                failures.join("; ")
+            )));
         }
     }
 
@@ -368,10 +452,17 @@ pub fn ensure_topics(settings: &KafkaSettings, specs: &[TopicSpec], timeout: Dur
     // partitions, every partition with a leader.
     let wanted: Vec<(&str, Option<usize>)> = specs
         .iter()
-        .map(|s| (s.name.as_str(), created.contains(&s.name).then_some(s.partitions as usize)))
+        .map(|s| {
+            (
+                s.name.as_str(),
+                created.contains(&s.name).then_some(s.partitions as usize),
+            )
+        })
         .collect();
     let now = loop {
-        let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+        let remaining = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1));
         let now = snapshot(&admin, None, remaining, &settings.bootstrap)?;
         let waiting: Vec<String> = wanted
             .iter()
@@ -394,7 +485,10 @@ pub fn ensure_topics(settings: &KafkaSettings, specs: &[TopicSpec], timeout: Dur
     };
 
     // Existing topics: compare with their definitions.
-    let existing: Vec<&TopicSpec> = specs.iter().filter(|s| !created.contains(&s.name)).collect();
+    let existing: Vec<&TopicSpec> = specs
+        .iter()
+        .filter(|s| !created.contains(&s.name))
+        .collect();
     let mut drift: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for spec in &existing {
         let state = &now[&spec.name];
@@ -419,9 +513,16 @@ pub fn ensure_topics(settings: &KafkaSettings, specs: &[TopicSpec], timeout: Dur
             ));
         }
     }
-    let described: Vec<&TopicSpec> = existing.iter().copied().filter(|s| !s.configs.is_empty()).collect();
+    let described: Vec<&TopicSpec> = existing
+        .iter()
+        .copied()
+        .filter(|s| !s.configs.is_empty())
+        .collect();
     if !described.is_empty() {
-        let resources: Vec<ResourceSpecifier<'_>> = described.iter().map(|s| ResourceSpecifier::Topic(&s.name)).collect();
+        let resources: Vec<ResourceSpecifier<'_>> = described
+            .iter()
+            .map(|s| ResourceSpecifier::Topic(&s.name))
+            .collect();
         let results = runtime
             .block_on(admin.describe_configs(resources.iter(), &opts))
             .map_err(|e| Error::Kafka(format!("cannot describe topic configs: {e}")))?;
@@ -433,8 +534,12 @@ pub fn ensure_topics(settings: &KafkaSettings, specs: &[TopicSpec], timeout: Dur
             )));
         }
         for (spec, result) in described.iter().zip(results) {
-            let resource = result
-                .map_err(|code| Error::Kafka(format!("cannot describe the configs of topic {}: {code}", spec.name)))?;
+            let resource = result.map_err(|code| {
+                Error::Kafka(format!(
+                    "cannot describe the configs of topic {}: {code}",
+                    spec.name
+                ))
+            })?;
             let lines = drift.entry(spec.name.as_str()).or_default();
             for (key, wanted) in &spec.configs {
                 match resource.get(key) {
@@ -458,7 +563,10 @@ pub fn ensure_topics(settings: &KafkaSettings, specs: &[TopicSpec], timeout: Dur
         }
     }
 
-    let mut report = TopicsReport { created, ..TopicsReport::default() };
+    let mut report = TopicsReport {
+        created,
+        ..TopicsReport::default()
+    };
     for spec in existing {
         match drift.get(spec.name.as_str()) {
             Some(lines) if !lines.is_empty() => report.drift.extend(lines.iter().cloned()),
@@ -470,7 +578,11 @@ pub fn ensure_topics(settings: &KafkaSettings, specs: &[TopicSpec], timeout: Dur
 
 /// The partition count of `topic`; an error if the topic does not exist.
 /// Never creates the topic, even on a broker that auto-creates topics.
-pub fn partition_count(settings: &KafkaSettings, topic: &str, timeout: Duration) -> Result<u32, Error> {
+pub fn partition_count(
+    settings: &KafkaSettings,
+    topic: &str,
+    timeout: Duration,
+) -> Result<u32, Error> {
     let admin = admin_client(settings)?;
     let topics = snapshot(&admin, Some(topic), timeout, &settings.bootstrap)?;
     match topics.get(topic) {
@@ -479,7 +591,9 @@ pub fn partition_count(settings: &KafkaSettings, topic: &str, timeout: Duration)
             "cannot read the partitions of topic {topic}: {}",
             t.not_ready_reason()
         ))),
-        _ => Err(Error::Kafka(format!("topic {topic} does not exist (run `timebucket topics` first)"))),
+        _ => Err(Error::Kafka(format!(
+            "topic {topic} does not exist (run `timebucket topics` first)"
+        ))),
     }
 }
 
@@ -505,14 +619,21 @@ impl TopicState {
         self.error.is_none()
             && !self.partitions.is_empty()
             && count.is_none_or(|c| self.partitions.len() == c)
-            && self.partitions.iter().all(|p| p.leader >= 0 && p.error.is_none())
+            && self
+                .partitions
+                .iter()
+                .all(|p| p.leader >= 0 && p.error.is_none())
     }
 
     fn not_ready_reason(&self) -> String {
         if let Some(e) = self.error {
             return e.to_string();
         }
-        if let Some(p) = self.partitions.iter().find(|p| p.leader < 0 || p.error.is_some()) {
+        if let Some(p) = self
+            .partitions
+            .iter()
+            .find(|p| p.leader < 0 || p.error.is_some())
+        {
             return match p.error {
                 Some(e) => format!("partition {}: {e}", p.id),
                 None => format!("partition {} has no leader", p.id),
@@ -522,8 +643,18 @@ impl TopicState {
     }
 
     fn replication_range(&self) -> (usize, usize) {
-        let min = self.partitions.iter().map(|p| p.replicas).min().unwrap_or(0);
-        let max = self.partitions.iter().map(|p| p.replicas).max().unwrap_or(0);
+        let min = self
+            .partitions
+            .iter()
+            .map(|p| p.replicas)
+            .min()
+            .unwrap_or(0);
+        let max = self
+            .partitions
+            .iter()
+            .map(|p| p.replicas)
+            .max()
+            .unwrap_or(0);
         (min, max)
     }
 }
@@ -536,10 +667,11 @@ fn snapshot(
     timeout: Duration,
     bootstrap: &str,
 ) -> Result<HashMap<String, TopicState>, Error> {
-    let metadata = admin
-        .inner()
-        .fetch_metadata(topic, timeout)
-        .map_err(|e| Error::Kafka(format!("cannot read cluster metadata from {bootstrap}: {e}")))?;
+    let metadata = admin.inner().fetch_metadata(topic, timeout).map_err(|e| {
+        Error::Kafka(format!(
+            "cannot read cluster metadata from {bootstrap}: {e}"
+        ))
+    })?;
     let mut topics = HashMap::new();
     for t in metadata.topics() {
         let error = t.error().map(RDKafkaErrorCode::from);
@@ -582,7 +714,8 @@ fn create_hint(code: RDKafkaErrorCode) -> &'static str {
         }
         RDKafkaErrorCode::InvalidConfig => " (a config.* value the broker rejects)",
         RDKafkaErrorCode::PolicyViolation => " (refused by the cluster's topic policy)",
-        RDKafkaErrorCode::TopicAuthorizationFailed | RDKafkaErrorCode::ClusterAuthorizationFailed => {
+        RDKafkaErrorCode::TopicAuthorizationFailed
+        | RDKafkaErrorCode::ClusterAuthorizationFailed => {
             " (not allowed to create topics: create them as an admin, then rerun to check them)"
         }
         _ => "",
@@ -612,10 +745,18 @@ fn check_topic_name(name: &str) -> Result<(), String> {
         return Err(format!("{name:?} is not a legal topic name"));
     }
     if name.len() > MAX_TOPIC_NAME {
-        return Err(format!("{} characters, Kafka allows at most {MAX_TOPIC_NAME}", name.len()));
+        return Err(format!(
+            "{} characters, Kafka allows at most {MAX_TOPIC_NAME}",
+            name.len()
+        ));
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-        return Err(format!("{name:?} contains {c:?}; topic names may use letters, digits, '.', '_' and '-'"));
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "{name:?} contains {c:?}; topic names may use letters, digits, '.', '_' and '-'"
+        ));
     }
     Ok(())
 }
@@ -625,7 +766,9 @@ fn parse_count(value: &str, max: u64) -> Result<u64, String> {
     match value.parse::<u64>() {
         Ok(n) if n >= 1 && n <= max => Ok(n),
         Ok(n) => Err(format!("expected a whole number from 1 to {max}, got {n}")),
-        Err(_) => Err(format!("expected a whole number from 1 to {max}, got {value:?}")),
+        Err(_) => Err(format!(
+            "expected a whole number from 1 to {max}, got {value:?}"
+        )),
     }
 }
 
@@ -657,22 +800,43 @@ config.some.list = compact, delete
     #[test]
     fn errors_name_file_and_line() {
         let cases = [
-            ("role=input\nname=frames\npartitions=eight\n", "f.properties:3: partitions"),
-            ("role=input\nno equals sign\n", "f.properties:2: expected key=value"),
-            ("role=input\nrole=input\n", "f.properties:2: role is already set on line 1"),
+            (
+                "role=input\nname=frames\npartitions=eight\n",
+                "f.properties:3: partitions",
+            ),
+            (
+                "role=input\nno equals sign\n",
+                "f.properties:2: expected key=value",
+            ),
+            (
+                "role=input\nrole=input\n",
+                "f.properties:2: role is already set on line 1",
+            ),
             ("role=inputs\n", "f.properties:1: role: unknown role"),
             ("name=a b\n", "f.properties:1: name:"),
             ("partitions=0\n", "f.properties:1: partitions"),
-            ("replication.factor=40000\n", "f.properties:1: replication.factor"),
+            (
+                "replication.factor=40000\n",
+                "f.properties:1: replication.factor",
+            ),
             ("retention.ms=1\n", "f.properties:1: unknown key"),
             ("config.=1\n", "f.properties:1:"),
-            ("config.retention.ms=\n", "f.properties:1: config.retention.ms has an empty value"),
-            ("role=input\nname=x\npartitions=1\n", "f.properties: missing required key replication.factor"),
+            (
+                "config.retention.ms=\n",
+                "f.properties:1: config.retention.ms has an empty value",
+            ),
+            (
+                "role=input\nname=x\npartitions=1\n",
+                "f.properties: missing required key replication.factor",
+            ),
         ];
         for (text, want) in cases {
             let err = parse_spec(text, "f.properties").unwrap_err().to_string();
             assert!(err.contains(want), "{text:?}: {err:?} lacks {want:?}");
-            assert!(matches!(parse_spec(text, "f.properties"), Err(Error::Config(_))));
+            assert!(matches!(
+                parse_spec(text, "f.properties"),
+                Err(Error::Config(_))
+            ));
         }
     }
 
@@ -680,19 +844,47 @@ config.some.list = compact, delete
     fn overrides_names_partitions_and_replication() {
         let mut specs = vec![
             parse_spec(GOOD, "a").unwrap(),
-            parse_spec("role=metrics-second\nname=s\npartitions=3\nreplication.factor=1\n", "b").unwrap(),
+            parse_spec(
+                "role=metrics-second\nname=s\npartitions=3\nreplication.factor=1\n",
+                "b",
+            )
+            .unwrap(),
         ];
-        let o = Overrides { input_partitions: Some(12), replication: Some(3), ..Overrides::default() }
-            .name(ROLE_INPUT, "in")
-            .name(ROLE_DEAD_LETTER, "dl");
+        let o = Overrides {
+            input_partitions: Some(12),
+            replication: Some(3),
+            ..Overrides::default()
+        }
+        .name(ROLE_INPUT, "in")
+        .name(ROLE_DEAD_LETTER, "dl");
         apply_overrides(&mut specs, &o).unwrap();
-        assert_eq!((specs[0].name.as_str(), specs[0].partitions, specs[0].replication), ("in", 12, 3));
-        assert_eq!((specs[1].name.as_str(), specs[1].partitions, specs[1].replication), ("s", 3, 3));
+        assert_eq!(
+            (
+                specs[0].name.as_str(),
+                specs[0].partitions,
+                specs[0].replication
+            ),
+            ("in", 12, 3)
+        );
+        assert_eq!(
+            (
+                specs[1].name.as_str(),
+                specs[1].partitions,
+                specs[1].replication
+            ),
+            ("s", 3, 3)
+        );
 
         let clash = Overrides::default().name(ROLE_SECONDS, "in");
-        assert!(apply_overrides(&mut specs, &clash).unwrap_err().to_string().contains("both use topic in"));
+        assert!(apply_overrides(&mut specs, &clash)
+            .unwrap_err()
+            .to_string()
+            .contains("both use topic in"));
         let bad = Overrides::default().name(ROLE_INPUT, "a/b");
-        assert!(matches!(apply_overrides(&mut specs, &bad), Err(Error::Config(_))));
+        assert!(matches!(
+            apply_overrides(&mut specs, &bad),
+            Err(Error::Config(_))
+        ));
         let from = Overrides::from_names(&TopicNames::default());
         assert_eq!(from.names[ROLE_DEAD_LETTER], "frames-dead-letter");
     }
@@ -707,7 +899,12 @@ config.some.list = compact, delete
 
     #[test]
     fn drift_is_an_error_with_exit_code_6() {
-        let report = TopicsReport { drift: vec!["t (input): partition count is 2 on the cluster, 8 in the definition".into()], ..Default::default() };
+        let report = TopicsReport {
+            drift: vec![
+                "t (input): partition count is 2 on the cluster, 8 in the definition".into(),
+            ],
+            ..Default::default()
+        };
         let err = report.check().unwrap_err();
         assert_eq!(err.exit_code(), 6);
         assert!(err.to_string().contains("partition count is 2"));

@@ -56,7 +56,9 @@ fn check_bootstrap() -> Result<String, String> {
         .set("bootstrap.servers", &servers)
         .set("log_level", "3")
         .create()
-        .map_err(|e| format!("cannot create a Kafka client for BOOTSTRAP_SERVERS={servers}: {e}"))?;
+        .map_err(|e| {
+            format!("cannot create a Kafka client for BOOTSTRAP_SERVERS={servers}: {e}")
+        })?;
     match consumer.fetch_metadata(None, BROKER_CHECK_TIMEOUT) {
         Ok(md) if !md.brokers().is_empty() => Ok(servers),
         Ok(_) => Err(format!("the Kafka cluster at BOOTSTRAP_SERVERS={servers} lists no brokers;\n{HOW_TO_START}")),
@@ -70,7 +72,10 @@ fn check_bootstrap() -> Result<String, String> {
 /// valid as a topic, group or transactional id.
 pub fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let millis = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("{prefix}-{millis}-{}-{n}", std::process::id())
 }
@@ -95,19 +100,26 @@ pub fn wait_until(deadline: Duration, what: &str, mut f: impl FnMut() -> bool) {
 
 /// A small current-thread tokio runtime for rdkafka's admin futures.
 pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }
 
 /// The base client config every test client starts from.
 pub fn client_config(bootstrap: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", bootstrap).set("log_level", "4");
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("log_level", "4");
     config
 }
 
 /// An admin client.
 pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
-    client_config(bootstrap).create().expect("Kafka admin client")
+    client_config(bootstrap)
+        .create()
+        .expect("Kafka admin client")
 }
 
 /// A producer config: acks from all in-sync replicas, idempotent, bounded
@@ -145,7 +157,13 @@ pub fn create_topic(bootstrap: &str, name: &str, partitions: i32, replication: i
 }
 
 /// [`create_topic`] with topic configs, e.g. `&[("min.insync.replicas", "2")]`.
-pub fn create_topic_with(bootstrap: &str, name: &str, partitions: i32, replication: i32, configs: &[(&str, &str)]) {
+pub fn create_topic_with(
+    bootstrap: &str,
+    name: &str,
+    partitions: i32,
+    replication: i32,
+    configs: &[(&str, &str)],
+) {
     let admin = admin(bootstrap);
     let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication));
     for (k, v) in configs {
@@ -157,7 +175,9 @@ pub fn create_topic_with(bootstrap: &str, name: &str, partitions: i32, replicati
         .unwrap_or_else(|e| panic!("create topic {name}: {e}"));
     for result in results {
         if let Err((topic, code)) = result {
-            panic!("create topic {topic} ({partitions} partitions, replication {replication}): {code}");
+            panic!(
+                "create topic {topic} ({partitions} partitions, replication {replication}): {code}"
+            );
         }
     }
     wait_for_topic(bootstrap, name, partitions);
@@ -167,12 +187,14 @@ pub fn create_topic_with(bootstrap: &str, name: &str, partitions: i32, replicati
 /// with a leader.
 pub fn wait_for_topic(bootstrap: &str, name: &str, partitions: i32) {
     let consumer: BaseConsumer = client_config(bootstrap).create().expect("Kafka client");
-    wait_until(Duration::from_secs(30), &format!("topic {name} with {partitions} led partitions in the metadata"), || {
-        match consumer.fetch_metadata(Some(name), Duration::from_secs(5)) {
+    wait_until(
+        Duration::from_secs(30),
+        &format!("topic {name} with {partitions} led partitions in the metadata"),
+        || match consumer.fetch_metadata(Some(name), Duration::from_secs(5)) {
             Ok(md) => topic_ready(&md, name, partitions),
             Err(_) => false,
-        }
-    });
+        },
+    );
 }
 
 fn topic_ready(md: &Metadata, name: &str, partitions: i32) -> bool {
@@ -180,7 +202,9 @@ fn topic_ready(md: &Metadata, name: &str, partitions: i32) -> bool {
         t.name() == name
             && t.error().is_none()
             && t.partitions().len() == partitions as usize
-            && t.partitions().iter().all(|p| p.error().is_none() && p.leader() >= 0)
+            && t.partitions()
+                .iter()
+                .all(|p| p.error().is_none() && p.leader() >= 0)
     })
 }
 
@@ -197,7 +221,11 @@ pub fn end_offsets(bootstrap: &str, topic: &str) -> HashMap<i32, i64> {
     let md = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .unwrap_or_else(|e| panic!("metadata of {topic}: {e}"));
-    let t = md.topics().iter().find(|t| t.name() == topic).unwrap_or_else(|| panic!("no topic {topic}"));
+    let t = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .unwrap_or_else(|| panic!("no topic {topic}"));
     t.partitions()
         .iter()
         .map(|p| {
