@@ -71,7 +71,6 @@ pub fn ingest(input: impl Read, opts: &IngestOptions) -> Result<IngestSummary, E
                             .payload(bytes),
                     );
                     if line_no % 4096 == 0 {
-                        producer.poll(Duration::ZERO);
                         progress.update(line.consumed, read.valid);
                     }
                     continue;

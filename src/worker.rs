@@ -188,7 +188,7 @@ impl Shared {
         tpl: &TopicPartitionList,
         group: Option<&ConsumerGroupMetadata>,
     ) -> Result<(), (String, bool)> {
-        let timeout = Duration::from_secs(30);
+        let timeout = Duration::from_secs(15);
         let failed = |e: rdkafka::error::KafkaError| {
             let fatal = matches!(&e, rdkafka::error::KafkaError::Transaction(t) if t.is_fatal());
             (e.to_string(), fatal)
@@ -390,7 +390,6 @@ fn poll_loop(
         if shared.rewind.swap(false, Ordering::SeqCst) {
             rewind(consumer, shared)?;
         }
-        shared.producer.poll(Duration::ZERO);
 
         if last_check.elapsed() >= Duration::from_millis(200) {
             last_check = Instant::now();
@@ -398,10 +397,13 @@ fn poll_loop(
                 flush_idle(shared, idle);
             }
             if let Some(targets) = targets {
-                if drained(consumer, shared, targets)? {
-                    info!("owned partitions drained to their end offsets");
-                    close_owned(shared);
-                    return commit_all(consumer, shared);
+                if drain_step(consumer, shared, targets)? {
+                    commit_all(consumer, shared)?;
+                    // An aborted final transaction means replaying, not done.
+                    if !shared.rewind.load(Ordering::SeqCst) {
+                        info!("input drained to the end offsets present at start");
+                        return Ok(());
+                    }
                 }
             }
             let frames = shared.summary.lock().expect("poisoned").frames;
@@ -433,24 +435,65 @@ fn handle_record(
     payload: &[u8],
 ) -> Result<(), Error> {
     let opts = &shared.opts;
+    let known = shared
+        .partitions
+        .lock()
+        .expect("poisoned")
+        .contains_key(&partition);
+    if !known && opts.exactly_once {
+        // Reading the committed checkpoint may wait for another member's open
+        // transaction to resolve (up to its timeout). Commit ours first, so
+        // that no transaction of ours stays open long enough to be aborted.
+        commit_all(consumer, shared)?;
+        if shared.rewind.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+    }
     let mut states = shared.partitions.lock().expect("poisoned");
-    if !states.contains_key(&partition) {
+    if !known {
         let cp = group::committed_checkpoint(
             consumer,
             &opts.topics.input,
             partition,
-            Duration::from_secs(30),
+            Duration::from_secs(120),
         )?;
+        // A partition (re)starts exactly at its committed checkpoint; records
+        // fetched from elsewhere (before a rewind took effect, or after an
+        // aborted transaction) are dropped and the partition is sought back.
+        let start = match &cp {
+            Some(cp) => Offset::Offset(cp.resume_seq as i64),
+            None => Offset::Beginning,
+        };
+        let at_start = match (&cp, start) {
+            (Some(cp), _) => offset == cp.resume_seq,
+            (None, _) => {
+                let (low, _) = consumer
+                    .fetch_watermarks(&opts.topics.input, partition, Duration::from_secs(30))
+                    .map_err(|e| {
+                        Error::Kafka(format!("cannot read offsets of partition {partition}: {e}"))
+                    })?;
+                offset as i64 <= low
+            }
+        };
+        if !at_start {
+            info!(
+                partition,
+                first = offset,
+                ?start,
+                "seeking partition to its committed checkpoint"
+            );
+            consumer
+                .seek(
+                    &opts.topics.input,
+                    partition,
+                    start,
+                    Duration::from_secs(30),
+                )
+                .map_err(|e| Error::Kafka(format!("cannot seek partition {partition}: {e}")))?;
+            return Ok(());
+        }
         let state = match cp {
             Some(cp) => {
-                if cp.resume_seq != offset {
-                    warn!(
-                        partition,
-                        committed = cp.resume_seq,
-                        first = offset,
-                        "first record is not at the committed offset"
-                    );
-                }
                 info!(
                     partition,
                     resume = cp.resume_seq,
@@ -545,18 +588,13 @@ fn flush_idle(shared: &Shared, idle: Duration) {
     }
 }
 
-/// Closes every window of the owned partitions (batch mode's end of input).
-fn close_owned(shared: &Shared) {
-    let mut states = shared.partitions.lock().expect("poisoned");
-    let mut closed = shared.closed.lock().expect("poisoned");
-    for (&p, state) in states.iter_mut() {
-        state.windows.close_all(&mut closed);
-        shared.emit(p, &closed);
-        closed.clear();
-    }
-}
-
-fn drained(
+/// Batch mode: closes the windows of every owned partition that reached its
+/// end offset (its end of input), and says whether the whole topic is done:
+/// every partition drained and its windows closed, here or by another member
+/// (as its committed checkpoint shows). Waiting for the whole topic, not just
+/// the owned partitions, lets the group finish the job even when a member
+/// dies or an assignment is briefly empty during a cooperative rebalance.
+fn drain_step(
     consumer: &GroupConsumer<Shared>,
     shared: &Shared,
     targets: &HashMap<i32, i64>,
@@ -564,36 +602,46 @@ fn drained(
     if !consumer.context().joined.load(Ordering::SeqCst) {
         return Ok(false);
     }
-    let topic = &shared.opts.topics.input;
-    let assignment = consumer
-        .assignment()
-        .map_err(|e| Error::Kafka(format!("cannot read assignment: {e}")))?;
-    let owned: Vec<i32> = assignment
-        .elements()
-        .iter()
-        .map(|e| e.partition())
-        .collect();
-    // With cooperative rebalancing a member's first assignment is often empty
-    // while others give partitions up: owning nothing means "done" only once
-    // the whole group has drained the topic.
-    let to_check: Vec<i32> = if owned.is_empty() {
-        targets.keys().copied().collect()
-    } else {
-        owned
-    };
-    for p in to_check {
-        let target = targets.get(&p).copied().unwrap_or(0).max(0) as u64;
-        let position = match shared.partitions.lock().expect("poisoned").get(&p) {
-            Some(state) => state.next_offset,
-            None if target == 0 => 0,
-            None => group::committed_checkpoint(consumer, topic, p, Duration::from_secs(10))?
-                .map_or(0, |cp| cp.handled_until),
-        };
-        if position < target {
-            return Ok(false);
+    let target = |p: i32| targets.get(&p).copied().unwrap_or(0).max(0) as u64;
+    let mut unknown = Vec::new();
+    {
+        let mut states = shared.partitions.lock().expect("poisoned");
+        let mut closed = shared.closed.lock().expect("poisoned");
+        for (&p, state) in states.iter_mut() {
+            if state.next_offset >= target(p) && state.windows.open_windows() > 0 {
+                state.windows.close_all(&mut closed);
+                info!(
+                    partition = p,
+                    windows = closed.len(),
+                    "partition drained: closed its windows"
+                );
+                shared.emit(p, &closed);
+                closed.clear();
+            }
+        }
+        for &p in targets.keys() {
+            match states.get(&p) {
+                Some(state) if state.next_offset < target(p) => return Ok(false),
+                Some(_) => {}
+                None if target(p) == 0 => {}
+                None => unknown.push(p),
+            }
         }
     }
-    Ok(true)
+    if unknown.is_empty() {
+        return Ok(true);
+    }
+    let committed = group::committed_checkpoints(
+        consumer,
+        &shared.opts.topics.input,
+        &unknown,
+        Duration::from_secs(120),
+    )?;
+    Ok(unknown.iter().all(|p| {
+        committed
+            .get(p)
+            .is_some_and(|cp| cp.resume_seq >= target(*p))
+    }))
 }
 
 /// Seeks every owned partition back to its committed checkpoint, after an
@@ -605,11 +653,11 @@ fn rewind(consumer: &GroupConsumer<Shared>, shared: &Shared) -> Result<(), Error
         .map_err(|e| Error::Kafka(format!("cannot read assignment: {e}")))?;
     for elem in assignment.elements() {
         let p = elem.partition();
-        let offset = match group::committed_checkpoint(consumer, topic, p, Duration::from_secs(30))?
-        {
-            Some(cp) => Offset::Offset(cp.resume_seq as i64),
-            None => Offset::Beginning,
-        };
+        let offset =
+            match group::committed_checkpoint(consumer, topic, p, Duration::from_secs(120))? {
+                Some(cp) => Offset::Offset(cp.resume_seq as i64),
+                None => Offset::Beginning,
+            };
         consumer
             .seek(topic, p, offset, Duration::from_secs(30))
             .map_err(|e| Error::Kafka(format!("cannot rewind {topic}/{p}: {e}")))?;

@@ -171,28 +171,57 @@ pub fn committed_checkpoint<C: ConsumerContext>(
     partition: i32,
     timeout: Duration,
 ) -> Result<Option<Checkpoint>, Error> {
+    Ok(committed_checkpoints(consumer, topic, &[partition], timeout)?.remove(&partition))
+}
+
+/// The committed checkpoints of `partitions` of `topic` (those that have one),
+/// in one request. With `read_committed` the broker answers only once no
+/// transaction holding offsets for them is pending.
+pub fn committed_checkpoints<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partitions: &[i32],
+    timeout: Duration,
+) -> Result<std::collections::HashMap<i32, Checkpoint>, Error> {
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(topic, partition);
-    let committed = consumer.committed_offsets(tpl, timeout).map_err(|e| {
-        Error::Kafka(format!(
-            "cannot read committed offset of {topic}/{partition}: {e}"
-        ))
-    })?;
-    let Some(elem) = committed.find_partition(topic, partition) else {
-        return Ok(None);
-    };
-    match elem.offset() {
-        Offset::Offset(o) if o >= 0 => Ok(Some(
-            decode_checkpoint(o as u64, elem.metadata()).unwrap_or(Checkpoint {
-                resume_seq: o as u64,
-                max_ts_before: None,
-                handled_until: o as u64,
-                emitted: None,
-                floor: None,
-            }),
-        )),
-        _ => Ok(None),
+    for &p in partitions {
+        tpl.add_partition(topic, p);
     }
+    // The group coordinator moves or reloads while brokers fail over: retry
+    // with backoff, saying what we wait for, up to `timeout`.
+    let deadline = std::time::Instant::now() + timeout;
+    let mut backoff = Duration::from_millis(100);
+    let committed = loop {
+        match consumer.committed_offsets(tpl.clone(), timeout) {
+            Ok(committed) => break committed,
+            Err(e) if std::time::Instant::now() + backoff < deadline => {
+                warn!(error = %e, topic, "waiting for the group coordinator to answer for committed offsets");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => {
+                return Err(Error::Kafka(format!(
+                    "cannot read committed offsets of {topic}: {e}"
+                )))
+            }
+        }
+    };
+    let mut found = std::collections::HashMap::new();
+    for elem in committed.elements_for_topic(topic) {
+        if let Offset::Offset(o) = elem.offset() {
+            if o >= 0 {
+                let cp = decode_checkpoint(o as u64, elem.metadata()).unwrap_or(Checkpoint {
+                    resume_seq: o as u64,
+                    max_ts_before: None,
+                    handled_until: o as u64,
+                    emitted: None,
+                    floor: None,
+                });
+                found.insert(elem.partition(), cp);
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// Adds `partition`'s checkpoint to a commit list.
@@ -247,6 +276,12 @@ mod tests {
 
 /// Every committed record of `topic` up to its end offsets as they are now,
 /// read with `read_committed` outside any group (for `show` and tests).
+///
+/// "The end" is the log end, not the last stable offset a `read_committed`
+/// client is told about: records of transactions still open when the read
+/// starts (for example a killed worker's, until the broker aborts it) would
+/// otherwise hide the committed records after them. So this waits, up to
+/// `timeout`, until every such transaction is resolved.
 pub fn read_to_end(
     settings: &KafkaSettings,
     topic: &str,
@@ -272,10 +307,17 @@ pub fn read_to_end(
     if partitions.is_empty() {
         return Err(Error::Kafka(format!("topic {topic} does not exist")));
     }
+    let log_end: BaseConsumer = settings
+        .client_config(&[
+            ("group.id", "timebucket-reader"),
+            ("isolation.level", "read_uncommitted"),
+        ])
+        .create()
+        .map_err(|e| Error::Kafka(format!("cannot create reader: {e}")))?;
     let mut tpl = TopicPartitionList::new();
     let mut remaining = std::collections::HashMap::new();
     for &p in &partitions {
-        let (low, high) = consumer
+        let (low, high) = log_end
             .fetch_watermarks(topic, p, timeout)
             .map_err(|e| Error::Kafka(format!("cannot read offsets of {topic}/{p}: {e}")))?;
         if high > low {

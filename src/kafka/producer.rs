@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 
@@ -86,7 +86,9 @@ impl ProducerContext for TrackedDelivery {
     }
 }
 
-pub type TrackedProducer = BaseProducer<TrackedDelivery>;
+/// Polled by its own thread: delivery reports, and the flushes inside
+/// transaction commits and aborts, never wait for the caller to poll.
+pub type TrackedProducer = ThreadedProducer<TrackedDelivery>;
 
 /// Ingest: large lz4 batches suit 2 KB JSON frames (about 3x smaller on the
 /// wire, and lz4 is the cheapest codec per byte on a 2-core machine);
@@ -123,8 +125,8 @@ pub const TRANSACTIONAL_DEFAULTS: &[(&str, &str)] = &[
     ("compression.type", "lz4"),
     ("linger.ms", "10"),
     ("batch.size", "1000000"),
-    ("transaction.timeout.ms", "10000"),
-    ("message.timeout.ms", "10000"),
+    ("transaction.timeout.ms", "20000"),
+    ("message.timeout.ms", "20000"),
 ];
 
 pub fn tracked_producer(
@@ -147,7 +149,7 @@ pub fn send(producer: &TrackedProducer, mut record: BaseRecord<'_, [u8], [u8], u
             Ok(()) => return,
             Err((e, returned)) => {
                 if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) {
-                    producer.poll(Duration::from_millis(20));
+                    std::thread::sleep(Duration::from_millis(5));
                     record = returned;
                     continue;
                 }

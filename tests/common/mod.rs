@@ -10,6 +10,9 @@
 //! allowances.
 #![allow(dead_code)]
 
+pub mod broker;
+pub mod pipeline;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
