@@ -188,7 +188,7 @@ impl Shared {
         tpl: &TopicPartitionList,
         group: Option<&ConsumerGroupMetadata>,
     ) -> Result<(), (String, bool)> {
-        let timeout = Duration::from_secs(15);
+        let timeout = Duration::from_secs(8);
         let failed = |e: rdkafka::error::KafkaError| {
             let fatal = matches!(&e, rdkafka::error::KafkaError::Transaction(t) if t.is_fatal());
             (e.to_string(), fatal)

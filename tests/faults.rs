@@ -94,6 +94,25 @@ fn kill9(mut worker: Child) {
 
 const WORKER: [&str; 3] = ["--forward", "--throttle", "3000"];
 
+/// Unix time in seconds of a log line's leading RFC 3339 UTC timestamp.
+fn log_time(line: &str) -> Option<f64> {
+    let t = line.get(..26)?; // 2026-11-28T15:37:48.569697Z
+    let day: f64 = t.get(8..10)?.parse().ok()?;
+    let h: f64 = t.get(11..13)?.parse().ok()?;
+    let m: f64 = t.get(14..16)?.parse().ok()?;
+    let s: f64 = t.get(17..26)?.parse().ok()?;
+    // Days within one month are enough to order events of one test run.
+    Some(((day * 24.0 + h) * 60.0 + m) * 60.0 + s)
+}
+
+fn now_as_log_time() -> f64 {
+    let out = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%S.%6NZ"])
+        .output()
+        .unwrap();
+    log_time(&String::from_utf8_lossy(&out.stdout)).unwrap()
+}
+
 #[test]
 fn kill_9_of_a_worker_three_times_mid_stream() {
     let _serial = serial();
@@ -102,13 +121,58 @@ fn kill_9_of_a_worker_three_times_mid_stream() {
     p.ingest(&path);
     inject_invalid(&p);
     let mut workers: Vec<Child> = (0..3).map(|_| p.worker(&WORKER)).collect();
+    let mut kills = Vec::new();
     for round in 0..3 {
         std::thread::sleep(Duration::from_secs(4));
         kill9(workers.remove(round % workers.len()));
+        kills.push(now_as_log_time());
         workers.push(p.worker(&WORKER));
     }
     p.wait_all(workers, Duration::from_secs(300));
     assert_exactly_once(&p, &path);
+
+    // Bounded recovery: a new owner replays only the open windows of a
+    // partition (a minute plus the lateness: about 1,000 frames of this
+    // 15-frames-per-second input), never the partition's history.
+    let logs = p.worker_logs();
+    let resumes: Vec<(f64, u64)> = logs
+        .lines()
+        .filter(|l| l.contains("resuming partition from checkpoint"))
+        .map(|l| {
+            let field = |name: &str| -> u64 {
+                let at = l.find(&format!("{name}=")).unwrap() + name.len() + 1;
+                l[at..]
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            };
+            (
+                log_time(l).unwrap(),
+                field("handled_until") - field("resume"),
+            )
+        })
+        .collect();
+    assert!(
+        !resumes.is_empty(),
+        "partitions of killed workers were resumed\n{logs}"
+    );
+    for &(_, replayed) in &resumes {
+        assert!(
+            replayed <= 2_000,
+            "a resume replayed {replayed} frames\n{logs}"
+        );
+    }
+    // Time from each death to the first partition resumed after it.
+    for kill in kills {
+        if let Some((at, replayed)) = resumes.iter().find(|(at, _)| *at > kill) {
+            println!(
+                "recovery: partitions resumed {:.1} s after kill -9 (replaying {replayed} frames)",
+                at - kill
+            );
+        }
+    }
 }
 
 #[test]

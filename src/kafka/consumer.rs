@@ -24,7 +24,7 @@ pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("auto.offset.reset", "earliest"),
     ("partition.assignment.strategy", "cooperative-sticky"),
     ("isolation.level", "read_committed"),
-    ("session.timeout.ms", "10000"),
+    ("session.timeout.ms", "6000"),
     ("heartbeat.interval.ms", "1000"),
     ("max.poll.interval.ms", "300000"),
     ("fetch.max.bytes", "104857600"),

@@ -125,8 +125,8 @@ pub const TRANSACTIONAL_DEFAULTS: &[(&str, &str)] = &[
     ("compression.type", "lz4"),
     ("linger.ms", "10"),
     ("batch.size", "1000000"),
-    ("transaction.timeout.ms", "20000"),
-    ("message.timeout.ms", "20000"),
+    ("transaction.timeout.ms", "10000"),
+    ("message.timeout.ms", "10000"),
 ];
 
 pub fn tracked_producer(
