@@ -13,7 +13,10 @@ use timebucket::generate::{generate, GenerateOptions};
 
 fn frames() -> Vec<u8> {
     let mut out = Vec::new();
-    let opts = GenerateOptions { count: 20_000, ..GenerateOptions::default() };
+    let opts = GenerateOptions {
+        count: 20_000,
+        ..GenerateOptions::default()
+    };
     generate(&opts, &mut out).expect("generate into memory");
     out
 }
