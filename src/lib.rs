@@ -26,6 +26,8 @@
 //! - [`worker`]: group consumer → parser → per-partition `window` → metric
 //!   topics; commits checkpoints only after what they cover was delivered.
 //! - [`show`]: a metric topic → a table of windows.
+//! - [`loadtest`]: the pipeline under load on a real cluster (ingest, worker
+//!   processes, Kafka's perf tools), every window checked against `aggregate`.
 //!
 //! Data flow offline: `input` → `frame` → `bucket` → `window` → `metric` → stdout.
 //!
@@ -43,6 +45,7 @@ pub mod generate;
 pub mod ingest;
 pub mod input;
 pub mod kafka;
+pub mod loadtest;
 pub mod metric;
 pub mod show;
 pub mod window;

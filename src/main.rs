@@ -37,6 +37,10 @@ enum Command {
     /// Create the topics defined in --topics-dir that are missing; check the
     /// existing ones and exit 6 if any differs from its definition.
     Topics(TopicsArgs),
+    /// Measure ingest and workers on the broker for every partition and
+    /// worker count, beside Kafka's own perf tools, and check every window
+    /// against aggregate (see BENCHMARKS.md).
+    Loadtest(LoadtestArgs),
 }
 
 #[derive(Args)]
@@ -172,6 +176,12 @@ struct WorkerArgs {
     /// Process at most this many frames per second (demos and tests).
     #[arg(long)]
     throttle: Option<u64>,
+    /// Loadtest: write a JSON run summary (timings, peak memory) to this file.
+    #[arg(long, hide = true)]
+    summary_file: Option<std::path::PathBuf>,
+    /// Loadtest: like --until-end with the end offsets given, PARTITION=OFFSET,...
+    #[arg(long, hide = true, conflicts_with = "until_end")]
+    until_offsets: Option<String>,
 }
 
 /// Window and parser options shared by `aggregate` and `worker`.
@@ -281,6 +291,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker(args) => run_worker(args),
         Command::Show(args) => run_show(args),
         Command::Topics(args) => run_topics(args),
+        Command::Loadtest(args) => run_loadtest(args),
     }
 }
 
@@ -413,6 +424,12 @@ fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         commit_interval: Duration::from_millis(args.commit_interval_ms.max(10)),
         throttle: args.throttle,
         exactly_once: !args.at_least_once,
+        until_offsets: args
+            .until_offsets
+            .as_deref()
+            .map(timebucket::worker::parse_offsets)
+            .transpose()?,
+        summary_file: args.summary_file,
     };
     run(opts, stop)?;
     Ok(())
@@ -466,4 +483,151 @@ fn name_input(path: &str) -> impl Fn(timebucket::Error) -> timebucket::Error + '
         },
         e => e,
     }
+}
+
+#[derive(Args)]
+struct LoadtestArgs {
+    /// Kafka bootstrap servers.
+    #[arg(short = 'b', long, env = "BOOTSTRAP_SERVERS", default_value = timebucket::kafka::config::DEFAULT_BOOTSTRAP)]
+    bootstrap_servers: String,
+    /// Any librdkafka property for ingest, the workers and the readers (repeatable).
+    #[arg(short = 'X', value_name = "KEY=VALUE")]
+    properties: Vec<String>,
+    /// Input partition counts to measure, e.g. 1,2,4,8.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+    partitions: Vec<u32>,
+    /// Worker process counts to measure, e.g. 1,2.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    workers: Vec<u32>,
+    /// Generated frames (cached under --cache-dir; 1,000,000 is about 2 GB).
+    #[arg(long, default_value_t = 1_000_000)]
+    frames: u64,
+    /// Target frame size in bytes (generate -l).
+    #[arg(long, default_value_t = 2048)]
+    frame_size: usize,
+    /// Frames per second of event time (generate -r): fewer spread the data over more time buckets.
+    #[arg(long, default_value_t = 1000)]
+    rate: u32,
+    /// Distinct users (generate -n).
+    #[arg(long, default_value_t = 100_000)]
+    users: u32,
+    /// Seed (generate -s).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// First ts (generate --start); a multiple of 900 starts a time bucket.
+    #[arg(long, default_value_t = timebucket::generate::DEFAULT_START)]
+    start: u64,
+    /// Workers also forward every frame to the forward topic.
+    #[arg(long)]
+    forward: bool,
+    /// Workers run --at-least-once (default: exactly-once, transactions).
+    #[arg(long)]
+    at_least_once: bool,
+    /// Workers' commit interval.
+    #[arg(long, default_value_t = 1000)]
+    commit_interval_ms: u64,
+    /// Start the workers first and ingest while they run (else ingest, then workers --until-end).
+    #[arg(long)]
+    live: bool,
+    /// Report file: JSON, or CSV if the name ends in .csv.
+    #[arg(short = 'o', long, default_value = "target/loadtest/loadtest.json")]
+    output: std::path::PathBuf,
+    /// Data files and per-run logs.
+    #[arg(long, default_value = "target/loadtest")]
+    cache_dir: std::path::PathBuf,
+    /// Topic definitions [default: topics/ here, else in the source checkout].
+    #[arg(long, env = "TOPICS_DIR")]
+    topics_dir: Option<std::path::PathBuf>,
+    /// Replication factor of the run's topics [default: from the definitions].
+    #[arg(long)]
+    replication_factor: Option<u16>,
+    /// Kafka's tools: a scripts/kafka-like script (SCRIPT tool NAME ...) or a
+    /// Kafka bin/ folder (NAME.sh) [default: scripts/kafka].
+    #[arg(long)]
+    kafka_tool: Option<std::path::PathBuf>,
+    /// Skip kafka-producer-perf-test and kafka-consumer-perf-test.
+    #[arg(long)]
+    no_kafka_tools: bool,
+    /// Payloads of kafka-producer-perf-test: the data file's first frames, or random letters.
+    #[arg(long, value_enum, default_value = "frames")]
+    perf_payload: PerfPayloadArg,
+    /// Consumer lag sampling interval.
+    #[arg(long, default_value_t = 500)]
+    lag_interval_ms: u64,
+    /// Longest a phase (ingest, the workers, a perf tool) may take, in seconds.
+    #[arg(long, default_value_t = 900)]
+    timeout_secs: u64,
+    /// Keep the run's topics (default: delete them after each run).
+    #[arg(long)]
+    keep_topics: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PerfPayloadArg {
+    Frames,
+    Random,
+}
+
+fn run_loadtest(args: LoadtestArgs) -> anyhow::Result<()> {
+    use timebucket::loadtest::{repo_path, KafkaTool, LoadtestOptions, PerfPayload};
+    let mut settings = timebucket::kafka::config::KafkaSettings::new(&args.bootstrap_servers);
+    for p in &args.properties {
+        settings
+            .properties
+            .push(timebucket::kafka::config::parse_property(p)?);
+    }
+    let topics_dir = match args.topics_dir {
+        Some(dir) => dir,
+        None => repo_path("topics")
+            .context("no topics/ folder here or in the source checkout; give --topics-dir")?,
+    };
+    let kafka_tool = if args.no_kafka_tools {
+        None
+    } else {
+        Some(match &args.kafka_tool {
+            Some(path) => KafkaTool::from_path(path)?,
+            None => KafkaTool::Script(repo_path("scripts/kafka").context(
+                "no scripts/kafka here or in the source checkout; give --kafka-tool or --no-kafka-tools",
+            )?),
+        })
+    };
+    let opts = LoadtestOptions {
+        settings,
+        partitions: args.partitions,
+        workers: args.workers,
+        frames: args.frames,
+        frame_size: args.frame_size,
+        rate: args.rate,
+        users: args.users,
+        seed: args.seed,
+        start: args.start,
+        forward: args.forward,
+        at_least_once: args.at_least_once,
+        commit_interval_ms: args.commit_interval_ms,
+        live: args.live,
+        exe: std::env::current_exe().context("cannot find the timebucket binary")?,
+        cache_dir: args.cache_dir,
+        topics_dir,
+        replication: args.replication_factor,
+        kafka_tool,
+        perf_payload: match args.perf_payload {
+            PerfPayloadArg::Frames => PerfPayload::Frames,
+            PerfPayloadArg::Random => PerfPayload::Random,
+        },
+        lag_interval: std::time::Duration::from_millis(args.lag_interval_ms.max(50)),
+        phase_timeout: std::time::Duration::from_secs(args.timeout_secs.max(10)),
+        keep_topics: args.keep_topics,
+        output: Some(args.output.clone()),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    let report = timebucket::loadtest::run(&opts, &mut std::io::stdout().lock())?;
+    eprintln!("report written to {}", args.output.display());
+    let wrong = report.wrong_runs();
+    if wrong > 0 {
+        anyhow::bail!(
+            "{wrong} of {} loadtest runs did not produce aggregate's windows",
+            report.runs.len()
+        );
+    }
+    Ok(())
 }

@@ -27,9 +27,16 @@ pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("session.timeout.ms", "6000"),
     ("heartbeat.interval.ms", "1000"),
     ("max.poll.interval.ms", "300000"),
-    ("fetch.max.bytes", "104857600"),
-    ("max.partition.fetch.bytes", "16777216"),
-    ("queued.max.messages.kbytes", "262144"),
+    // Prefetch (see BENCHMARKS.md, loadtest): enough to keep the polling
+    // thread busy, small enough that a worker's peak memory stays near 100 MB
+    // (it was about 400 MB with 100 MB fetches and a 256 MB queue).
+    ("fetch.max.bytes", "33554432"),
+    ("max.partition.fetch.bytes", "4194304"),
+    ("queued.max.messages.kbytes", "32768"),
+    // Once the queue is full librdkafka waits this long before fetching again
+    // (default 1000 ms). A worker drains it in tens of milliseconds, so with
+    // the default it sat idle most of every second (2.5x slower).
+    ("fetch.queue.backoff.ms", "10"),
 ];
 
 /// What the worker does when partitions come and go. Called on the thread

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
@@ -164,10 +164,23 @@ pub fn send(producer: &TrackedProducer, mut record: BaseRecord<'_, [u8], [u8], u
     }
 }
 
+/// Waits until no record is queued or in flight, or `timeout` has passed,
+/// in 1 ms steps (the producer's own thread serves the delivery reports).
+/// rdkafka's `flush` waits in 100 ms poll steps that always run to their end,
+/// which cost a worker up to 100 ms per commit; call this first.
+pub fn wait_delivered(producer: &TrackedProducer, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while producer.in_flight_count() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// Waits for every queued record; an error if any was not delivered.
 pub fn flush(producer: &TrackedProducer, timeout: Duration) -> Result<(), Error> {
+    let started = Instant::now();
+    wait_delivered(producer, timeout);
     producer
-        .flush(timeout)
+        .flush(timeout.saturating_sub(started.elapsed()))
         .map_err(|e| Error::Delivery(format!("flush did not finish: {e}")))?;
     let deliveries = &producer.context().deliveries;
     if deliveries.failed() > 0 {
