@@ -87,7 +87,8 @@ struct PartitionState {
 /// inside `poll`, on the same thread, so the lock is never contended).
 struct Shared {
     opts: WorkerOptions,
-    producer: TrackedProducer,
+    /// Replaced by a fresh transactional producer if this one is fenced.
+    producer: std::sync::RwLock<TrackedProducer>,
     partitions: Mutex<BTreeMap<i32, PartitionState>>,
     /// Scratch for closed windows.
     closed: Mutex<Vec<Closed>>,
@@ -127,7 +128,7 @@ impl Shared {
             let key = record.key();
             let value = record.to_json();
             producer::send(
-                &self.producer,
+                &self.producer(),
                 BaseRecord::with_opaque_to(topic, c.start() as usize)
                     .key(key.as_bytes())
                     .payload(value.as_bytes()),
@@ -172,30 +173,41 @@ impl Shared {
         if !self.opts.exactly_once {
             // Closed windows were produced as they closed; make sure they
             // landed before the offsets that cover them are committed.
-            producer::flush(&self.producer, Duration::from_secs(120))?;
+            producer::flush(&self.producer(), Duration::from_secs(120))?;
             self.mark_durable();
             return Ok(tpl);
         }
         if let Err((e, fatal)) = self.commit_transaction(&tpl, group) {
-            if fatal {
-                return Err(Error::Kafka(format!(
-                    "transaction failed for good (fenced by a newer owner?): {e}"
-                )));
-            }
-            // Nothing of the aborted transaction is visible to read_committed
+            // Nothing of a failed transaction is visible to read_committed
             // readers; rebuilding every partition from its committed
             // checkpoint produces it again.
-            warn!(error = %e, "transaction failed: aborting it and replaying from the committed checkpoints");
-            self.producer
-                .abort_transaction(Duration::from_secs(30))
+            if fatal {
+                // Fenced (for example, the broker aborted a transaction that
+                // outlived transaction.timeout.ms): this producer can never
+                // commit again, so a fresh one takes over.
+                warn!(error = %e, "transactional producer fenced: starting a new one and replaying from the committed checkpoints");
+                let fresh = transactional_producer(&self.opts)?;
+                let old = std::mem::replace(&mut *self.producer.write().expect("poisoned"), fresh);
+                old.purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
+                drop(old);
+            } else {
+                warn!(error = %e, "transaction failed: aborting it and replaying from the committed checkpoints");
+                let producer = self.producer();
+                retry_retriable("abort", || {
+                    producer.abort_transaction(Duration::from_secs(8))
+                })
                 .map_err(|e| Error::Kafka(format!("cannot abort the transaction: {e}")))?;
-            self.producer.context().deliveries.reset();
+                producer.context().deliveries.reset();
+            }
             self.partitions.lock().expect("poisoned").clear();
             self.rewind.store(true, Ordering::SeqCst);
+            if fatal {
+                return Ok(TopicPartitionList::new());
+            }
         } else {
             self.mark_durable();
         }
-        self.producer
+        self.producer()
             .begin_transaction()
             .map_err(|e| Error::Kafka(format!("cannot begin a transaction: {e}")))?;
         Ok(TopicPartitionList::new())
@@ -220,14 +232,17 @@ impl Shared {
                     false,
                 )
             })?;
-            self.producer
-                .send_offsets_to_transaction(tpl, group, timeout)
-                .map_err(failed)?;
+            let producer = self.producer();
+            retry_retriable("offset commit", || {
+                producer.send_offsets_to_transaction(tpl, group, timeout)
+            })
+            .map_err(failed)?;
         }
         // commit_transaction flushes first, through rdkafka's slow flush.
-        producer::wait_delivered(&self.producer, timeout);
-        self.producer.commit_transaction(timeout).map_err(failed)?;
-        let deliveries = &self.producer.context().deliveries;
+        producer::wait_delivered(&self.producer(), timeout);
+        let producer = self.producer();
+        retry_retriable("commit", || producer.commit_transaction(timeout)).map_err(failed)?;
+        let deliveries = &producer.context().deliveries;
         if deliveries.failed() > 0 {
             return Err((deliveries.failure_report(), false));
         }
@@ -254,7 +269,7 @@ impl Handover for Shared {
             // One transaction covers every owned partition: commit it whole.
             self.make_durable(group)
         } else {
-            producer::flush(&self.producer, Duration::from_secs(60)).map(|()| {
+            producer::flush(&self.producer(), Duration::from_secs(60)).map(|()| {
                 let states = self.partitions.lock().expect("poisoned");
                 self.checkpoints(&states, Some(partitions))
             })
@@ -274,6 +289,52 @@ impl Handover for Shared {
     }
 
     fn assigned(&self, _partitions: &[i32]) {}
+}
+
+impl Shared {
+    fn producer(&self) -> std::sync::RwLockReadGuard<'_, TrackedProducer> {
+        self.producer.read().expect("poisoned")
+    }
+}
+
+/// Retries a transactional call while librdkafka says it may (for example a
+/// commit that timed out while a broker restarts: it must be called again,
+/// and an abort meanwhile would conflict with it).
+fn retry_retriable(
+    what: &str,
+    mut call: impl FnMut() -> rdkafka::error::KafkaResult<()>,
+) -> rdkafka::error::KafkaResult<()> {
+    let mut attempts = 0;
+    loop {
+        match call() {
+            Err(rdkafka::error::KafkaError::Transaction(e))
+                if e.is_retriable() && attempts < 10 =>
+            {
+                attempts += 1;
+                warn!(error = %e, attempt = attempts, "transaction {what} not done yet; retrying");
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A producer in a fresh transaction, with an id of its own.
+fn transactional_producer(opts: &WorkerOptions) -> Result<TrackedProducer, Error> {
+    let id = transactional_id(opts);
+    let mut defaults = producer::TRANSACTIONAL_DEFAULTS.to_vec();
+    defaults.push(("transactional.id", &id));
+    let producer = producer::tracked_producer(&opts.settings, &defaults)?;
+    producer.init_transactions(Duration::from_secs(30)).map_err(|e| {
+        Error::Kafka(format!(
+            "cannot start transactions at {} ({e}); is the broker reachable and does it support transactions? \
+             --at-least-once works without them",
+            opts.settings.bootstrap
+        ))
+    })?;
+    producer
+        .begin_transaction()
+        .map_err(|e| Error::Kafka(format!("cannot begin a transaction: {e}")))?;
+    Ok(producer)
 }
 
 /// A transactional id unique to this process: fencing of zombies comes from
@@ -298,27 +359,13 @@ fn transactional_id(opts: &WorkerOptions) -> String {
 pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSummary, Error> {
     let started_ms = unix_ms();
     let producer = if opts.exactly_once {
-        let id = transactional_id(&opts);
-        let mut defaults = producer::TRANSACTIONAL_DEFAULTS.to_vec();
-        defaults.push(("transactional.id", &id));
-        let producer = producer::tracked_producer(&opts.settings, &defaults)?;
-        producer.init_transactions(Duration::from_secs(30)).map_err(|e| {
-            Error::Kafka(format!(
-                "cannot start transactions at {} ({e}); is the broker reachable and does it support transactions? \
-                 --at-least-once works without them",
-                opts.settings.bootstrap
-            ))
-        })?;
-        producer
-            .begin_transaction()
-            .map_err(|e| Error::Kafka(format!("cannot begin a transaction: {e}")))?;
-        producer
+        transactional_producer(&opts)?
     } else {
         producer::tracked_producer(&opts.settings, producer::WORKER_DEFAULTS)?
     };
     let shared = Arc::new(Shared {
         opts: opts.clone(),
-        producer,
+        producer: std::sync::RwLock::new(producer),
         partitions: Mutex::new(BTreeMap::new()),
         closed: Mutex::new(Vec::new()),
         summary: Mutex::new(WorkerSummary::default()),
@@ -612,7 +659,7 @@ fn handle_record(
             state.windows.record(offset, frame.ts, &frame.uid);
             if opts.forward && !replay {
                 producer::send(
-                    &shared.producer,
+                    &shared.producer(),
                     BaseRecord::with_opaque_to(&opts.topics.forward, offset as usize)
                         .payload(payload),
                 );
@@ -631,7 +678,7 @@ fn handle_record(
             summary.invalid += 1;
             if !replay {
                 producer::send(
-                    &shared.producer,
+                    &shared.producer(),
                     BaseRecord::with_opaque_to(&opts.topics.dead_letter, offset as usize)
                         .payload(payload)
                         .headers(producer::dead_letter_headers(
