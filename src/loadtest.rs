@@ -187,6 +187,8 @@ pub struct LoadtestOptions {
     /// Longest a phase (ingest, workers, a perf tool) may take.
     pub phase_timeout: Duration,
     pub keep_topics: bool,
+    /// Runs of each combination (the machines are noisy: medians are printed).
+    pub repeat: u32,
     /// JSON report, or CSV when the name ends in `.csv`.
     pub output: Option<PathBuf>,
     /// The command line, recorded in the report.
@@ -263,6 +265,9 @@ pub struct WorkerFigures {
     /// Unix ms of the first record consumed.
     #[serde(default)]
     pub first_record_ms: Option<u64>,
+    /// Unix ms of the last record consumed (to a poll batch).
+    #[serde(default)]
+    pub last_record_ms: Option<u64>,
     /// Unix ms at which the last emitted windows became durable.
     #[serde(default)]
     pub last_emit_ms: Option<u64>,
@@ -273,9 +278,12 @@ pub struct WorkerFigures {
     /// VmHWM of /proc/self/status.
     #[serde(default)]
     pub peak_rss_kb: Option<u64>,
-    /// User + system CPU time.
+    /// User + system CPU time, of the process and of its main thread (the
+    /// one that polls, parses and counts).
     #[serde(default)]
     pub cpu_ms: Option<u64>,
+    #[serde(default)]
+    pub main_thread_cpu_ms: Option<u64>,
     #[serde(default)]
     pub ok: bool,
 }
@@ -329,6 +337,8 @@ pub struct RunReport {
     pub mode: String,
     pub partitions: u32,
     pub workers: u32,
+    /// 1-based repetition of this combination.
+    pub repeat: u32,
     pub forward: bool,
     pub exactly_once: bool,
     pub frames: u64,
@@ -1771,19 +1781,25 @@ pub fn run(opts: &LoadtestOptions, out: &mut dyn Write) -> Result<LoadtestReport
     };
     for &p in &opts.partitions {
         for &w in &opts.workers {
-            let run = run_one(&ctx, p, w);
-            write_row(out, &run).map_err(Error::Output)?;
-            if !run.check.correct {
-                for line in run.failure.iter().chain(&run.check.examples) {
-                    writeln!(out, "      {line}").map_err(Error::Output)?;
+            for repeat in 1..=opts.repeat.max(1) {
+                let mut run = run_one(&ctx, p, w);
+                run.repeat = repeat;
+                write_row(out, &run).map_err(Error::Output)?;
+                if !run.check.correct {
+                    for line in run.failure.iter().chain(&run.check.examples) {
+                        writeln!(out, "      {line}").map_err(Error::Output)?;
+                    }
+                }
+                out.flush().map_err(Error::Output)?;
+                report.runs.push(run);
+                if let Some(path) = &opts.output {
+                    write_output(path, &report)?;
                 }
             }
-            out.flush().map_err(Error::Output)?;
-            report.runs.push(run);
-            if let Some(path) = &opts.output {
-                write_output(path, &report)?;
-            }
         }
+    }
+    if opts.repeat > 1 {
+        write_medians(out, &report).map_err(Error::Output)?;
     }
     write_footer(out, &report).map_err(Error::Output)?;
     Ok(report)
@@ -1884,6 +1900,71 @@ fn write_row(out: &mut dyn Write, r: &RunReport) -> std::io::Result<()> {
     )
 }
 
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// One row per combination: the medians of its repetitions.
+fn write_medians(out: &mut dyn Write, r: &LoadtestReport) -> std::io::Result<()> {
+    writeln!(out, "medians of the correct runs of each combination:")?;
+    let mut combos: Vec<(u32, u32)> = r.runs.iter().map(|x| (x.partitions, x.workers)).collect();
+    combos.dedup();
+    for (p, w) in combos {
+        let runs: Vec<&RunReport> = r
+            .runs
+            .iter()
+            .filter(|x| x.partitions == p && x.workers == w && x.check.correct)
+            .collect();
+        let m = |f: &dyn Fn(&RunReport) -> Option<f64>| {
+            median(runs.iter().filter_map(|x| f(x)).collect())
+        };
+        let ingest = m(&|x| Some(x.ingest.frames_per_sec));
+        let ingest_mb = m(&|x| Some(x.ingest.mb_per_sec));
+        let prod = m(&|x| x.kafka_producer_perf.as_ref().map(|k| k.records_per_sec));
+        let x_prod = m(&|x| x.ingest_vs_producer_perf);
+        let process = m(&|x| x.processing.as_ref().map(|k| k.frames_per_sec));
+        let process_mb = m(&|x| x.processing.as_ref().map(|k| k.mb_per_sec));
+        let cons = m(&|x| {
+            x.kafka_consumer_perf
+                .as_ref()
+                .map(|k| k.fetch_records_per_sec)
+        });
+        let x_cons = m(&|x| x.processing_vs_consumer_perf);
+        let vs = |ratio: Option<f64>, theirs: Option<f64>| match (ratio, theirs) {
+            (Some(x), Some(t)) => format!("{x:.2} of {}", thousands(t)),
+            _ => "-".into(),
+        };
+        writeln!(
+            out,
+            "{:>3} {:>3} {:>10} {:>7} {:>16} {:>10} {:>7} {:>16} {:>7} {:>8} {:>10} {:>7}  {} of {} runs",
+            p,
+            w,
+            opt(ingest, thousands),
+            opt(ingest_mb, |v| format!("{v:.1}")),
+            vs(x_prod, prod),
+            opt(process, thousands),
+            opt(process_mb, |v| format!("{v:.1}")),
+            vs(x_cons, cons),
+            opt(m(&|x| x.end_to_end_seconds), |v| format!("{v:.1}")),
+            opt(m(&|x| x.last_frame_delay_seconds), |v| format!("{v:.2}")),
+            opt(m(&|x| x.peak_lag.map(|l| l as f64)), thousands),
+            opt(m(&|x| x.peak_worker_rss_mb), |v| format!("{v:.0}")),
+            runs.len(),
+            r.runs.iter().filter(|x| x.partitions == p && x.workers == w).count(),
+        )?;
+    }
+    Ok(())
+}
+
 fn write_footer(out: &mut dyn Write, r: &LoadtestReport) -> std::io::Result<()> {
     writeln!(
         out,
@@ -1931,6 +2012,7 @@ pub const CSV_COLUMNS: &[&str] = &[
     "frames",
     "partitions",
     "workers",
+    "repeat",
     "ingest_frames_per_sec",
     "ingest_mb_per_sec",
     "producer_perf_records_per_sec",
@@ -1961,6 +2043,7 @@ fn csv(report: &LoadtestReport) -> String {
             r.frames.to_string(),
             r.partitions.to_string(),
             r.workers.to_string(),
+            r.repeat.to_string(),
             format!("{:.1}", r.ingest.frames_per_sec),
             format!("{:.3}", r.ingest.mb_per_sec),
             f(r.kafka_producer_perf.as_ref().map(|p| p.records_per_sec)),

@@ -560,6 +560,9 @@ struct LoadtestArgs {
     /// Keep the run's topics (default: delete them after each run).
     #[arg(long)]
     keep_topics: bool,
+    /// Run each combination this many times (medians are printed too).
+    #[arg(long, default_value_t = 1)]
+    repeat: u32,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -617,6 +620,7 @@ fn run_loadtest(args: LoadtestArgs) -> anyhow::Result<()> {
         lag_interval: std::time::Duration::from_millis(args.lag_interval_ms.max(50)),
         phase_timeout: std::time::Duration::from_secs(args.timeout_secs.max(10)),
         keep_topics: args.keep_topics,
+        repeat: args.repeat.max(1),
         output: Some(args.output.clone()),
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
