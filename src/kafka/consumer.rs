@@ -28,11 +28,13 @@ pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("heartbeat.interval.ms", "1000"),
     ("max.poll.interval.ms", "300000"),
     // Prefetch (see BENCHMARKS.md, loadtest): enough to keep the polling
-    // thread busy, small enough that a worker's peak memory stays near 100 MB
-    // (it was about 400 MB with 100 MB fetches and a 256 MB queue).
-    ("fetch.max.bytes", "33554432"),
-    ("max.partition.fetch.bytes", "4194304"),
-    ("queued.max.messages.kbytes", "32768"),
+    // thread busy, small enough for a worker's peak memory (it was about
+    // 400 MB with 100 MB fetches and a 256 MB queue). librdkafka applies the
+    // queue limit per partition: about 20 MB of memory per partition that
+    // has data to fetch (8 busy partitions: ~160 MB).
+    ("fetch.max.bytes", "16777216"),
+    ("max.partition.fetch.bytes", "2097152"),
+    ("queued.max.messages.kbytes", "16384"),
     // Once the queue is full librdkafka waits this long before fetching again
     // (default 1000 ms). A worker drains it in tens of milliseconds, so with
     // the default it sat idle most of every second (2.5x slower).

@@ -112,6 +112,9 @@ pub const WORKER_DEFAULTS: &[(&str, &str)] = &[
     ("compression.type", "lz4"),
     ("linger.ms", "10"),
     ("batch.size", "1000000"),
+    // Bounds the frames a --forward worker buffers (default 1 GB): peak
+    // memory, see BENCHMARKS.md (loadtest).
+    ("queue.buffering.max.kbytes", "32768"),
     ("message.timeout.ms", "300000"),
 ];
 
@@ -125,6 +128,7 @@ pub const TRANSACTIONAL_DEFAULTS: &[(&str, &str)] = &[
     ("compression.type", "lz4"),
     ("linger.ms", "10"),
     ("batch.size", "1000000"),
+    ("queue.buffering.max.kbytes", "32768"),
     ("transaction.timeout.ms", "10000"),
     ("message.timeout.ms", "10000"),
 ];
