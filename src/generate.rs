@@ -62,6 +62,14 @@ use rand_pcg::Pcg64Mcg;
 /// First `ts` of the original challenge file (2016-07-11 13:39:44 UTC).
 pub const DEFAULT_START: u64 = 1_468_244_384;
 
+/// Default seed (`-s`). The `1/rate` clock makes a minute's frame count vary
+/// by about ±7,700, so most seeds have some full minute outside the original
+/// file's 40,000-52,000 distinct users; this one (like the original, one draw
+/// of the same model) keeps every full minute inside it with
+/// `-c 1000000 -r 1000 -n 100000`: 986 seconds, 41,583-50,343 per minute.
+/// Of seeds 1-40 only 5 and 12 do.
+pub const DEFAULT_SEED: u64 = 5;
+
 /// Largest overshoot of a frame over its target size, in bytes
 /// (the original file: 2,124 - 2,048).
 pub const MAX_OVERSHOOT: usize = 76;
@@ -95,7 +103,7 @@ impl Default for GenerateOptions {
             count: 1000,
             rate: 1000,
             users: 100_000,
-            seed: 1,
+            seed: DEFAULT_SEED,
             frame_len: 2048,
             max_delay: 0,
             delay_percent: 0.0,
@@ -735,7 +743,7 @@ mod tests {
             assert!(seen.insert(u));
         }
         assert_ne!(uid_for(0, 1), uid_for(0, 2));
-        // Pinned: the pool of seed 1 is part of the committed data/sample.jsonl.
+        // Pinned: a change of the pool changes every committed sample and figure.
         assert_eq!(uid_for(0, 1), "b218d9c4e2b5ff5c39b");
         assert_eq!(uid_for(99_999, 1), "5774d853b5f766ad7c7");
     }

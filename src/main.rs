@@ -231,7 +231,7 @@ struct GenerateArgs {
     #[arg(short = 'n', long, default_value_t = 100_000)]
     users: u32,
     /// Random seed: same seed, same bytes.
-    #[arg(short = 's', long, default_value_t = 1)]
+    #[arg(short = 's', long, default_value_t = timebucket::generate::DEFAULT_SEED)]
     seed: u64,
     /// Target frame size in bytes.
     #[arg(short = 'l', long, default_value_t = 2048)]
@@ -512,7 +512,7 @@ struct LoadtestArgs {
     #[arg(long, default_value_t = 100_000)]
     users: u32,
     /// Seed (generate -s).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = timebucket::generate::DEFAULT_SEED)]
     seed: u64,
     /// First ts (generate --start); a multiple of 900 starts a time bucket.
     #[arg(long, default_value_t = timebucket::generate::DEFAULT_START)]
