@@ -17,7 +17,7 @@ pub struct Routing {
 
 impl Routing {
     pub fn new(bucket_secs: u64, partitions: u32) -> Result<Routing, Error> {
-        if bucket_secs == 0 || bucket_secs % 60 != 0 {
+        if bucket_secs == 0 || !bucket_secs.is_multiple_of(60) {
             return Err(Error::Config(format!(
                 "bucket length must be a positive multiple of 60 seconds, got {bucket_secs}"
             )));

@@ -4,7 +4,8 @@
 //! This is the hot path of the whole product, so instead of building a DOM
 //! the parser makes one validating pass over the bytes: the whole line must be
 //! valid JSON, but only the two root keys we need are decoded. String bodies,
-//! which are most of a 2 KB frame, are skipped 16 bytes at a time with SSE2.
+//! which are most of a 2 KB frame, are classified 64 bytes at a time with
+//! SSE2 bit masks (quotes, backslashes, control characters).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -493,49 +494,140 @@ fn skip_number(b: &[u8], mut i: usize) -> Scan<usize> {
 /// Scans a string body starting just after its opening quote. Returns the
 /// index of the closing quote and whether the body holds escapes.
 ///
-/// Real frames escape every few bytes (`\t`-separated words), so escapes are
-/// resolved inside the 32-byte block's bit mask instead of restarting the
-/// vector scan after each one.
+/// Real frames escape every few bytes (`\t`-separated words). Resolving each
+/// escape in turn makes a chain of dependent loads and hard-to-predict
+/// branches, so instead each 64-byte block is classified with bit masks: which
+/// bytes a backslash escapes ([`escaped_mask`]), hence which quote ends the
+/// string, and whether a control character comes before it. Only the escaped
+/// bytes are then looked at one by one, independently of each other.
 #[inline]
 fn scan_string(b: &[u8], mut i: usize) -> Scan<(usize, bool)> {
-    let mut escaped = false;
-    #[cfg(target_arch = "x86_64")]
-    'block: while i + 32 <= b.len() {
-        let mut mask = special_mask_32(b, i);
-        while mask != 0 {
-            let j = i + mask.trailing_zeros() as usize;
-            match b[j] {
-                b'"' => return Ok((j, escaped)),
-                b'\\' => {
-                    escaped = true;
-                    let next = j + escape_len(b, j)?;
-                    if next >= i + 32 {
-                        i = next;
-                        continue 'block;
-                    }
-                    // Drop this escape and everything it covers from the mask.
-                    mask &= !0u32 << (next - i);
-                }
+    let mut escaped_any = false;
+    // Bit 0 of the next block is escaped by a backslash that ended this one.
+    let mut carry = 0u64;
+    loop {
+        let block = Block::at(b, i);
+        let backslash = block.backslash & !carry;
+        let escaped = escaped_mask(backslash) | carry;
+        let quotes = block.quote & !escaped;
+        // Bytes before the closing quote (all 64 when it is further on).
+        let body = (quotes & quotes.wrapping_neg()).wrapping_sub(1);
+        if block.control & body != 0 {
+            // A raw control character, or the line ended inside the string
+            // (the tail block is padded with control characters).
+            return Err(Syntax);
+        }
+        let mut check = escaped & body;
+        escaped_any |= check != 0;
+        while check != 0 {
+            let j = i + check.trailing_zeros() as usize;
+            check &= check - 1;
+            match b.get(j).map(|&c| ESCAPE_LEN[c as usize]) {
+                Some(2) => {}
+                Some(6) => match b.get(j + 1..j + 5) {
+                    Some(hex) if hex.iter().all(u8::is_ascii_hexdigit) => {}
+                    _ => return Err(Syntax),
+                },
                 _ => return Err(Syntax),
             }
         }
-        i += 32;
-    }
-    loop {
-        match b.get(i) {
-            Some(b'"') => return Ok((i, escaped)),
-            Some(b'\\') => {
-                escaped = true;
-                i += escape_len(b, i)?;
-            }
-            Some(&c) if c >= 0x20 => i += 1,
-            // A raw control character, or the line ended inside the string.
-            _ => return Err(Syntax),
+        if quotes != 0 {
+            return Ok((i + quotes.trailing_zeros() as usize, escaped_any));
         }
+        carry = (backslash & !escaped) >> 63;
+        i += 64;
     }
 }
 
-/// Escape length by the byte after the backslash: 2 for `\"` `\\` `\/`
+/// Bytes escaped by the backslashes in `backslash` (a block's backslash mask
+/// whose bit 0 is cleared when that byte is itself escaped from the block
+/// before). In a run of backslashes starting at `s`, the bytes at `s+1`,
+/// `s+3`, ... are escaped, up to and including the byte after the run.
+#[inline(always)]
+fn escaped_mask(backslash: u64) -> u64 {
+    const EVEN: u64 = 0x5555_5555_5555_5555;
+    let starts = backslash & !(backslash << 1);
+    // Adding a run's start bit clears the whole run (the carry lands on the
+    // byte after it, which is not a backslash): what stays set are the runs
+    // that start at odd positions.
+    let odd_runs = backslash & backslash.wrapping_add(starts & EVEN);
+    let even_runs = backslash & !odd_runs;
+    // The byte after each backslash of a run, kept where its distance from
+    // the run's start is odd.
+    ((even_runs << 1) & !EVEN) | ((odd_runs << 1) & EVEN)
+}
+
+/// Masks of one 64-byte block of a string body: bit k describes `b[i + k]`.
+struct Block {
+    quote: u64,
+    backslash: u64,
+    /// Control characters (< 0x20), which JSON forbids raw in a string.
+    control: u64,
+}
+
+impl Block {
+    #[inline(always)]
+    fn at(b: &[u8], i: usize) -> Block {
+        if let Some(bytes) = b.get(i..i + 64) {
+            Block::of(bytes.try_into().expect("64 bytes"))
+        } else {
+            // The tail: padded with NULs, which are control characters, so a
+            // string still open at the end of the line is an error.
+            let mut padded = [0u8; 64];
+            let rest = b.get(i..).unwrap_or_default();
+            padded[..rest.len()].copy_from_slice(rest);
+            Block::of(&padded)
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn of(bytes: &[u8; 64]) -> Block {
+        // SAFETY: SSE2 is part of the x86_64 baseline; the four unaligned
+        // 16-byte loads lie inside the 64-byte array.
+        unsafe {
+            use std::arch::x86_64::*;
+            let quote = _mm_set1_epi8(b'"' as i8);
+            let backslash = _mm_set1_epi8(b'\\' as i8);
+            let ctl_max = _mm_set1_epi8(0x1f);
+            let mut masks = Block {
+                quote: 0,
+                backslash: 0,
+                control: 0,
+            };
+            for k in 0..4 {
+                let v = _mm_loadu_si128(bytes.as_ptr().add(16 * k) as *const __m128i);
+                let shift = 16 * k as u32;
+                let q = _mm_movemask_epi8(_mm_cmpeq_epi8(v, quote)) as u16;
+                let s = _mm_movemask_epi8(_mm_cmpeq_epi8(v, backslash)) as u16;
+                // unsigned v <= 0x1f  <=>  max(v, 0x1f) == 0x1f
+                let c = _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_max_epu8(v, ctl_max), ctl_max)) as u16;
+                masks.quote |= u64::from(q) << shift;
+                masks.backslash |= u64::from(s) << shift;
+                masks.control |= u64::from(c) << shift;
+            }
+            masks
+        }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    #[inline(always)]
+    fn of(bytes: &[u8; 64]) -> Block {
+        let mut masks = Block {
+            quote: 0,
+            backslash: 0,
+            control: 0,
+        };
+        for (k, &c) in bytes.iter().enumerate() {
+            masks.quote |= u64::from(c == b'"') << k;
+            masks.backslash |= u64::from(c == b'\\') << k;
+            masks.control |= u64::from(c < 0x20) << k;
+        }
+        masks
+    }
+}
+
+/// Escape length by the escaped byte (the one after the backslash): 2 for `\"` `\\` `\/`
 /// `\b` `\f` `\n` `\r` `\t`, 6 for `\u`, 0 for anything else.
 static ESCAPE_LEN: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -548,48 +640,6 @@ static ESCAPE_LEN: [u8; 256] = {
     t[b'u' as usize] = 6;
     t
 };
-
-/// Length of the valid escape sequence at `b[j] == '\\'`.
-#[inline(always)]
-fn escape_len(b: &[u8], j: usize) -> Scan<usize> {
-    let Some(&c) = b.get(j + 1) else {
-        return Err(Syntax);
-    };
-    match ESCAPE_LEN[c as usize] {
-        2 => Ok(2),
-        6 => match b.get(j + 2..j + 6) {
-            Some(hex) if hex.iter().all(u8::is_ascii_hexdigit) => Ok(6),
-            _ => Err(Syntax),
-        },
-        _ => Err(Syntax),
-    }
-}
-
-/// Bit k set when `b[i + k]` is `"`, `\\` or a control character (< 0x20).
-/// Requires `i + 32 <= b.len()`.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-fn special_mask_32(b: &[u8], i: usize) -> u32 {
-    debug_assert!(i + 32 <= b.len());
-    // SAFETY: SSE2 is part of the x86_64 baseline; both unaligned loads are in bounds.
-    unsafe {
-        use std::arch::x86_64::*;
-        let quote = _mm_set1_epi8(b'"' as i8);
-        let backslash = _mm_set1_epi8(b'\\' as i8);
-        let ctl_max = _mm_set1_epi8(0x1f);
-        let special = |v: __m128i| {
-            let s = _mm_or_si128(
-                _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
-                // unsigned v <= 0x1f  <=>  max(v, 0x1f) == 0x1f
-                _mm_cmpeq_epi8(_mm_max_epu8(v, ctl_max), ctl_max),
-            );
-            _mm_movemask_epi8(s) as u32
-        };
-        let lo = _mm_loadu_si128(b.as_ptr().add(i) as *const __m128i);
-        let hi = _mm_loadu_si128(b.as_ptr().add(i + 16) as *const __m128i);
-        special(lo) | special(hi) << 16
-    }
-}
 
 /// Decodes the body of a JSON string whose syntax was already checked.
 /// `None` for an escape that is not a valid Unicode scalar (lone surrogate).
@@ -844,6 +894,45 @@ mod tests {
             "]".repeat(100)
         );
         assert_eq!(frame(&ok).0, 1468244384);
+    }
+
+    /// `escaped_mask` against the left-to-right definition: a backslash
+    /// that is not itself escaped escapes the next byte.
+    #[test]
+    fn escaped_mask_matches_a_scalar_walk() {
+        fn walk(backslash: u64, carry: bool) -> u64 {
+            let mut escaped = u64::from(carry);
+            for k in 0..63 {
+                if backslash >> k & 1 == 1 && escaped >> k & 1 == 0 {
+                    escaped |= 1 << (k + 1);
+                }
+            }
+            escaped
+        }
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for n in 0..200_000 {
+            // Dense runs of backslashes as well as sparse ones.
+            let backslash = match n % 3 {
+                0 => next(),
+                1 => next() | next(),
+                _ => next() & next(),
+            };
+            for carry in [false, true] {
+                let own = backslash & !u64::from(carry);
+                let got = escaped_mask(own) | u64::from(carry);
+                assert_eq!(
+                    got,
+                    walk(backslash, carry),
+                    "{backslash:064b} carry {carry}"
+                );
+            }
+        }
     }
 
     #[test]

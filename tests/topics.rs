@@ -271,7 +271,7 @@ fn a_config_changed_on_the_cluster_is_drift() {
     let spec = specs.remove(0);
     assert_eq!(spec.configs["cleanup.policy"], "compact");
     let report = ensure_topics(&settings, std::slice::from_ref(&spec), TIMEOUT).unwrap();
-    assert_eq!(report.created, [spec.name.clone()]);
+    assert_eq!(report.created, std::slice::from_ref(&spec.name));
 
     // AlterConfigs replaces the whole topic config: keep the others as defined.
     let mut alter = AlterConfig::new(ResourceSpecifier::Topic(&spec.name));

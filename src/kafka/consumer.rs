@@ -253,36 +253,6 @@ pub fn commit(
         .map_err(|e| Error::Kafka(format!("commit failed: {e}")))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn checkpoint_metadata_round_trips() {
-        let cp = Checkpoint {
-            resume_seq: 42,
-            max_ts_before: Some(1468244384),
-            handled_until: 99,
-            emitted: Some(Watermark(1468244379)),
-            floor: None,
-        };
-        let meta = encode_checkpoint(&cp);
-        assert_eq!(decode_checkpoint(42, &meta), Some(cp));
-        let fresh = Checkpoint {
-            max_ts_before: None,
-            emitted: None,
-            floor: Some(Watermark(60)),
-            ..cp
-        };
-        assert_eq!(
-            decode_checkpoint(42, &encode_checkpoint(&fresh)),
-            Some(fresh)
-        );
-        assert_eq!(decode_checkpoint(1, ""), None);
-        assert_eq!(decode_checkpoint(1, "tb1;max=x"), None);
-    }
-}
-
 /// Every committed record of `topic` up to its end offsets as they are now,
 /// read with `read_committed` outside any group (for `show` and tests).
 ///
@@ -362,4 +332,34 @@ pub fn read_to_end(
         }
     }
     Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_metadata_round_trips() {
+        let cp = Checkpoint {
+            resume_seq: 42,
+            max_ts_before: Some(1468244384),
+            handled_until: 99,
+            emitted: Some(Watermark(1468244379)),
+            floor: None,
+        };
+        let meta = encode_checkpoint(&cp);
+        assert_eq!(decode_checkpoint(42, &meta), Some(cp));
+        let fresh = Checkpoint {
+            max_ts_before: None,
+            emitted: None,
+            floor: Some(Watermark(60)),
+            ..cp
+        };
+        assert_eq!(
+            decode_checkpoint(42, &encode_checkpoint(&fresh)),
+            Some(fresh)
+        );
+        assert_eq!(decode_checkpoint(1, ""), None);
+        assert_eq!(decode_checkpoint(1, "tb1;max=x"), None);
+    }
 }
