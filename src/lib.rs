@@ -20,7 +20,8 @@
 //! - [`generate`]: realistic challenge-like frames, deterministic by seed.
 //!
 //! - [`kafka`]: all Kafka glue: client config, topics, the group consumer
-//!   with rebalance hand-over and checkpoint metadata, producers.
+//!   with rebalance hand-over and checkpoint metadata, producers, retries
+//!   of metadata calls while brokers fail over.
 //! - [`ingest`]: lines → parser → produce to partition `bucket mod P`
 //!   (invalid lines → dead-letter topic).
 //! - [`worker`]: group consumer → parser → per-partition `window` → metric

@@ -33,6 +33,7 @@ use crate::frame::{FrameParser, Line};
 use crate::kafka::config::{KafkaSettings, TopicNames};
 use crate::kafka::consumer::{self as group, GroupConsumer, Handover};
 use crate::kafka::producer::{self, Origin, TrackedProducer};
+use crate::kafka::retry;
 use crate::metric::{MetricKind, MetricRecord};
 use crate::window::{Closed, Windows};
 
@@ -177,27 +178,35 @@ impl Shared {
             self.mark_durable();
             return Ok(tpl);
         }
-        if let Err((e, fatal)) = self.commit_transaction(&tpl, group) {
+        if let Err((e, mut fatal)) = self.commit_transaction(&tpl, group) {
             // Nothing of a failed transaction is visible to read_committed
             // readers; rebuilding every partition from its committed
             // checkpoint produces it again.
+            if !fatal {
+                warn!(error = %e, "transaction failed: aborting it and replaying from the committed checkpoints");
+                let producer = self.producer();
+                match retry_retriable("abort", || {
+                    producer.abort_transaction(Duration::from_secs(8))
+                }) {
+                    Ok(()) => producer.context().deliveries.reset(),
+                    Err(e) => {
+                        // The broker aborts it after transaction.timeout.ms;
+                        // a fresh producer goes on meanwhile.
+                        warn!(error = %e, "cannot abort the transaction: leaving it to the broker's timeout");
+                        fatal = true;
+                    }
+                }
+            }
             if fatal {
                 // Fenced (for example, the broker aborted a transaction that
-                // outlived transaction.timeout.ms): this producer can never
-                // commit again, so a fresh one takes over.
-                warn!(error = %e, "transactional producer fenced: starting a new one and replaying from the committed checkpoints");
+                // outlived transaction.timeout.ms), or its transaction cannot
+                // be aborted: this producer cannot go on, so a fresh one
+                // takes over.
+                warn!(error = %e, "transactional producer unusable: starting a new one and replaying from the committed checkpoints");
                 let fresh = transactional_producer(&self.opts)?;
                 let old = std::mem::replace(&mut *self.producer.write().expect("poisoned"), fresh);
                 old.purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
                 drop(old);
-            } else {
-                warn!(error = %e, "transaction failed: aborting it and replaying from the committed checkpoints");
-                let producer = self.producer();
-                retry_retriable("abort", || {
-                    producer.abort_transaction(Duration::from_secs(8))
-                })
-                .map_err(|e| Error::Kafka(format!("cannot abort the transaction: {e}")))?;
-                producer.context().deliveries.reset();
             }
             self.partitions.lock().expect("poisoned").clear();
             self.rewind.store(true, Ordering::SeqCst);
@@ -410,9 +419,10 @@ pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSummary, 
 
 fn end_offsets(consumer: &GroupConsumer<Shared>, topic: &str) -> Result<HashMap<i32, i64>, Error> {
     let timeout = Duration::from_secs(30);
-    let metadata = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(|e| Error::Kafka(format!("cannot read metadata of {topic}: {e}")))?;
+    let metadata = retry::with_backoff("topic metadata", timeout, || {
+        consumer.fetch_metadata(Some(topic), timeout)
+    })
+    .map_err(|e| Error::Kafka(format!("cannot read metadata of {topic}: {e}")))?;
     let partitions: Vec<i32> = metadata
         .topics()
         .iter()
@@ -426,9 +436,10 @@ fn end_offsets(consumer: &GroupConsumer<Shared>, topic: &str) -> Result<HashMap<
     }
     let mut ends = HashMap::new();
     for p in partitions {
-        let (_, high) = consumer
-            .fetch_watermarks(topic, p, timeout)
-            .map_err(|e| Error::Kafka(format!("cannot read end offset of {topic}/{p}: {e}")))?;
+        let (_, high) = retry::with_backoff("end offsets", timeout, || {
+            consumer.fetch_watermarks(topic, p, timeout)
+        })
+        .map_err(|e| Error::Kafka(format!("cannot read end offset of {topic}/{p}: {e}")))?;
         ends.insert(p, high);
     }
     Ok(ends)
@@ -591,8 +602,11 @@ fn handle_record(
         let at_start = match (&cp, start) {
             (Some(cp), _) => offset == cp.resume_seq,
             (None, _) => {
-                let (low, _) = consumer
-                    .fetch_watermarks(&opts.topics.input, partition, Duration::from_secs(30))
+                let timeout = Duration::from_secs(30);
+                let (low, _) =
+                    retry::with_backoff("partition offsets", Duration::from_secs(120), || {
+                        consumer.fetch_watermarks(&opts.topics.input, partition, timeout)
+                    })
                     .map_err(|e| {
                         Error::Kafka(format!("cannot read offsets of partition {partition}: {e}"))
                     })?;

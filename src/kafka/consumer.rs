@@ -196,25 +196,11 @@ pub fn committed_checkpoints<C: ConsumerContext>(
     for &p in partitions {
         tpl.add_partition(topic, p);
     }
-    // The group coordinator moves or reloads while brokers fail over: retry
-    // with backoff, saying what we wait for, up to `timeout`.
-    let deadline = std::time::Instant::now() + timeout;
-    let mut backoff = Duration::from_millis(100);
-    let committed = loop {
-        match consumer.committed_offsets(tpl.clone(), timeout) {
-            Ok(committed) => break committed,
-            Err(e) if std::time::Instant::now() + backoff < deadline => {
-                warn!(error = %e, topic, "waiting for the group coordinator to answer for committed offsets");
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
-            Err(e) => {
-                return Err(Error::Kafka(format!(
-                    "cannot read committed offsets of {topic}: {e}"
-                )))
-            }
-        }
-    };
+    // The group coordinator moves or reloads while brokers fail over.
+    let committed = super::retry::with_backoff("committed offsets", timeout, || {
+        consumer.committed_offsets(tpl.clone(), timeout)
+    })
+    .map_err(|e| Error::Kafka(format!("cannot read committed offsets of {topic}: {e}")))?;
     let mut found = std::collections::HashMap::new();
     for elem in committed.elements_for_topic(topic) {
         if let Offset::Offset(o) = elem.offset() {
@@ -296,9 +282,10 @@ pub fn read_to_end(
     let mut tpl = TopicPartitionList::new();
     let mut remaining = std::collections::HashMap::new();
     for &p in &partitions {
-        let (low, high) = log_end
-            .fetch_watermarks(topic, p, timeout)
-            .map_err(|e| Error::Kafka(format!("cannot read offsets of {topic}/{p}: {e}")))?;
+        let (low, high) = super::retry::with_backoff("partition offsets", timeout, || {
+            log_end.fetch_watermarks(topic, p, timeout)
+        })
+        .map_err(|e| Error::Kafka(format!("cannot read offsets of {topic}/{p}: {e}")))?;
         if high > low {
             remaining.insert(p, high);
             tpl.add_partition_offset(topic, p, Offset::Beginning)?;
