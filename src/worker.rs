@@ -419,8 +419,8 @@ pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSummary, 
 
 fn end_offsets(consumer: &GroupConsumer<Shared>, topic: &str) -> Result<HashMap<i32, i64>, Error> {
     let timeout = Duration::from_secs(30);
-    let metadata = retry::with_backoff("topic metadata", timeout, || {
-        consumer.fetch_metadata(Some(topic), timeout)
+    let metadata = retry::with_backoff("topic metadata", timeout, |left| {
+        consumer.fetch_metadata(Some(topic), left)
     })
     .map_err(|e| Error::Kafka(format!("cannot read metadata of {topic}: {e}")))?;
     let partitions: Vec<i32> = metadata
@@ -436,8 +436,8 @@ fn end_offsets(consumer: &GroupConsumer<Shared>, topic: &str) -> Result<HashMap<
     }
     let mut ends = HashMap::new();
     for p in partitions {
-        let (_, high) = retry::with_backoff("end offsets", timeout, || {
-            consumer.fetch_watermarks(topic, p, timeout)
+        let (_, high) = retry::with_backoff("end offsets", timeout, |left| {
+            consumer.fetch_watermarks(topic, p, left)
         })
         .map_err(|e| Error::Kafka(format!("cannot read end offset of {topic}/{p}: {e}")))?;
         ends.insert(p, high);
@@ -602,10 +602,9 @@ fn handle_record(
         let at_start = match (&cp, start) {
             (Some(cp), _) => offset == cp.resume_seq,
             (None, _) => {
-                let timeout = Duration::from_secs(30);
                 let (low, _) =
-                    retry::with_backoff("partition offsets", Duration::from_secs(120), || {
-                        consumer.fetch_watermarks(&opts.topics.input, partition, timeout)
+                    retry::with_backoff("partition offsets", Duration::from_secs(120), |left| {
+                        consumer.fetch_watermarks(&opts.topics.input, partition, left)
                     })
                     .map_err(|e| {
                         Error::Kafka(format!("cannot read offsets of partition {partition}: {e}"))

@@ -197,8 +197,8 @@ pub fn committed_checkpoints<C: ConsumerContext>(
         tpl.add_partition(topic, p);
     }
     // The group coordinator moves or reloads while brokers fail over.
-    let committed = super::retry::with_backoff("committed offsets", timeout, || {
-        consumer.committed_offsets(tpl.clone(), timeout)
+    let committed = super::retry::with_backoff("committed offsets", timeout, |left| {
+        consumer.committed_offsets(tpl.clone(), left)
     })
     .map_err(|e| Error::Kafka(format!("cannot read committed offsets of {topic}: {e}")))?;
     let mut found = std::collections::HashMap::new();
@@ -282,8 +282,8 @@ pub fn read_to_end(
     let mut tpl = TopicPartitionList::new();
     let mut remaining = std::collections::HashMap::new();
     for &p in &partitions {
-        let (low, high) = super::retry::with_backoff("partition offsets", timeout, || {
-            log_end.fetch_watermarks(topic, p, timeout)
+        let (low, high) = super::retry::with_backoff("partition offsets", timeout, |left| {
+            log_end.fetch_watermarks(topic, p, left)
         })
         .map_err(|e| Error::Kafka(format!("cannot read offsets of {topic}/{p}: {e}")))?;
         if high > low {

@@ -8,18 +8,20 @@ use std::time::{Duration, Instant};
 use rdkafka::error::KafkaResult;
 use tracing::warn;
 
-/// Calls `call` until it succeeds or `timeout` has passed, backing off from
-/// 100 ms to 2 s between attempts and logging what it waits for. Returns the
-/// last error once the time is up.
+/// Calls `call` with the time left until it succeeds or `timeout` has
+/// passed, backing off from 100 ms to 2 s between attempts and logging what
+/// it waits for. Returns the last error once the time is up, so the whole
+/// wait stays within `timeout`.
 pub fn with_backoff<T>(
     what: &str,
     timeout: Duration,
-    mut call: impl FnMut() -> KafkaResult<T>,
+    mut call: impl FnMut(Duration) -> KafkaResult<T>,
 ) -> KafkaResult<T> {
     let deadline = Instant::now() + timeout;
     let mut backoff = Duration::from_millis(100);
     loop {
-        match call() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match call(left) {
             Err(e) if Instant::now() + backoff < deadline => {
                 warn!(error = %e, "waiting for the cluster to answer: {what}");
                 std::thread::sleep(backoff);
@@ -39,7 +41,7 @@ mod tests {
     #[test]
     fn retries_until_success_and_gives_up_after_the_timeout() {
         let mut calls = 0;
-        let got = with_backoff("test", Duration::from_secs(5), || {
+        let got = with_backoff("test", Duration::from_secs(5), |_| {
             calls += 1;
             if calls < 3 {
                 Err(KafkaError::MetadataFetch(
@@ -53,7 +55,8 @@ mod tests {
 
         let start = Instant::now();
         let mut calls = 0;
-        let got: KafkaResult<()> = with_backoff("test", Duration::from_millis(250), || {
+        let got: KafkaResult<()> = with_backoff("test", Duration::from_millis(250), |left| {
+            assert!(left <= Duration::from_millis(250));
             calls += 1;
             Err(KafkaError::MetadataFetch(
                 RDKafkaErrorCode::NotLeaderForPartition,
