@@ -19,25 +19,33 @@ pub enum Error {
     /// The Kafka cluster refused or could not be reached.
     #[error("kafka: {0}")]
     Kafka(String),
+    /// A topic the job needs is not on the cluster.
+    #[error("topic {0} does not exist (run `timebucket topics`)")]
+    NoTopic(String),
     /// Topics exist but differ from their definitions in `topics/`.
     #[error("topic drift: {0}")]
     Drift(String),
     /// Some frames could not be delivered.
     #[error("delivery failed: {0}")]
     Delivery(String),
+    /// Results differ from what they must be (loadtest's check against
+    /// `aggregate`).
+    #[error("wrong results: {0}")]
+    Mismatch(String),
 }
 
 impl Error {
     /// Exit code for the binary: 2 usage/config, 3 input, 4 output,
-    /// 5 kafka, 6 drift, 7 delivery.
+    /// 5 kafka, 6 drift, 7 delivery, 8 wrong results.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) => 2,
             Error::Input { .. } => 3,
             Error::Output(_) => 4,
-            Error::Kafka(_) => 5,
+            Error::Kafka(_) | Error::NoTopic(_) => 5,
             Error::Drift(_) => 6,
             Error::Delivery(_) => 7,
+            Error::Mismatch(_) => 8,
         }
     }
 }

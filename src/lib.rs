@@ -38,18 +38,11 @@
 //! [`error`] holds the typed error enum the binary (`src/main.rs`) maps to
 //! exit codes.
 
-pub mod aggregate;
-pub mod bucket;
+pub mod cli;
+pub mod cmd;
+pub mod core;
 pub mod error;
-pub mod frame;
-pub mod generate;
-pub mod ingest;
 pub mod input;
 pub mod kafka;
-pub mod loadtest;
-pub mod metric;
-pub mod show;
-pub mod window;
-pub mod worker;
 
 pub use error::Error;

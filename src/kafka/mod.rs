@@ -1,11 +1,21 @@
-//! Kafka glue, all in one place: client configuration ([`config`]), topic
-//! definitions and their setup ([`topics`]), the worker's consumer with its
-//! rebalance handling and commit metadata ([`consumer`]), producers with
-//! dead-letter records ([`producer`]), and retrying metadata calls while
-//! brokers fail over ([`retry`]).
+//! Kafka glue, all in one place:
+//! - [`config`]: client configuration shared by every client;
+//! - [`topics`]: topic definitions (`topics/`) and their setup on a cluster;
+//! - [`consumer`]: the worker's group consumer and its rebalance hand-over;
+//! - [`checkpoint`]: a partition's checkpoint as a committed offset plus
+//!   metadata;
+//! - [`producer`]: producers with delivery tracking, dead-letter headers;
+//! - [`sink`]: a worker's outputs, transactional or at-least-once;
+//! - [`read`]: a topic read to its end (`show`, loadtest, tests);
+//! - [`retry`]: metadata calls retried while brokers fail over;
+//! - [`error`]: what a failed transactional call means.
 
+pub mod checkpoint;
 pub mod config;
 pub mod consumer;
+pub mod error;
 pub mod producer;
+pub mod read;
 pub mod retry;
+pub mod sink;
 pub mod topics;

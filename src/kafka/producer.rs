@@ -11,8 +11,8 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 
+use crate::core::frame::Invalid;
 use crate::error::Error;
-use crate::frame::Invalid;
 use crate::kafka::config::KafkaSettings;
 
 /// Failures kept one by one for the final report; the rest are only counted.

@@ -1,0 +1,55 @@
+//! `timebucket ingest`: options, and the summary on stderr.
+
+use clap::Args;
+
+use super::{name_input, KafkaArgs, WindowArgs};
+use crate::cmd::ingest::{ingest, IngestOptions};
+use crate::error::Error;
+
+#[derive(Args, Debug)]
+pub struct IngestArgs {
+    /// Input file (`-` for stdin; `.gz` is decompressed).
+    #[arg(default_value = "-")]
+    pub input: String,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub window: WindowArgs,
+}
+
+impl IngestArgs {
+    pub fn run(self) -> Result<(), Error> {
+        let input_len = (self.input != "-" && !self.input.ends_with(".gz"))
+            .then(|| std::fs::metadata(&self.input).ok().map(|m| m.len()))
+            .flatten();
+        let opts = IngestOptions {
+            settings: self.kafka.settings()?,
+            topics: self.kafka.topics(),
+            parser: self.window.parser(),
+            bucket_secs: self.window.bucket_seconds,
+            input_len,
+            log_invalid: 20,
+        };
+        let input = crate::input::open(&self.input)?;
+        let summary = ingest(input, &opts).map_err(name_input(&self.input))?;
+        let secs = summary.elapsed.as_secs_f64().max(1e-9);
+        let read = &summary.read;
+        eprintln!(
+            "ingest: {} lines, {} frames to {} ({} partitions), {} blank, {} invalid to {} ({})\n\
+             delivered {} records in {:.2}s: {:.0} frames/s, {:.1} MB/s",
+            read.lines,
+            read.valid,
+            opts.topics.input,
+            summary.partitions,
+            read.blank,
+            read.invalid_total(),
+            opts.topics.dead_letter,
+            read.invalid_breakdown(),
+            summary.delivered,
+            secs,
+            read.valid as f64 / secs,
+            read.bytes as f64 / 1e6 / secs,
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,158 @@
+//! `timebucket loadtest`: options; the work is in [`crate::cmd::loadtest`].
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::ClusterArgs;
+use crate::error::Error;
+
+#[derive(Args, Debug)]
+pub struct LoadtestArgs {
+    /// The cluster; its properties go to ingest, the workers and the readers.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Input partition counts to measure, e.g. 1,2,4,8.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+    pub partitions: Vec<u32>,
+    /// Worker process counts to measure, e.g. 1,2.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    pub workers: Vec<u32>,
+    /// Generated frames (cached under --cache-dir; 1,000,000 is about 2 GB).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub frames: u64,
+    /// Target frame size in bytes (generate -l).
+    #[arg(long, default_value_t = 2048)]
+    pub frame_size: usize,
+    /// Frames per second of event time (generate -r): fewer spread the data over more time buckets.
+    #[arg(long, default_value_t = 1000)]
+    pub rate: u32,
+    /// Distinct users (generate -n).
+    #[arg(long, default_value_t = 100_000)]
+    pub users: u32,
+    /// Seed (generate -s).
+    #[arg(long, default_value_t = crate::cmd::generate::DEFAULT_SEED)]
+    pub seed: u64,
+    /// First ts (generate --start); a multiple of 900 starts a time bucket.
+    #[arg(long, default_value_t = crate::cmd::generate::DEFAULT_START)]
+    pub start: u64,
+    /// Workers also forward every frame to the forward topic.
+    #[arg(long)]
+    pub forward: bool,
+    /// Workers run --at-least-once (default: exactly-once, transactions).
+    #[arg(long)]
+    pub at_least_once: bool,
+    /// Workers' commit interval.
+    #[arg(long, default_value_t = 1000)]
+    pub commit_interval_ms: u64,
+    /// Start the workers first and ingest while they run (else ingest, then workers --until-end).
+    #[arg(long)]
+    pub live: bool,
+    /// Report file: JSON, or CSV if the name ends in .csv.
+    #[arg(short = 'o', long, default_value = "target/loadtest/loadtest.json")]
+    pub output: PathBuf,
+    /// Data files and per-run logs.
+    #[arg(long, default_value = "target/loadtest")]
+    pub cache_dir: PathBuf,
+    /// Topic definitions [default: topics/ here, else in the source checkout].
+    #[arg(long, env = "TOPICS_DIR")]
+    pub topics_dir: Option<PathBuf>,
+    /// Replication factor of the run's topics [default: from the definitions].
+    #[arg(long)]
+    pub replication_factor: Option<u16>,
+    /// Kafka's tools: a scripts/kafka-like script (SCRIPT tool NAME ...) or a
+    /// Kafka bin/ folder (NAME.sh) [default: scripts/kafka].
+    #[arg(long)]
+    pub kafka_tool: Option<PathBuf>,
+    /// Skip kafka-producer-perf-test and kafka-consumer-perf-test.
+    #[arg(long)]
+    pub no_kafka_tools: bool,
+    /// Payloads of kafka-producer-perf-test: the data file's first frames, or random letters.
+    #[arg(long, value_enum, default_value = "frames")]
+    pub perf_payload: PerfPayloadArg,
+    /// Consumer lag sampling interval.
+    #[arg(long, default_value_t = 500)]
+    pub lag_interval_ms: u64,
+    /// Longest a phase (ingest, the workers, a perf tool) may take, in seconds.
+    #[arg(long, default_value_t = 900)]
+    pub timeout_secs: u64,
+    /// Keep the run's topics (default: delete them after each run).
+    #[arg(long)]
+    pub keep_topics: bool,
+    /// Run each combination this many times (medians are printed too).
+    #[arg(long, default_value_t = 1)]
+    pub repeat: u32,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum PerfPayloadArg {
+    Frames,
+    Random,
+}
+
+impl LoadtestArgs {
+    pub fn run(self) -> Result<(), Error> {
+        let args = self;
+        use crate::cmd::loadtest::{repo_path, KafkaTool, LoadtestOptions, PerfPayload};
+        let settings = args.cluster.settings()?;
+        let topics_dir = match args.topics_dir {
+            Some(dir) => dir,
+            None => repo_path("topics").ok_or_else(|| {
+                Error::Config(
+                    "no topics/ folder here or in the source checkout; give --topics-dir".into(),
+                )
+            })?,
+        };
+        let kafka_tool = if args.no_kafka_tools {
+            None
+        } else {
+            Some(match &args.kafka_tool {
+            Some(path) => KafkaTool::from_path(path)?,
+            None => KafkaTool::Script(repo_path("scripts/kafka").ok_or_else(|| Error::Config(
+                "no scripts/kafka here or in the source checkout; give --kafka-tool or --no-kafka-tools".into(),
+            ))?),
+        })
+        };
+        let opts = LoadtestOptions {
+            settings,
+            partitions: args.partitions,
+            workers: args.workers,
+            frames: args.frames,
+            frame_size: args.frame_size,
+            rate: args.rate,
+            users: args.users,
+            seed: args.seed,
+            start: args.start,
+            forward: args.forward,
+            at_least_once: args.at_least_once,
+            commit_interval_ms: args.commit_interval_ms,
+            live: args.live,
+            exe: std::env::current_exe()
+                .map_err(|e| Error::Config(format!("cannot find the timebucket binary: {e}")))?,
+            cache_dir: args.cache_dir,
+            topics_dir,
+            replication: args.replication_factor,
+            kafka_tool,
+            perf_payload: match args.perf_payload {
+                PerfPayloadArg::Frames => PerfPayload::Frames,
+                PerfPayloadArg::Random => PerfPayload::Random,
+            },
+            lag_interval: std::time::Duration::from_millis(args.lag_interval_ms.max(50)),
+            phase_timeout: std::time::Duration::from_secs(args.timeout_secs.max(10)),
+            keep_topics: args.keep_topics,
+            repeat: args.repeat.max(1),
+            output: Some(args.output.clone()),
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+        };
+        let report = crate::cmd::loadtest::run(&opts, &mut std::io::stdout().lock())?;
+        eprintln!("report written to {}", args.output.display());
+        let wrong = report.wrong_runs();
+        if wrong > 0 {
+            return Err(Error::Mismatch(format!(
+                "{wrong} of {} loadtest runs did not produce aggregate's windows",
+                report.runs.len()
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,89 @@
+//! `timebucket worker`: options, signals, and the hand-over to
+//! [`crate::cmd::worker::run`].
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::{KafkaArgs, WindowArgs};
+use crate::cmd::worker::{parse_offsets, run, WorkerOptions};
+use crate::error::Error;
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub window: WindowArgs,
+    /// Consumer group that all workers of one pipeline join.
+    #[arg(
+        short = 'g',
+        long,
+        env = "CONSUMER_GROUP_ID",
+        default_value = "timebucket"
+    )]
+    pub group: String,
+    /// Also forward every valid frame to the OUTPUT_STREAM topic.
+    #[arg(long, env = "FORWARD_FRAMES")]
+    pub forward: bool,
+    /// Close a partition's open windows after this many seconds without a new frame (0: never).
+    #[arg(long, env = "IDLE_FLUSH_SECONDS", default_value_t = 30)]
+    pub idle_flush: u64,
+    /// Stop once the owned partitions are drained to the end offsets present at start.
+    #[arg(long)]
+    pub until_end: bool,
+    /// Log progress every this many frames.
+    #[arg(long, env = "PRINT_INTERVAL", default_value_t = 100_000)]
+    pub print_interval: u64,
+    /// Commit checkpoints every this many milliseconds.
+    #[arg(long, env = "COMMIT_INTERVAL_MS", default_value_t = 1000)]
+    pub commit_interval_ms: u64,
+    /// At-least-once output (no transactions): a window may be emitted again
+    /// after a crash, always with the same value.
+    #[arg(long, env = "AT_LEAST_ONCE")]
+    pub at_least_once: bool,
+    /// Process at most this many frames per second (demos and tests).
+    #[arg(long)]
+    pub throttle: Option<u64>,
+    /// Write the typed run report (see `cmd::worker::report`) to this file:
+    /// `started` once the worker has joined, then the final summary.
+    #[arg(long, hide = true)]
+    pub report_file: Option<PathBuf>,
+    /// Loadtest: like --until-end with the end offsets given, PARTITION=OFFSET,...
+    #[arg(long, hide = true, conflicts_with = "until_end")]
+    pub until_offsets: Option<String>,
+}
+
+impl WorkerArgs {
+    pub fn run(self) -> Result<(), Error> {
+        let stop = Arc::new(AtomicBool::new(false));
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(signal, stop.clone())
+                .map_err(|e| Error::Config(format!("cannot install a signal handler: {e}")))?;
+        }
+        let opts = WorkerOptions {
+            settings: self.kafka.settings()?,
+            group: self.group,
+            topics: self.kafka.topics(),
+            forward: self.forward,
+            lateness: self.window.lateness,
+            parser: self.window.parser(),
+            idle_flush: (self.idle_flush > 0).then(|| Duration::from_secs(self.idle_flush)),
+            until_end: self.until_end,
+            print_interval: self.print_interval,
+            commit_interval: Duration::from_millis(self.commit_interval_ms.max(10)),
+            throttle: self.throttle,
+            exactly_once: !self.at_least_once,
+            until_offsets: self
+                .until_offsets
+                .as_deref()
+                .map(parse_offsets)
+                .transpose()?,
+            report_file: self.report_file,
+        };
+        run(opts, stop).map(|_| ())
+    }
+}

@@ -1,0 +1,332 @@
+//! Offline `aggregate`: the same parser, routing and windows as the workers,
+//! over a file or stdin, with no Kafka. Its output is the reference every
+//! Kafka test compares against.
+
+use std::io::{Read, Write};
+
+use tracing::warn;
+
+use crate::core::bucket::Routing;
+use crate::core::frame::{FrameParser, Invalid, Line};
+use crate::core::metric::MetricRecord;
+use crate::core::window::{Closed, LateCounts, Watermark, Windows};
+use crate::error::Error;
+use crate::input::{Chunk, ChunkReader};
+
+#[derive(Debug, Clone, Copy)]
+pub struct AggregateOptions {
+    pub routing: Routing,
+    pub lateness: u64,
+    pub parser: FrameParser,
+    /// How many invalid lines to log one by one before only counting them.
+    pub log_invalid: u64,
+}
+
+/// What a run saw, for the summary on stderr.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub lines: u64,
+    pub bytes: u64,
+    pub valid: u64,
+    pub blank: u64,
+    pub invalid: [u64; Invalid::ALL.len()],
+    pub late: LateCounts,
+    pub seconds_emitted: u64,
+    pub minutes_emitted: u64,
+}
+
+impl Summary {
+    pub fn invalid_total(&self) -> u64 {
+        self.invalid.iter().sum()
+    }
+
+    pub fn count_invalid(&mut self, reason: Invalid) {
+        self.invalid[reason.index()] += 1;
+    }
+
+    /// `reason=count` pairs of the non-zero invalid counters.
+    pub fn invalid_breakdown(&self) -> String {
+        let parts: Vec<String> = Invalid::ALL
+            .iter()
+            .filter(|r| self.invalid[r.index()] > 0)
+            .map(|r| format!("{}={}", r.code(), self.invalid[r.index()]))
+            .collect();
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join(" ")
+        }
+    }
+}
+
+/// The event-time windows of every partition, fed from one ordered stream.
+pub struct PartitionedWindows {
+    routing: Routing,
+    windows: Vec<Windows>,
+    next_seq: Vec<u64>,
+    scratch: Vec<Closed>,
+    /// Windows closed and not yet taken by [`PartitionedWindows::take_closed`].
+    closed: Vec<(u32, Closed)>,
+}
+
+impl PartitionedWindows {
+    pub fn new(routing: Routing, lateness: u64) -> Self {
+        let p = routing.partitions() as usize;
+        PartitionedWindows {
+            routing,
+            windows: (0..p).map(|_| Windows::new(lateness)).collect(),
+            next_seq: vec![0; p],
+            scratch: Vec::new(),
+            closed: Vec::new(),
+        }
+    }
+
+    /// Routes and counts one frame, closing what its watermark passed.
+    pub fn record(&mut self, ts: u64, uid: &str) {
+        let p = self.routing.partition(ts);
+        let w = &mut self.windows[p as usize];
+        let seq = &mut self.next_seq[p as usize];
+        w.record(*seq, ts, uid);
+        *seq += 1;
+        if let Some(wm) = w.watermark() {
+            w.flush(wm, &mut self.scratch);
+            self.closed.extend(self.scratch.drain(..).map(|c| (p, c)));
+        }
+    }
+
+    /// End of input: closes every window, partition by partition.
+    pub fn finish(&mut self) {
+        for (p, w) in self.windows.iter_mut().enumerate() {
+            w.flush(Watermark::END, &mut self.scratch);
+            self.closed
+                .extend(self.scratch.drain(..).map(|c| (p as u32, c)));
+        }
+    }
+
+    /// Windows closed since the last call, in closing order, with their partition.
+    pub fn take_closed(&mut self) -> std::vec::Drain<'_, (u32, Closed)> {
+        self.closed.drain(..)
+    }
+
+    pub fn late(&self) -> LateCounts {
+        self.windows
+            .iter()
+            .fold(LateCounts::default(), |acc, w| LateCounts {
+                seconds: acc.seconds + w.late().seconds,
+                minutes: acc.minutes + w.late().minutes,
+            })
+    }
+}
+
+fn write_closed(
+    windows: &mut PartitionedWindows,
+    summary: &mut Summary,
+    out: &mut impl Write,
+) -> Result<(), Error> {
+    for (p, c) in windows.take_closed() {
+        match c {
+            Closed::Second { .. } => summary.seconds_emitted += 1,
+            Closed::Minute { .. } => summary.minutes_emitted += 1,
+        }
+        let mut json = MetricRecord::new(c, p as i32).to_json();
+        json.push('\n');
+        out.write_all(json.as_bytes()).map_err(Error::Output)?;
+    }
+    Ok(())
+}
+
+/// Bytes per chunk handed to a parse thread.
+const CHUNK_BYTES: usize = 2 << 20;
+
+/// A uid inside its chunk's buffer, or decoded (it had escapes).
+enum Uid {
+    Span(u32, u32),
+    Owned(Box<str>),
+}
+
+enum Parsed {
+    Frame {
+        ts: u64,
+        uid: Uid,
+    },
+    /// `line` is 0-based within the chunk.
+    Invalid {
+        line: u32,
+        reason: Invalid,
+    },
+}
+
+/// One chunk's lines, parsed, ready to be counted in order.
+struct ParsedChunk {
+    index: u64,
+    buf: Vec<u8>,
+    lines: u64,
+    bytes: u64,
+    blank: u64,
+    items: Vec<Parsed>,
+}
+
+fn parse_chunk(parser: &FrameParser, index: u64, chunk: Chunk) -> ParsedChunk {
+    let buf = match chunk {
+        Chunk::Lines(buf) => buf,
+        Chunk::Oversized { len } => {
+            return ParsedChunk {
+                index,
+                buf: Vec::new(),
+                lines: 1,
+                bytes: len + 1,
+                blank: 0,
+                items: vec![Parsed::Invalid {
+                    line: 0,
+                    reason: Invalid::TooLarge,
+                }],
+            }
+        }
+    };
+    let mut items = Vec::with_capacity(buf.len() / 1024);
+    let (mut lines, mut blank) = (0u64, 0u64);
+    let mut start = 0;
+    while start < buf.len() {
+        let end = memchr::memchr(b'\n', &buf[start..]).map_or(buf.len(), |p| start + p);
+        match parser.parse(&buf[start..end]) {
+            Line::Frame(frame) => {
+                let uid = match frame.uid {
+                    std::borrow::Cow::Borrowed(s) => {
+                        let offset = s.as_ptr() as usize - buf.as_ptr() as usize;
+                        Uid::Span(offset as u32, s.len() as u32)
+                    }
+                    std::borrow::Cow::Owned(s) => Uid::Owned(s.into_boxed_str()),
+                };
+                items.push(Parsed::Frame { ts: frame.ts, uid });
+            }
+            Line::Blank => blank += 1,
+            Line::Invalid(reason) => items.push(Parsed::Invalid {
+                line: lines as u32,
+                reason,
+            }),
+        }
+        lines += 1;
+        start = end + 1;
+    }
+    ParsedChunk {
+        index,
+        bytes: buf.len() as u64,
+        buf,
+        lines,
+        blank,
+        items,
+    }
+}
+
+/// Reads every line of `input`, writes one JSON record per closed window to
+/// `out`, and returns what it saw. Invalid lines are counted, never fatal.
+///
+/// Parsing is spread over the machine's cores (chunks of whole lines);
+/// counting stays on this thread, in input order, so results are exactly
+/// those of a sequential run.
+pub fn aggregate(
+    input: impl Read + Send,
+    out: impl Write,
+    opts: &AggregateOptions,
+) -> Result<Summary, Error> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let (work_tx, work_rx) = crossbeam_channel::bounded::<(u64, Chunk)>(threads * 2);
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<ParsedChunk>(threads * 2);
+    let (spare_tx, spare_rx) = crossbeam_channel::unbounded::<Vec<u8>>();
+    let parser = opts.parser;
+
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || -> std::io::Result<()> {
+            let mut chunks = ChunkReader::new(input, CHUNK_BYTES, parser.max_frame_bytes);
+            let mut index = 0;
+            while let Some(chunk) = chunks.next_chunk()? {
+                while let Ok(buf) = spare_rx.try_recv() {
+                    chunks.recycle(buf);
+                }
+                if work_tx.send((index, chunk)).is_err() {
+                    break; // the counting side stopped early (an output error)
+                }
+                index += 1;
+            }
+            Ok(())
+        });
+        for _ in 0..threads {
+            let (work_rx, done_tx) = (work_rx.clone(), done_tx.clone());
+            scope.spawn(move || {
+                for (index, chunk) in work_rx {
+                    if done_tx.send(parse_chunk(&parser, index, chunk)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop((work_rx, done_tx));
+        let counted = count_in_order(done_rx, spare_tx, out, opts);
+        let read = reader.join().expect("reader thread panicked");
+        let summary = counted?;
+        read.map_err(|source| Error::Input {
+            path: "input".into(),
+            reason: source,
+        })?;
+        Ok(summary)
+    })
+}
+
+fn count_in_order(
+    done: crossbeam_channel::Receiver<ParsedChunk>,
+    spare: crossbeam_channel::Sender<Vec<u8>>,
+    out: impl Write,
+    opts: &AggregateOptions,
+) -> Result<Summary, Error> {
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
+    let mut windows = PartitionedWindows::new(opts.routing, opts.lateness);
+    let mut summary = Summary::default();
+    let mut pending = std::collections::BTreeMap::new();
+    let mut next = 0u64;
+    for chunk in done {
+        pending.insert(chunk.index, chunk);
+        while let Some(chunk) = pending.remove(&next) {
+            next += 1;
+            for item in &chunk.items {
+                match item {
+                    Parsed::Frame { ts, uid } => {
+                        let uid = match uid {
+                            Uid::Span(at, len) => {
+                                // The parser validated the whole line as UTF-8.
+                                std::str::from_utf8(&chunk.buf[*at as usize..(*at + *len) as usize])
+                                    .expect("parser returned a UTF-8 uid")
+                            }
+                            Uid::Owned(s) => s,
+                        };
+                        summary.valid += 1;
+                        windows.record(*ts, uid);
+                        write_closed(&mut windows, &mut summary, &mut out)?;
+                    }
+                    Parsed::Invalid { line, reason } => {
+                        summary.count_invalid(*reason);
+                        if summary.invalid_total() <= opts.log_invalid {
+                            let line_no = summary.lines + u64::from(*line) + 1;
+                            warn!(
+                                line = line_no,
+                                reason = reason.code(),
+                                "invalid frame: {}",
+                                reason.describe()
+                            );
+                        }
+                    }
+                }
+            }
+            summary.lines += chunk.lines;
+            summary.bytes += chunk.bytes;
+            summary.blank += chunk.blank;
+            let _ = spare.send(chunk.buf);
+        }
+    }
+    windows.finish();
+    write_closed(&mut windows, &mut summary, &mut out)?;
+    out.flush().map_err(Error::Output)?;
+    summary.late = windows.late();
+    Ok(summary)
+}

@@ -1,0 +1,171 @@
+//! `timebucket ingest`: reads `stream.jsonl` and produces every valid frame,
+//! bytes unchanged, to partition `bucket mod P` of the input topic, where P
+//! is the topic's real partition count. Invalid lines go to the dead-letter
+//! topic with their reason and line number; nothing stops the run, and every
+//! record is accounted for before it ends.
+
+use std::io::{IsTerminal, Read};
+use std::time::{Duration, Instant};
+
+use rdkafka::producer::{BaseRecord, Producer};
+use tracing::{info, warn};
+
+use crate::cmd::aggregate::Summary;
+use crate::core::bucket::Routing;
+use crate::core::frame::{FrameParser, Invalid, Line};
+use crate::error::Error;
+use crate::input::{LineReader, RawLine};
+use crate::kafka::config::{KafkaSettings, TopicNames};
+use crate::kafka::producer::{self, Origin};
+
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    pub settings: KafkaSettings,
+    pub topics: TopicNames,
+    pub parser: FrameParser,
+    pub bucket_secs: u64,
+    /// Total input size, for the progress bar's ETA (unknown for stdin).
+    pub input_len: Option<u64>,
+    /// How many invalid lines to log one by one before only counting them.
+    pub log_invalid: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct IngestSummary {
+    pub read: Summary,
+    pub partitions: u32,
+    pub delivered: u64,
+    pub elapsed: Duration,
+}
+
+pub fn ingest(input: impl Read, opts: &IngestOptions) -> Result<IngestSummary, Error> {
+    let producer = producer::tracked_producer(&opts.settings, producer::INGEST_DEFAULTS)?;
+    let partitions = crate::kafka::topics::partition_count(
+        &opts.settings,
+        &opts.topics.input,
+        Duration::from_secs(30),
+    )?;
+    let routing = Routing::new(opts.bucket_secs, partitions)?;
+    info!(topic = %opts.topics.input, partitions, "ingesting");
+
+    let progress = Progress::new(opts.input_len);
+    let started = Instant::now();
+    let mut reader = LineReader::new(input, opts.parser.max_frame_bytes);
+    let mut read = Summary::default();
+    loop {
+        let raw = reader.next_line().map_err(|source| Error::Input {
+            path: "input".into(),
+            reason: source,
+        })?;
+        let Some(line) = raw else { break };
+        let line_no = line.number;
+        let (reason, payload): (Invalid, &[u8]) = match line.raw {
+            RawLine::Oversized { .. } => (Invalid::TooLarge, &[]),
+            RawLine::Line(bytes) => match opts.parser.parse(bytes) {
+                Line::Frame(frame) => {
+                    read.valid += 1;
+                    producer::send(
+                        &producer,
+                        BaseRecord::with_opaque_to(&opts.topics.input, line_no as usize)
+                            .partition(routing.partition(frame.ts) as i32)
+                            .payload(bytes),
+                    );
+                    if line_no % 4096 == 0 {
+                        progress.update(line.consumed, read.valid);
+                    }
+                    continue;
+                }
+                Line::Blank => {
+                    read.blank += 1;
+                    continue;
+                }
+                Line::Invalid(reason) => (reason, bytes),
+            },
+        };
+        read.count_invalid(reason);
+        if read.invalid_total() <= opts.log_invalid {
+            warn!(
+                line = line_no,
+                reason = reason.code(),
+                "invalid frame sent to {}: {}",
+                opts.topics.dead_letter,
+                reason.describe()
+            );
+        }
+        producer::send(
+            &producer,
+            BaseRecord::with_opaque_to(&opts.topics.dead_letter, line_no as usize)
+                .payload(payload)
+                .headers(producer::dead_letter_headers(reason, Origin::Line(line_no))),
+        );
+    }
+    read.lines = reader.line_no();
+    read.bytes = reader.bytes();
+    progress.finish(read.bytes, read.valid);
+    info!("waiting for every delivery");
+    let flushed = producer::flush(&producer, Duration::from_secs(600));
+    let summary = IngestSummary {
+        delivered: producer.context().deliveries.delivered(),
+        read,
+        partitions,
+        elapsed: started.elapsed(),
+    };
+    flushed.map(|()| summary)
+}
+
+/// A progress bar on a terminal, plain log lines otherwise.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    started: Instant,
+    last_log: std::cell::Cell<Instant>,
+}
+
+impl Progress {
+    fn new(total: Option<u64>) -> Progress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = match total {
+                Some(t) => indicatif::ProgressBar::new(t),
+                None => indicatif::ProgressBar::new_spinner(),
+            };
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
+                )
+                .expect("valid template"),
+            );
+            bar
+        });
+        Progress {
+            bar,
+            started: Instant::now(),
+            last_log: std::cell::Cell::new(Instant::now()),
+        }
+    }
+
+    fn update(&self, bytes: u64, frames: u64) {
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(bytes);
+                bar.set_message(format!("{frames} frames"));
+            }
+            None if self.last_log.get().elapsed() >= Duration::from_secs(5) => {
+                self.last_log.set(Instant::now());
+                let secs = self.started.elapsed().as_secs_f64();
+                info!(
+                    frames,
+                    mb = bytes / 1_000_000,
+                    rate = format!("{:.1} MB/s", bytes as f64 / 1e6 / secs),
+                    "ingest progress"
+                );
+            }
+            None => {}
+        }
+    }
+
+    fn finish(&self, bytes: u64, frames: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(bytes);
+            bar.finish_with_message(format!("{frames} frames read"));
+        }
+    }
+}

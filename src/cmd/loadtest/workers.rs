@@ -1,0 +1,165 @@
+//! Worker processes of a run: started with the run's topics, watched until
+//! they finish, and their typed reports read back.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+
+/// Allowed lateness of the workers and of the reference (the CLI default).
+use super::topics::RunTopics;
+use super::{io_error, LoadtestOptions, LATENESS};
+use crate::cmd::worker::{Phase, WorkerReport};
+
+pub(super) struct WorkerProcess {
+    pub child: Child,
+    pub(super) report: PathBuf,
+    pub(super) log: PathBuf,
+}
+
+impl WorkerProcess {
+    /// The worker's final report; an error if it wrote none.
+    pub fn finished_report(&self) -> Result<WorkerReport, String> {
+        match WorkerReport::read(&self.report)? {
+            Some(r) if r.phase == Phase::Finished => Ok(r),
+            _ => Err(format!(
+                "worker wrote no final report to {}; last lines of {}:\n{}",
+                self.report.display(),
+                self.log.display(),
+                tail(&self.log, 15)
+            )),
+        }
+    }
+}
+
+pub(super) fn spawn_worker(
+    opts: &LoadtestOptions,
+    topics: &RunTopics,
+    dir: &Path,
+    index: u32,
+    until: Option<&[u64]>,
+) -> Result<WorkerProcess, Error> {
+    let report = dir.join(format!("worker-{index}.json"));
+    let log = dir.join(format!("worker-{index}.log"));
+    let _ = std::fs::remove_file(&report);
+    let n = &topics.names;
+    let mut cmd = Command::new(&opts.exe);
+    cmd.arg("worker");
+    // Every option is given here: none may come from this process's
+    // environment.
+    for var in crate::cli::env_vars("worker") {
+        cmd.env_remove(var);
+    }
+    cmd.env("RUST_LOG", "info")
+        .args(["-b", &opts.settings.bootstrap]);
+    for (k, v) in &opts.settings.properties {
+        cmd.arg("-X").arg(format!("{k}={v}"));
+    }
+    cmd.args(["--input-topic", &n.input])
+        .args(["--seconds-topic", &n.seconds])
+        .args(["--minutes-topic", &n.minutes])
+        .args(["--output-stream", &n.forward])
+        .args(["--dead-letter-topic", &n.dead_letter])
+        .args(["-g", &topics.group])
+        .args(["--lateness", &LATENESS.to_string()])
+        .args(["--commit-interval-ms", &opts.commit_interval_ms.to_string()])
+        .arg("--report-file")
+        .arg(&report);
+    match until {
+        Some(ends) => {
+            let list: Vec<String> = ends
+                .iter()
+                .enumerate()
+                .map(|(p, n)| format!("{p}={n}"))
+                .collect();
+            cmd.args(["--until-offsets", &list.join(",")]);
+        }
+        None => {
+            cmd.arg("--until-end");
+        }
+    }
+    if opts.forward {
+        cmd.arg("--forward");
+    }
+    if opts.at_least_once {
+        cmd.arg("--at-least-once");
+    }
+    let log_file =
+        File::create(&log).map_err(io_error(format!("cannot create {}", log.display())))?;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .map_err(io_error(format!("cannot start {}", opts.exe.display())))?;
+    Ok(WorkerProcess { child, report, log })
+}
+
+pub(super) fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Waits for every worker; kills them all at `deadline`.
+pub(super) fn wait_workers(workers: &mut [WorkerProcess], deadline: Instant) -> Result<(), String> {
+    let mut failure = None;
+    loop {
+        let mut running = 0;
+        for w in workers.iter_mut() {
+            match w.child.try_wait() {
+                Ok(Some(status)) if !status.success() && failure.is_none() => {
+                    failure = Some(format!(
+                        "worker exited with {status}; last lines of {}:\n{}",
+                        w.log.display(),
+                        tail(&w.log, 15)
+                    ));
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => running += 1,
+                Err(e) => failure = Some(format!("cannot wait for a worker: {e}")),
+            }
+        }
+        if running == 0 {
+            return failure.map_or(Ok(()), Err);
+        }
+        if failure.is_some() || Instant::now() > deadline {
+            for w in workers.iter_mut() {
+                let _ = w.child.kill();
+                let _ = w.child.wait();
+            }
+            return Err(failure.unwrap_or_else(|| {
+                format!(
+                    "workers did not finish in time; last lines of {}:\n{}",
+                    workers[0].log.display(),
+                    tail(&workers[0].log, 15)
+                )
+            }));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until every worker has reported that it started (consumer
+/// created, subscribed).
+pub(super) fn wait_started(workers: &[WorkerProcess], deadline: Instant) -> Result<(), String> {
+    while Instant::now() < deadline {
+        let mut started = 0;
+        for w in workers {
+            if WorkerReport::read(&w.report)?.is_some() {
+                started += 1;
+            }
+        }
+        if started == workers.len() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!(
+        "workers did not start in time; last lines of {}:\n{}",
+        workers[0].log.display(),
+        tail(&workers[0].log, 15)
+    ))
+}

@@ -1,0 +1,221 @@
+//! `timebucket worker`: the thin Kafka loop around the window core.
+//!
+//! Joins the consumer group and keeps one [`Partition`] state machine per
+//! owned partition. For every input record the loop asks the partition what
+//! to do ([`Partition::on_record`]) and does it: send closed windows,
+//! forward or dead-letter the record to the [`Sink`], or seek. Every commit
+//! interval the sink makes everything sent durable together with the
+//! checkpoint of every owned partition (see [`crate::kafka::checkpoint`]), so
+//! a new owner rebuilds the open windows exactly and re-emits nothing with
+//! another value.
+//!
+//! - [`partition`]: the pure per-partition state machine;
+//! - [`poll`]: the loop: records, rebalances, commits, idle and drained
+//!   partitions, rewinds after an aborted transaction;
+//! - [`report`]: the typed run report.
+//!
+//! The sink is [`Transactional`] (exactly-once, the default) or
+//! [`AtLeastOnce`].
+
+pub mod partition;
+mod poll;
+pub mod report;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+pub use partition::Partition;
+pub use report::{Phase, Resume, WorkerReport, WorkerSummary};
+
+use crate::core::frame::FrameParser;
+use crate::core::window::Closed;
+use crate::error::Error;
+use crate::kafka::config::{KafkaSettings, TopicNames};
+use crate::kafka::consumer::{self as group};
+use crate::kafka::read::end_offsets;
+use crate::kafka::sink::{AtLeastOnce, Sink, Transactional};
+
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    pub settings: KafkaSettings,
+    pub group: String,
+    pub topics: TopicNames,
+    /// Also forward every valid frame, bytes unchanged, to `topics.forward`.
+    pub forward: bool,
+    pub lateness: u64,
+    pub parser: FrameParser,
+    /// Close a partition's windows after this long without a new frame.
+    pub idle_flush: Option<Duration>,
+    /// Stop once the owned partitions reach the end offsets seen at start.
+    pub until_end: bool,
+    pub print_interval: u64,
+    pub commit_interval: Duration,
+    /// Produce in transactions with the offsets (exactly-once output).
+    pub exactly_once: bool,
+    /// Caps this worker's processing rate (frames/s) for demos and tests
+    /// that need a job to be mid-stream for a while.
+    pub throttle: Option<u64>,
+    /// Like `until_end`, with the end offsets given (`loadtest --live`
+    /// starts workers before the input is produced; hidden `--until-offsets`).
+    pub until_offsets: Option<HashMap<i32, i64>>,
+    /// Where to write the [`WorkerReport`] (hidden `--report-file`).
+    pub report_file: Option<PathBuf>,
+}
+
+/// An owned partition and when it last had a record (processing time, for
+/// `idle_flush`).
+struct Owned {
+    partition: Partition,
+    last_record: Instant,
+}
+
+/// What the poll loop and the rebalance callbacks share. The callbacks run
+/// inside `poll`, on the same thread, so the lock is never contended; it is
+/// never held across a `poll`.
+struct State {
+    partitions: BTreeMap<i32, Owned>,
+    sink: Box<dyn Sink>,
+    summary: WorkerSummary,
+    resumes: Vec<Resume>,
+    /// Scratch for closed windows.
+    closed: Vec<Closed>,
+    /// Set when a commit was given up: every owned partition must go back
+    /// to its committed checkpoint before processing goes on.
+    rewind: bool,
+    /// An error met inside a rebalance callback, where it cannot be returned.
+    fatal: Option<Error>,
+    /// Windows emitted since they were last made durable, and when that was.
+    emit_pending: bool,
+    last_emit_ms: Option<u64>,
+    first_record_ms: Option<u64>,
+    last_record_ms: Option<u64>,
+}
+
+struct Shared {
+    opts: WorkerOptions,
+    state: Mutex<State>,
+}
+
+impl Shared {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("poisoned")
+    }
+}
+
+/// Runs until `stop` is set (SIGINT/SIGTERM) or, with `until_end`, until the
+/// owned partitions are drained.
+pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSummary, Error> {
+    let mut report = WorkerReport::started(unix_ms());
+    let sink: Box<dyn Sink> = if opts.exactly_once {
+        Box::new(Transactional::new(
+            &opts.settings,
+            opts.topics.clone(),
+            &opts.group,
+        )?)
+    } else {
+        Box::new(AtLeastOnce::new(&opts.settings, opts.topics.clone())?)
+    };
+    let shared = Arc::new(Shared {
+        opts: opts.clone(),
+        state: Mutex::new(State {
+            partitions: BTreeMap::new(),
+            sink,
+            summary: WorkerSummary::default(),
+            resumes: Vec::new(),
+            closed: Vec::new(),
+            rewind: false,
+            fatal: None,
+            emit_pending: false,
+            last_emit_ms: None,
+            first_record_ms: None,
+            last_record_ms: None,
+        }),
+    });
+    let consumer = group::group_consumer(
+        &opts.settings,
+        &opts.group,
+        &opts.topics.input,
+        shared.clone(),
+    )?;
+    let targets = match &opts.until_offsets {
+        Some(ends) => Some(ends.clone()),
+        None if opts.until_end => Some(end_offsets(&consumer, &opts.topics.input)?),
+        None => None,
+    };
+    info!(group = %opts.group, topic = %opts.topics.input, until_end = opts.until_end, exactly_once = opts.exactly_once, "worker started");
+    write_report(&opts, &report);
+
+    let result = poll::run(&consumer, &shared, targets.as_ref(), &stop);
+    // Leaving the group revokes what we own; the handover commits it.
+    drop(consumer);
+    let state = shared.state();
+    let summary = state.summary.clone();
+    info!(
+        frames = summary.frames,
+        invalid = summary.invalid,
+        late_seconds = summary.late_seconds,
+        late_minutes = summary.late_minutes,
+        seconds = summary.seconds_emitted,
+        minutes = summary.minutes_emitted,
+        "worker stopped"
+    );
+    report.phase = Phase::Finished;
+    report.summary = summary.clone();
+    report.resumes = state.resumes.clone();
+    report.first_record_ms = state.first_record_ms;
+    report.last_record_ms = state.last_record_ms;
+    report.last_emit_ms = state.last_emit_ms;
+    report.finished_ms = Some(unix_ms());
+    report.ok = result.is_ok();
+    report.measure_process();
+    write_report(&opts, &report);
+    result.map(|()| summary)
+}
+
+fn write_report(opts: &WorkerOptions, report: &WorkerReport) {
+    if let Some(path) = &opts.report_file {
+        if let Err(e) = report.write(path) {
+            warn!(error = %e, path = %path.display(), "cannot write the run report");
+        }
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Parses `--until-offsets`: `PARTITION=END_OFFSET,...`.
+pub fn parse_offsets(list: &str) -> Result<HashMap<i32, i64>, Error> {
+    list.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|item| {
+            let parsed = item
+                .split_once('=')
+                .and_then(|(p, o)| Some((p.trim().parse().ok()?, o.trim().parse().ok()?)));
+            parsed.ok_or_else(|| {
+                Error::Config(format!(
+                    "expected PARTITION=OFFSET in --until-offsets, got {item:?}"
+                ))
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn until_offsets_parse_and_bad_ones_are_refused() {
+        let offsets = parse_offsets("0=10, 3=7,").unwrap();
+        assert_eq!(offsets, HashMap::from([(0, 10), (3, 7)]));
+        assert!(parse_offsets("0:10").is_err());
+    }
+}

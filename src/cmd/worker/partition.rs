@@ -1,0 +1,357 @@
+//! One owned input partition as a pure state machine: records in, effects
+//! out. No Kafka, no clock: the worker loop feeds it each record's offset
+//! and payload and carries out what [`Partition::on_record`] says (send the
+//! closed windows, forward or dead-letter the record, or seek).
+//!
+//! A partition (re)starts exactly at its committed checkpoint, or at the
+//! log's first record when it has none. Records fetched from anywhere else
+//! (before a seek took effect, or after an aborted transaction) are dropped
+//! with [`Step::Seek`]. Records below the checkpoint's `handled_until` were
+//! fully handled by a previous owner: replaying them rebuilds the windows but
+//! sends no side output again (`replay` in [`Step`]).
+
+use crate::core::frame::{FrameParser, Invalid, Line};
+use crate::core::window::{Admission, Checkpoint, Closed, Windows};
+
+/// Where a partition starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// At a committed checkpoint.
+    Checkpoint(Checkpoint),
+    /// No checkpoint: at the log's first available offset.
+    Fresh { log_start: u64 },
+}
+
+/// Where the consumer must go instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeekTo {
+    Offset(u64),
+    Beginning,
+}
+
+/// What the worker loop does with one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Not where the partition starts: drop it and seek.
+    Seek(SeekTo),
+    /// Seen before (re-delivered after a seek): already counted.
+    Duplicate,
+    /// A blank line: nothing to count.
+    Blank,
+    /// A frame. `replay`: a previous owner already forwarded it; `counted`:
+    /// in which of its windows it counted (it is late for the others).
+    Frame { replay: bool, counted: Admission },
+    /// An invalid record. `replay`: a previous owner already dead-lettered it.
+    Invalid { reason: Invalid, replay: bool },
+}
+
+#[derive(Debug)]
+pub struct Partition {
+    start: Start,
+    windows: Windows,
+    /// Offset of the next record to count; `None` until the start record came.
+    next_offset: Option<u64>,
+    /// Records below this offset were handled by a previous owner.
+    handled_until: u64,
+}
+
+impl Partition {
+    pub fn new(start: Start, lateness: u64) -> Partition {
+        let (windows, handled_until) = match &start {
+            Start::Checkpoint(cp) => (Windows::resume(lateness, cp), cp.handled_until),
+            Start::Fresh { .. } => (Windows::new(lateness), 0),
+        };
+        Partition {
+            start,
+            windows,
+            next_offset: None,
+            handled_until,
+        }
+    }
+
+    /// Handles the record at `offset`, appending the windows it closed to
+    /// `closed`.
+    pub fn on_record(
+        &mut self,
+        offset: u64,
+        payload: &[u8],
+        parser: &FrameParser,
+        closed: &mut Vec<Closed>,
+    ) -> Step {
+        match self.next_offset {
+            None => {
+                let (at_start, seek) = match self.start {
+                    Start::Checkpoint(cp) => {
+                        (offset == cp.resume_seq, SeekTo::Offset(cp.resume_seq))
+                    }
+                    Start::Fresh { log_start } => (offset <= log_start, SeekTo::Beginning),
+                };
+                if !at_start {
+                    return Step::Seek(seek);
+                }
+            }
+            Some(next) if offset < next => return Step::Duplicate,
+            Some(_) => {}
+        }
+        self.next_offset = Some(offset + 1);
+        let replay = offset < self.handled_until;
+        match parser.parse(payload) {
+            Line::Frame(frame) => {
+                let counted = self.windows.record(offset, frame.ts, &frame.uid);
+                if let Some(wm) = self.windows.watermark() {
+                    self.windows.flush(wm, closed);
+                }
+                Step::Frame { replay, counted }
+            }
+            Line::Blank => Step::Blank,
+            Line::Invalid(reason) => Step::Invalid { reason, replay },
+        }
+    }
+
+    /// Whether any window is open.
+    pub fn has_open_windows(&self) -> bool {
+        self.windows.open_windows() > 0
+    }
+
+    /// Closes every open window now (an idle or drained partition); frames
+    /// for them that still arrive are late.
+    pub fn close_all(&mut self, closed: &mut Vec<Closed>) {
+        self.windows.close_all(closed);
+    }
+
+    /// The offset of the next record to read: where the partition is.
+    pub fn position(&self) -> u64 {
+        match (self.next_offset, self.start) {
+            (Some(next), _) => next,
+            (None, Start::Checkpoint(cp)) => cp.resume_seq,
+            (None, Start::Fresh { log_start }) => log_start,
+        }
+    }
+
+    /// Where a new owner resumes if the partition changed hands now.
+    pub fn checkpoint(&self) -> Checkpoint {
+        let mut cp = self.windows.checkpoint(self.position());
+        // While replaying, a previous owner may have handled more than this
+        // one has read: never move that mark back.
+        cp.handled_until = cp.handled_until.max(self.handled_until);
+        cp
+    }
+
+    pub fn windows(&self) -> &Windows {
+        &self.windows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::window::Watermark;
+
+    const L: u64 = 5;
+    const BOTH: Admission = Admission {
+        second: true,
+        minute: true,
+    };
+    const ON_TIME: Step = Step::Frame {
+        replay: false,
+        counted: BOTH,
+    };
+
+    fn parser() -> FrameParser {
+        FrameParser::new(0, 4_000_000_000)
+    }
+
+    fn frame(ts: u64, uid: &str) -> Vec<u8> {
+        format!(r#"{{"ts":{ts},"uid":"{uid}"}}"#).into_bytes()
+    }
+
+    /// Feeds `records` (offset, payload) and returns the steps and closed windows.
+    fn feed(p: &mut Partition, records: &[(u64, Vec<u8>)]) -> (Vec<Step>, Vec<Closed>) {
+        let mut closed = Vec::new();
+        let steps = records
+            .iter()
+            .map(|(o, payload)| p.on_record(*o, payload, &parser(), &mut closed))
+            .collect();
+        (steps, closed)
+    }
+
+    /// A stream of one frame per second from ts 1000, offsets from 0.
+    fn stream(n: u64) -> Vec<(u64, Vec<u8>)> {
+        (0..n)
+            .map(|i| (i, frame(1000 + i, &format!("u{}", i % 3))))
+            .collect()
+    }
+
+    #[test]
+    fn fresh_start_counts_from_the_log_start_and_emits_closed_windows() {
+        let mut p = Partition::new(Start::Fresh { log_start: 0 }, L);
+        let (steps, closed) = feed(&mut p, &stream(10));
+        assert!(steps.iter().all(|s| *s == ON_TIME));
+        // Watermark 1009 - 5 = 1004: seconds 1000..=1003 closed.
+        assert_eq!(
+            closed,
+            (1000..1004)
+                .map(|s| Closed::Second {
+                    start: s,
+                    frames: 1
+                })
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(p.position(), 10);
+    }
+
+    #[test]
+    fn fresh_start_seeks_back_when_the_first_record_is_not_the_log_start() {
+        let mut p = Partition::new(Start::Fresh { log_start: 3 }, L);
+        let mut closed = Vec::new();
+        assert_eq!(
+            p.on_record(7, &frame(1000, "a"), &parser(), &mut closed),
+            Step::Seek(SeekTo::Beginning)
+        );
+        assert_eq!(
+            p.on_record(3, &frame(1000, "a"), &parser(), &mut closed),
+            ON_TIME
+        );
+    }
+
+    /// A new owner resuming from a checkpoint makes the same decisions as
+    /// the old owner would have, and re-emits nothing.
+    #[test]
+    fn resume_from_a_checkpoint_gives_the_same_windows() {
+        let records = stream(200);
+        let mut whole = Partition::new(Start::Fresh { log_start: 0 }, L);
+        let (_, all_closed) = feed(&mut whole, &records);
+
+        for cut in [1usize, 37, 61, 120, 199] {
+            let mut first = Partition::new(Start::Fresh { log_start: 0 }, L);
+            let (_, mut closed) = feed(&mut first, &records[..cut]);
+            let cp = first.checkpoint();
+            let mut second = Partition::new(Start::Checkpoint(cp), L);
+            let resume = cp.resume_seq as usize;
+            let (steps, more) = feed(&mut second, &records[resume..]);
+            closed.extend(more);
+            assert_eq!(closed, all_closed, "cut at {cut}");
+            // Records before the cut are replayed without side outputs.
+            for (i, step) in steps.iter().enumerate() {
+                let replay = resume + i < cut;
+                assert_eq!(
+                    *step,
+                    Step::Frame {
+                        replay,
+                        counted: BOTH
+                    },
+                    "cut {cut}, record {}",
+                    resume + i
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn resume_seeks_to_the_checkpoint_and_drops_other_records() {
+        let mut first = Partition::new(Start::Fresh { log_start: 0 }, L);
+        feed(&mut first, &stream(100));
+        let cp = first.checkpoint();
+        assert!(cp.resume_seq > 0 && cp.resume_seq < 100);
+        let mut second = Partition::new(Start::Checkpoint(cp), L);
+        let mut closed = Vec::new();
+        for wrong in [0, cp.resume_seq + 1] {
+            assert_eq!(
+                second.on_record(wrong, &frame(1000, "a"), &parser(), &mut closed),
+                Step::Seek(SeekTo::Offset(cp.resume_seq))
+            );
+        }
+        assert!(closed.is_empty());
+        assert_eq!(second.position(), cp.resume_seq);
+    }
+
+    #[test]
+    fn redelivered_records_are_not_counted_twice() {
+        let mut p = Partition::new(Start::Fresh { log_start: 0 }, L);
+        let records = stream(5);
+        feed(&mut p, &records);
+        let (steps, _) = feed(&mut p, &records[2..]);
+        assert!(steps.iter().all(|s| *s == Step::Duplicate));
+        let mut closed = Vec::new();
+        p.close_all(&mut closed);
+        assert_eq!(
+            closed
+                .iter()
+                .filter(|c| matches!(c, Closed::Second { .. }))
+                .count(),
+            5
+        );
+        assert!(closed.contains(&Closed::Minute {
+            start: 960,
+            frames: 5,
+            unique_users: 3
+        }));
+    }
+
+    /// After an aborted transaction the worker drops its partitions and
+    /// replays from the committed checkpoint: a fresh machine from the same
+    /// checkpoint, fed the same records, yields the same effects again.
+    #[test]
+    fn rewind_to_the_committed_checkpoint_repeats_the_same_effects() {
+        let records = stream(150);
+        let mut p = Partition::new(Start::Fresh { log_start: 0 }, L);
+        feed(&mut p, &records[..40]);
+        let committed = p.checkpoint();
+        let resume = committed.resume_seq as usize;
+        let (steps_a, closed_a) = feed(&mut p, &records[40..]);
+
+        let mut again = Partition::new(Start::Checkpoint(committed), L);
+        let (steps_b, closed_b) = feed(&mut again, &records[resume..]);
+        assert_eq!(closed_b, closed_a);
+        assert_eq!(&steps_b[40 - resume..], &steps_a[..]);
+    }
+
+    #[test]
+    fn invalid_records_are_dead_lettered_once() {
+        let mut p = Partition::new(Start::Fresh { log_start: 0 }, L);
+        let mut closed = Vec::new();
+        assert_eq!(
+            p.on_record(0, b"not json", &parser(), &mut closed),
+            Step::Invalid {
+                reason: Invalid::NotJson,
+                replay: false
+            }
+        );
+        assert_eq!(p.on_record(1, b"", &parser(), &mut closed), Step::Blank);
+        assert_eq!(
+            p.on_record(2, &frame(1000, "a"), &parser(), &mut closed),
+            ON_TIME
+        );
+        let cp = Checkpoint {
+            handled_until: 3,
+            ..p.checkpoint()
+        };
+        let mut again = Partition::new(Start::Checkpoint(cp), L);
+        let first = cp.resume_seq;
+        let step = again.on_record(
+            first,
+            if first == 0 { b"not json" } else { b"" },
+            &parser(),
+            &mut closed,
+        );
+        assert!(matches!(
+            step,
+            Step::Invalid { replay: true, .. } | Step::Blank
+        ));
+    }
+
+    #[test]
+    fn close_all_raises_the_floor_so_late_frames_stay_late() {
+        let mut p = Partition::new(Start::Fresh { log_start: 0 }, L);
+        let mut closed = Vec::new();
+        p.on_record(0, &frame(1000, "a"), &parser(), &mut closed);
+        assert!(p.has_open_windows());
+        p.close_all(&mut closed);
+        assert!(!p.has_open_windows());
+        let cp = p.checkpoint();
+        assert_eq!(cp.floor, Some(Watermark(1020)));
+        closed.clear();
+        p.on_record(1, &frame(1001, "b"), &parser(), &mut closed);
+        assert!(!p.has_open_windows(), "a frame of a closed minute is late");
+    }
+}

@@ -1,0 +1,169 @@
+//! The worker's typed run report: what it counted and how it ran. Logged at
+//! the end, and written as JSON to `--report-file` for `loadtest` and the
+//! tests, which read it back with the same type (no field can be renamed on
+//! one side only).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::window::LateCounts;
+
+/// What a worker counted.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerSummary {
+    /// Valid frames consumed (replayed ones included).
+    pub frames: u64,
+    /// Invalid records consumed (replayed ones included).
+    pub invalid: u64,
+    /// Records consumed again after a hand-over or a rewind.
+    pub replayed: u64,
+    pub seconds_emitted: u64,
+    pub minutes_emitted: u64,
+    /// Frames that came after their window had closed.
+    pub late_seconds: u64,
+    pub late_minutes: u64,
+    /// Partitions taken away from this worker by rebalances.
+    pub partitions_revoked: u64,
+}
+
+impl WorkerSummary {
+    pub fn add_late(&mut self, late: LateCounts) {
+        self.late_seconds += late.seconds;
+        self.late_minutes += late.minutes;
+    }
+}
+
+/// Where a worker is in its run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Consumer created and subscribed; nothing counted yet.
+    Started,
+    /// The run ended (`ok` says how).
+    Finished,
+}
+
+/// A partition taken over from its committed checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resume {
+    pub partition: i32,
+    /// Unix ms when the checkpoint was read.
+    pub at_ms: u64,
+    /// The first offset replayed.
+    pub resume: u64,
+    /// The previous owner had handled every record below this offset.
+    pub handled_until: u64,
+}
+
+/// The run report (`--report-file`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerReport {
+    pub phase: Phase,
+    pub summary: WorkerSummary,
+    /// Every partition this worker resumed from a checkpoint.
+    pub resumes: Vec<Resume>,
+    /// Unix ms of the first record consumed.
+    pub first_record_ms: Option<u64>,
+    /// Unix ms of the last record consumed (to a poll batch).
+    pub last_record_ms: Option<u64>,
+    /// Unix ms at which the last emitted windows became durable.
+    pub last_emit_ms: Option<u64>,
+    pub started_ms: u64,
+    pub finished_ms: Option<u64>,
+    /// VmHWM of /proc/self/status.
+    pub peak_rss_kb: Option<u64>,
+    /// User + system CPU time of the process, and of its main thread (the
+    /// one that polls, parses and counts).
+    pub cpu_ms: Option<u64>,
+    pub main_thread_cpu_ms: Option<u64>,
+    pub ok: bool,
+}
+
+impl WorkerReport {
+    pub fn started(started_ms: u64) -> WorkerReport {
+        WorkerReport {
+            phase: Phase::Started,
+            summary: WorkerSummary::default(),
+            resumes: Vec::new(),
+            first_record_ms: None,
+            last_record_ms: None,
+            last_emit_ms: None,
+            started_ms,
+            finished_ms: None,
+            peak_rss_kb: None,
+            cpu_ms: None,
+            main_thread_cpu_ms: None,
+            ok: true,
+        }
+    }
+
+    /// Fills in this process's peak memory and CPU time.
+    pub fn measure_process(&mut self) {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        self.peak_rss_kb = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok());
+        let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+        self.cpu_ms = cpu_ms(&read("/proc/self/stat"));
+        self.main_thread_cpu_ms = cpu_ms(&read("/proc/thread-self/stat"));
+    }
+
+    /// Writes the report whole: to a temporary file renamed over `path`, so
+    /// a reader never sees half of it.
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        let tmp = path.with_extension("tmp");
+        let json = serde_json::to_string(self).map_err(std::io::Error::other)?;
+        std::fs::write(&tmp, format!("{json}\n"))?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// The report at `path`, if one is there.
+    pub fn read(path: &Path) -> Result<Option<WorkerReport>, String> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| format!("bad worker report {}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+}
+
+/// utime + stime, fields 14 and 15 of a `/proc/.../stat` line (the 12th and
+/// 13th after the command name, which may hold spaces), in clock ticks of
+/// 10 ms.
+fn cpu_ms(stat: &str) -> Option<u64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut f = rest.split_whitespace().skip(11);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    Some((utime + stime) * 10)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_round_trips_and_unknown_fields_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.json");
+        assert_eq!(WorkerReport::read(&path).unwrap(), None);
+        let mut report = WorkerReport::started(5);
+        report.summary.frames = 7;
+        report.measure_process();
+        report.write(&path).unwrap();
+        assert_eq!(WorkerReport::read(&path).unwrap(), Some(report));
+        std::fs::write(&path, r#"{"phase":"started","frames":1}"#).unwrap();
+        assert!(WorkerReport::read(&path).is_err());
+    }
+
+    #[test]
+    fn cpu_time_is_read_past_a_command_name_with_spaces() {
+        let stat = "1 (a b) S 0 0 0 0 0 0 0 0 0 0 12 3 0 0";
+        assert_eq!(cpu_ms(stat), Some(150));
+    }
+}

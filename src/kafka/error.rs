@@ -1,0 +1,70 @@
+//! What a failed Kafka call means for the caller, as a type instead of a
+//! message to match: try the same call again, abort the transaction and
+//! replay, or give up on this producer.
+
+use rdkafka::error::KafkaError;
+
+/// How a failed transactional call can go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The same call may simply be made again (for example a commit that
+    /// timed out while a broker restarts: aborting instead would conflict
+    /// with it).
+    Retriable,
+    /// The transaction must be aborted; the producer goes on afterwards.
+    Abortable,
+    /// This producer can never commit again (fenced, or a fatal idempotence
+    /// error): a fresh one must take over.
+    Fatal,
+}
+
+impl Failure {
+    pub fn of(error: &KafkaError) -> Failure {
+        match error {
+            KafkaError::Transaction(e) if e.is_fatal() => Failure::Fatal,
+            KafkaError::Transaction(e) if e.is_retriable() => Failure::Retriable,
+            _ => Failure::Abortable,
+        }
+    }
+}
+
+/// A failed transactional call with what it means.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{call}: {error}")]
+pub struct TxnError {
+    pub call: &'static str,
+    pub failure: Failure,
+    pub error: String,
+}
+
+impl TxnError {
+    pub fn new(call: &'static str, error: &KafkaError) -> TxnError {
+        TxnError {
+            call,
+            failure: Failure::of(error),
+            error: error.to_string(),
+        }
+    }
+
+    /// A transaction that committed, but with records that were not delivered.
+    pub fn undelivered(report: String) -> TxnError {
+        TxnError {
+            call: "delivery",
+            failure: Failure::Abortable,
+            error: report,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::types::RDKafkaErrorCode;
+
+    use super::*;
+
+    #[test]
+    fn errors_outside_transactions_are_abortable() {
+        let e = KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge);
+        assert_eq!(Failure::of(&e), Failure::Abortable);
+    }
+}

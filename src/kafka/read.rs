@@ -1,0 +1,141 @@
+//! Reading a topic to its end outside any group, as `show`, `loadtest` and
+//! the tests do: every committed record, with `read_committed`.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::message::{BorrowedMessage, OwnedMessage};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+use crate::error::Error;
+use crate::kafka::config::KafkaSettings;
+
+/// Every committed record of `topic` up to its end offsets as they are now,
+/// read with `read_committed` outside any group (for `show` and tests).
+///
+/// "The end" is the log end, not the last stable offset a `read_committed`
+/// client is told about: records of transactions still open when the read
+/// starts (for example a killed worker's, until the broker aborts it) would
+/// otherwise hide the committed records after them. So this waits, up to
+/// `timeout`, until every such transaction is resolved.
+pub fn read_to_end(
+    settings: &KafkaSettings,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<OwnedMessage>, Error> {
+    let mut records = Vec::new();
+    read_each(settings, topic, timeout, |m| records.push(m.detach()))?;
+    Ok(records)
+}
+
+/// [`read_to_end`], handing each record to `visit` instead of keeping it
+/// (for topics too large to hold, such as forwarded frames).
+pub fn read_each(
+    settings: &KafkaSettings,
+    topic: &str,
+    timeout: Duration,
+    mut visit: impl FnMut(&BorrowedMessage<'_>),
+) -> Result<(), Error> {
+    let consumer: BaseConsumer = settings
+        .client_config(&[
+            ("group.id", "timebucket-reader"),
+            ("enable.auto.commit", "false"),
+            ("isolation.level", "read_committed"),
+        ])
+        .create()
+        .map_err(|e| Error::Kafka(format!("cannot create reader: {e}")))?;
+    let partitions = partitions_of(&consumer, topic, timeout)?;
+    let log_end: BaseConsumer = settings
+        .client_config(&[
+            ("group.id", "timebucket-reader"),
+            ("isolation.level", "read_uncommitted"),
+        ])
+        .create()
+        .map_err(|e| Error::Kafka(format!("cannot create reader: {e}")))?;
+    let mut tpl = TopicPartitionList::new();
+    let mut remaining = HashMap::new();
+    for &p in &partitions {
+        let (low, high) = super::retry::with_backoff("partition offsets", timeout, |left| {
+            log_end.fetch_watermarks(topic, p, left)
+        })
+        .map_err(|e| Error::Kafka(format!("cannot read offsets of {topic}/{p}: {e}")))?;
+        if high > low {
+            remaining.insert(p, high);
+            tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+        }
+    }
+    if remaining.is_empty() {
+        return Ok(());
+    }
+    consumer.assign(&tpl)?;
+    let deadline = Instant::now() + timeout;
+    let mut last_check = Instant::now();
+    while !remaining.is_empty() {
+        if Instant::now() > deadline {
+            return Err(Error::Kafka(format!(
+                "reading {topic} to its end timed out"
+            )));
+        }
+        let message = consumer.poll(Duration::from_millis(100));
+        let idle = message.is_none();
+        if let Some(message) = message {
+            visit(&message?);
+        }
+        // Positions, not message offsets: transaction markers and aborted
+        // records occupy offsets that are never delivered. Asking for them
+        // after every record would cost more than reading a big topic.
+        if idle || last_check.elapsed() > Duration::from_millis(100) {
+            last_check = Instant::now();
+            for elem in consumer.position()?.elements() {
+                if let (Offset::Offset(pos), Some(&end)) =
+                    (elem.offset(), remaining.get(&elem.partition()))
+                {
+                    if pos >= end {
+                        remaining.remove(&elem.partition());
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The partition ids of `topic`; [`Error::NoTopic`] if it does not exist.
+pub fn partitions_of<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<i32>, Error> {
+    let metadata = super::retry::with_backoff("topic metadata", timeout, |left| {
+        consumer.fetch_metadata(Some(topic), left)
+    })
+    .map_err(|e| Error::Kafka(format!("cannot read metadata of {topic}: {e}")))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default();
+    if partitions.is_empty() {
+        return Err(Error::NoTopic(topic.to_string()));
+    }
+    Ok(partitions)
+}
+
+/// The end offset (high watermark) of every partition of `topic`.
+pub fn end_offsets<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+) -> Result<HashMap<i32, i64>, Error> {
+    let timeout = Duration::from_secs(30);
+    let mut ends = HashMap::new();
+    for p in partitions_of(consumer, topic, timeout)? {
+        let (_, high) = super::retry::with_backoff("end offsets", timeout, |left| {
+            consumer.fetch_watermarks(topic, p, left)
+        })
+        .map_err(|e| Error::Kafka(format!("cannot read end offset of {topic}/{p}: {e}")))?;
+        ends.insert(p, high);
+    }
+    Ok(ends)
+}

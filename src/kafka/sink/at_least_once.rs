@@ -1,0 +1,57 @@
+//! At-least-once outputs: records are produced as they come, flushed before
+//! each commit, and only then are the offsets committed by the consumer.
+//! After a crash a window may be emitted again, always with the same value.
+
+use std::time::Duration;
+
+use rdkafka::topic_partition_list::TopicPartitionList;
+
+use super::{Commit, Outputs, Sink};
+use crate::core::frame::Invalid;
+use crate::core::window::Closed;
+use crate::error::Error;
+use crate::kafka::config::{KafkaSettings, TopicNames};
+use crate::kafka::consumer::OffsetCommit;
+use crate::kafka::producer::{self, TrackedProducer};
+
+pub struct AtLeastOnce {
+    producer: TrackedProducer,
+    outputs: Outputs,
+}
+
+impl AtLeastOnce {
+    pub fn new(settings: &KafkaSettings, topics: TopicNames) -> Result<AtLeastOnce, Error> {
+        Ok(AtLeastOnce {
+            producer: producer::tracked_producer(settings, producer::WORKER_DEFAULTS)?,
+            outputs: Outputs { topics },
+        })
+    }
+}
+
+impl Sink for AtLeastOnce {
+    fn emit(&mut self, partition: i32, closed: &Closed) {
+        self.outputs.emit(&self.producer, partition, closed);
+    }
+
+    fn forward(&mut self, offset: u64, payload: &[u8]) {
+        self.outputs.forward(&self.producer, offset, payload);
+    }
+
+    fn dead_letter(&mut self, partition: i32, offset: u64, payload: &[u8], reason: Invalid) {
+        self.outputs
+            .dead_letter(&self.producer, partition, offset, payload, reason);
+    }
+
+    fn commit(
+        &mut self,
+        offsets: &TopicPartitionList,
+        consumer: &dyn OffsetCommit,
+    ) -> Result<Commit, Error> {
+        // What the offsets cover must have landed before they are committed.
+        producer::flush(&self.producer, Duration::from_secs(120))?;
+        if offsets.count() > 0 {
+            consumer.commit_offsets(offsets)?;
+        }
+        Ok(Commit::Durable)
+    }
+}

@@ -1,0 +1,101 @@
+//! Where a worker's outputs go: closed windows to the metric topics,
+//! forwarded frames, dead letters, and the input offsets with their
+//! checkpoints. Two implementations of [`Sink`]:
+//! [`Transactional`] (exactly-once: everything between two commits is one
+//! Kafka transaction with the offsets) and [`AtLeastOnce`] (records flushed,
+//! then offsets committed).
+
+mod at_least_once;
+mod transactional;
+
+use rdkafka::producer::BaseRecord;
+use rdkafka::topic_partition_list::TopicPartitionList;
+
+pub use at_least_once::AtLeastOnce;
+pub use transactional::Transactional;
+
+use crate::core::frame::Invalid;
+use crate::core::metric::{MetricKind, MetricRecord};
+use crate::core::window::Closed;
+use crate::error::Error;
+use crate::kafka::config::TopicNames;
+use crate::kafka::consumer::OffsetCommit;
+use crate::kafka::producer::{self, Origin, TrackedProducer};
+
+/// What a commit achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// Everything sent so far is durable with the offsets.
+    Durable,
+    /// Everything sent since the last durable commit is gone (an aborted
+    /// transaction): every owned partition must be replayed from its
+    /// committed checkpoint.
+    Rewind,
+}
+
+/// A worker's outputs. Sends never block on the broker; [`Sink::commit`]
+/// is where they become durable or are given up as a whole.
+pub trait Sink: Send {
+    fn emit(&mut self, partition: i32, closed: &Closed);
+    fn forward(&mut self, offset: u64, payload: &[u8]);
+    fn dead_letter(&mut self, partition: i32, offset: u64, payload: &[u8], reason: Invalid);
+    /// Makes everything sent so far durable together with `offsets` (the
+    /// checkpoints of every owned partition).
+    fn commit(
+        &mut self,
+        offsets: &TopicPartitionList,
+        consumer: &dyn OffsetCommit,
+    ) -> Result<Commit, Error>;
+}
+
+/// The records both sinks send, through one producer.
+struct Outputs {
+    topics: TopicNames,
+}
+
+impl Outputs {
+    fn emit(&self, producer: &TrackedProducer, partition: i32, closed: &Closed) {
+        let record = MetricRecord::new(*closed, partition);
+        let topic = match record.metric {
+            MetricKind::Second => &self.topics.seconds,
+            MetricKind::Minute => &self.topics.minutes,
+        };
+        let key = record.key();
+        let value = record.to_json();
+        producer::send(
+            producer,
+            BaseRecord::with_opaque_to(topic, closed.start() as usize)
+                .key(key.as_bytes())
+                .payload(value.as_bytes()),
+        );
+    }
+
+    fn forward(&self, producer: &TrackedProducer, offset: u64, payload: &[u8]) {
+        producer::send(
+            producer,
+            BaseRecord::with_opaque_to(&self.topics.forward, offset as usize).payload(payload),
+        );
+    }
+
+    fn dead_letter(
+        &self,
+        producer: &TrackedProducer,
+        partition: i32,
+        offset: u64,
+        payload: &[u8],
+        reason: Invalid,
+    ) {
+        producer::send(
+            producer,
+            BaseRecord::with_opaque_to(&self.topics.dead_letter, offset as usize)
+                .payload(payload)
+                .headers(producer::dead_letter_headers(
+                    reason,
+                    Origin::Offset {
+                        partition,
+                        offset: offset as i64,
+                    },
+                )),
+        );
+    }
+}

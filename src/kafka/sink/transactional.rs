@@ -1,0 +1,189 @@
+//! Exactly-once outputs: everything a worker produces between two commits
+//! is one Kafka transaction together with the input offsets and their
+//! checkpoints, so a `read_committed` reader sees each window once whatever
+//! happens to the workers.
+//!
+//! A transaction that cannot commit is aborted (nothing of it becomes
+//! visible) and the worker replays its partitions from the committed
+//! checkpoints ([`Commit::Rewind`]). A producer that is fenced, or whose
+//! transaction cannot be aborted, is replaced by a fresh one; the broker
+//! aborts the old transaction after `transaction.timeout.ms`.
+
+use std::time::Duration;
+
+use rdkafka::error::KafkaResult;
+use rdkafka::producer::{Producer, PurgeConfig};
+use rdkafka::topic_partition_list::TopicPartitionList;
+use tracing::warn;
+
+use super::{Commit, Outputs, Sink};
+use crate::core::frame::Invalid;
+use crate::core::window::Closed;
+use crate::error::Error;
+use crate::kafka::config::{KafkaSettings, TopicNames};
+use crate::kafka::consumer::OffsetCommit;
+use crate::kafka::error::{Failure, TxnError};
+use crate::kafka::producer::{self, TrackedProducer};
+
+/// How long one transactional call may take; the transaction itself times
+/// out after 10 s (`producer::TRANSACTIONAL_DEFAULTS`).
+const CALL_TIMEOUT: Duration = Duration::from_secs(8);
+/// Retriable answers are retried this often before the call counts as failed.
+const RETRIES: u32 = 10;
+
+pub struct Transactional {
+    producer: TrackedProducer,
+    outputs: Outputs,
+    settings: KafkaSettings,
+    /// Prefix of this worker's transactional ids.
+    id_prefix: String,
+}
+
+impl Transactional {
+    /// A producer with a fresh transaction open. `group` names the ids.
+    pub fn new(
+        settings: &KafkaSettings,
+        topics: TopicNames,
+        group: &str,
+    ) -> Result<Transactional, Error> {
+        let id_prefix = format!("timebucket-{group}-{}", topics.input);
+        let sink = Transactional {
+            producer: start_producer(settings, &id_prefix)?,
+            outputs: Outputs { topics },
+            settings: settings.clone(),
+            id_prefix,
+        };
+        sink.begin()?;
+        Ok(sink)
+    }
+
+    fn begin(&self) -> Result<(), Error> {
+        self.producer
+            .begin_transaction()
+            .map_err(|e| Error::Kafka(format!("cannot begin a transaction: {e}")))
+    }
+
+    fn commit_transaction(
+        &self,
+        offsets: &TopicPartitionList,
+        consumer: &dyn OffsetCommit,
+    ) -> Result<(), TxnError> {
+        let producer = &self.producer;
+        if offsets.count() > 0 {
+            let group = consumer.group_metadata().ok_or(TxnError {
+                call: "offsets",
+                failure: Failure::Abortable,
+                error: "no consumer group metadata for the transaction".into(),
+            })?;
+            retried("offsets", || {
+                producer.send_offsets_to_transaction(offsets, &group, CALL_TIMEOUT)
+            })?;
+        }
+        // commit_transaction flushes first, through rdkafka's slow flush.
+        producer::wait_delivered(producer, CALL_TIMEOUT);
+        retried("commit", || producer.commit_transaction(CALL_TIMEOUT))?;
+        let deliveries = &producer.context().deliveries;
+        if deliveries.failed() > 0 {
+            return Err(TxnError::undelivered(deliveries.failure_report()));
+        }
+        Ok(())
+    }
+
+    /// Gives up the open transaction: aborts it, or hands over to a fresh
+    /// producer when this one cannot go on.
+    fn give_up(&mut self, failed: &TxnError) -> Result<(), Error> {
+        let mut replace = failed.failure == Failure::Fatal;
+        if !replace {
+            warn!(error = %failed, "transaction failed: aborting it and replaying from the committed checkpoints");
+            let producer = &self.producer;
+            match retried("abort", || producer.abort_transaction(CALL_TIMEOUT)) {
+                Ok(()) => producer.context().deliveries.reset(),
+                Err(e) => {
+                    warn!(error = %e, "cannot abort the transaction: leaving it to the broker's timeout");
+                    replace = true;
+                }
+            }
+        }
+        if replace {
+            warn!(error = %failed, "transactional producer unusable: starting a new one and replaying from the committed checkpoints");
+            let fresh = start_producer(&self.settings, &self.id_prefix)?;
+            let old = std::mem::replace(&mut self.producer, fresh);
+            old.purge(PurgeConfig::default().queue().inflight());
+        }
+        Ok(())
+    }
+}
+
+impl Sink for Transactional {
+    fn emit(&mut self, partition: i32, closed: &Closed) {
+        self.outputs.emit(&self.producer, partition, closed);
+    }
+
+    fn forward(&mut self, offset: u64, payload: &[u8]) {
+        self.outputs.forward(&self.producer, offset, payload);
+    }
+
+    fn dead_letter(&mut self, partition: i32, offset: u64, payload: &[u8], reason: Invalid) {
+        self.outputs
+            .dead_letter(&self.producer, partition, offset, payload, reason);
+    }
+
+    fn commit(
+        &mut self,
+        offsets: &TopicPartitionList,
+        consumer: &dyn OffsetCommit,
+    ) -> Result<Commit, Error> {
+        let outcome = match self.commit_transaction(offsets, consumer) {
+            Ok(()) => Commit::Durable,
+            Err(failed) => {
+                self.give_up(&failed)?;
+                Commit::Rewind
+            }
+        };
+        self.begin()?;
+        Ok(outcome)
+    }
+}
+
+/// Makes a transactional call, again while librdkafka says it may.
+fn retried(call: &'static str, mut f: impl FnMut() -> KafkaResult<()>) -> Result<(), TxnError> {
+    let mut attempts = 0;
+    loop {
+        let Err(e) = f() else { return Ok(()) };
+        let failed = TxnError::new(call, &e);
+        if failed.failure != Failure::Retriable || attempts >= RETRIES {
+            return Err(failed);
+        }
+        attempts += 1;
+        warn!(error = %failed, attempt = attempts, "transaction call not done yet; retrying");
+    }
+}
+
+/// A producer ready for transactions, with an id of its own.
+fn start_producer(settings: &KafkaSettings, id_prefix: &str) -> Result<TrackedProducer, Error> {
+    let id = transactional_id(id_prefix);
+    let mut defaults = producer::TRANSACTIONAL_DEFAULTS.to_vec();
+    defaults.push(("transactional.id", &id));
+    let producer = producer::tracked_producer(settings, &defaults)?;
+    producer.init_transactions(Duration::from_secs(30)).map_err(|e| {
+        Error::Kafka(format!(
+            "cannot start transactions at {} ({e}); is the broker reachable and does it support transactions? \
+             --at-least-once works without them",
+            settings.bootstrap
+        ))
+    })?;
+    Ok(producer)
+}
+
+/// A transactional id unique to this process and moment: zombies are
+/// fenced by the consumer group generation (KIP-447), so ids need not be
+/// stable across restarts.
+fn transactional_id(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    format!("{prefix}-{host}-{}-{nanos:x}", std::process::id())
+}

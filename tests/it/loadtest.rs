@@ -1,0 +1,249 @@
+//! `timebucket loadtest` on the real broker, small and fast: every
+//! combination of a short partition and worker list, with Kafka's perf tools
+//! (through scripts/kafka) in one test; live mode with forwarding and a CSV
+//! report, and at-least-once, without them. Each asserts the table, the
+//! report file's fields and a "correct" verdict (every window equal to
+//! aggregate's). The big runs (1,000,000 frames) are manual: see BENCHMARKS.md.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use timebucket::cmd::loadtest::{LoadtestReport, PerfPayload};
+
+const BIN: &str = env!("CARGO_BIN_EXE_timebucket");
+
+fn loadtest(dir: &Path, args: &[&str]) -> Output {
+    let out = Command::new(BIN)
+        .arg("loadtest")
+        .args(["-b", &crate::common::bootstrap()])
+        .arg("--cache-dir")
+        .arg(dir)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .env_remove("TOPICS_DIR")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "loadtest failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The table rows: the lines that start with a partition count.
+fn rows(stdout: &str) -> Vec<Vec<String>> {
+    stdout
+        .lines()
+        .map(|l| l.split_whitespace().map(String::from).collect::<Vec<_>>())
+        .filter(|cols| cols.len() > 10 && cols[0].parse::<u32>().is_ok())
+        .collect()
+}
+
+fn topic_exists(bootstrap: &str, topic: &str) -> bool {
+    let consumer: BaseConsumer = crate::common::client_config(bootstrap).create().unwrap();
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    md.topics()
+        .iter()
+        .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+}
+
+#[test]
+fn every_combination_beside_kafka_perf_tools_is_correct() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let out = loadtest(
+        dir.path(),
+        &[
+            "--frames",
+            "20000",
+            "--partitions",
+            "1,2",
+            "--workers",
+            "1,2",
+            "-o",
+            report.to_str().unwrap(),
+        ],
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+
+    // The table: a header, one row per combination in order, a verdict each.
+    assert!(stdout.contains("20,000 frames"), "{stdout}");
+    assert!(
+        stdout.contains("x prod-perf") && stdout.contains("x cons-perf"),
+        "{stdout}"
+    );
+    let rows = rows(&stdout);
+    let combos: Vec<(String, String)> = rows.iter().map(|r| (r[0].clone(), r[1].clone())).collect();
+    let want: Vec<(String, String)> = [("1", "1"), ("1", "2"), ("2", "1"), ("2", "2")]
+        .iter()
+        .map(|(p, w)| (p.to_string(), w.to_string()))
+        .collect();
+    assert_eq!(combos, want, "{stdout}");
+    for row in &rows {
+        assert_eq!(row.last().unwrap(), "correct", "{stdout}");
+        // Ratios to Kafka's tools: "0.87 of 123,456".
+        assert_eq!(row.iter().filter(|c| *c == "of").count(), 2, "{row:?}");
+    }
+    assert!(stdout.contains("all 4 runs correct"), "{stdout}");
+
+    // The report file, read back with the type that wrote it.
+    let json: LoadtestReport = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(json.mode, "sequential");
+    assert!(json.exactly_once);
+    assert!(json.date.ends_with('Z'));
+    assert!(json.machine.cores >= 1);
+    assert!(json.command.contains("loadtest"));
+    assert_eq!(json.data.frames, 20000);
+    assert!(json.data.payload_bytes > 20000 * 2048);
+    assert_eq!(json.perf_payload, Some(PerfPayload::Frames));
+    assert_eq!(json.runs.len(), 4);
+    let bootstrap = crate::common::bootstrap();
+    for run in &json.runs {
+        assert!(run.check.correct, "{run:#?}");
+        assert_eq!(run.check.verdict, "correct");
+        assert_eq!(run.check.missing, 0);
+        assert_eq!(run.check.duplicates, 0);
+        assert!(run.check.windows_expected > 20);
+        assert_eq!(run.partition_frames.len() as u32, run.partitions);
+        assert_eq!(run.partition_frames.iter().sum::<u64>(), 20000);
+        let processing = run.processing.as_ref().expect("processing measured");
+        for rate in [&run.ingest, processing] {
+            assert!(
+                rate.frames_per_sec > 0.0 && rate.mb_per_sec > 0.0,
+                "{run:#?}"
+            );
+        }
+        let producer = run.kafka_producer_perf.as_ref().unwrap();
+        assert!(producer.records_per_sec > 0.0);
+        assert_eq!(producer.records, 20000);
+        assert!(
+            run.kafka_consumer_perf
+                .as_ref()
+                .unwrap()
+                .fetch_records_per_sec
+                > 0.0
+        );
+        assert!(run.ingest_vs_producer_perf.unwrap() > 0.0);
+        assert!(run.processing_vs_consumer_perf.unwrap() > 0.0);
+        assert!(run.end_to_end_seconds.unwrap() > 0.0);
+        assert!(run.last_frame_delay_seconds.unwrap() > 0.0);
+        // Sequential: nothing is committed before the workers start.
+        assert_eq!(run.peak_lag, Some(20000), "{run:#?}");
+        assert_eq!(run.worker_figures.len() as u32, run.workers);
+        let frames: u64 = run.worker_figures.iter().map(|w| w.summary.frames).sum();
+        assert!(frames >= 20000, "{run:#?}");
+        for w in &run.worker_figures {
+            assert!(w.ok);
+            assert!(w.peak_rss_kb.unwrap() > 1000);
+            assert!(w.cpu_ms.is_some());
+        }
+        let rss = run.peak_worker_rss_mb.unwrap();
+        assert!(rss > 1.0 && rss < 200.0, "peak worker memory {rss} MB");
+        // The run's topics are gone.
+        crate::common::wait_until(Duration::from_secs(30), "the run's topics deleted", || {
+            !topic_exists(&bootstrap, &run.input_topic)
+        });
+    }
+}
+
+#[test]
+fn live_mode_with_forwarding_writes_csv_and_checks_every_forwarded_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.csv");
+    let out = loadtest(
+        dir.path(),
+        &[
+            "--frames",
+            "20000",
+            // 1,000 s of event time: two time buckets, both partitions busy.
+            "--rate",
+            "20",
+            "--partitions",
+            "2",
+            "--workers",
+            "2",
+            "--live",
+            "--forward",
+            "--no-kafka-tools",
+            "-o",
+            report.to_str().unwrap(),
+        ],
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("live mode") && stdout.contains("forwarding every frame"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Kafka tools: skipped"), "{stdout}");
+    let rows = rows(&stdout);
+    assert_eq!(rows.len(), 1, "{stdout}");
+    assert_eq!(rows[0].last().unwrap(), "correct", "{stdout}");
+
+    let csv = std::fs::read_to_string(&report).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 2, "{csv}");
+    let header: Vec<&str> = lines[0].split(',').collect();
+    let row: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!(header.len(), row.len(), "{csv}");
+    let col = |name: &str| row[header.iter().position(|h| *h == name).unwrap()];
+    assert_eq!(col("mode"), "live");
+    assert_eq!(col("forward"), "true");
+    assert_eq!(col("exactly_once"), "true");
+    assert_eq!(col("partitions"), "2");
+    assert_eq!(col("workers"), "2");
+    assert_eq!(col("correct"), "true");
+    assert_eq!(col("verdict"), "\"correct\"");
+    assert!(col("processing_frames_per_sec").parse::<f64>().unwrap() > 0.0);
+    assert!(col("peak_lag").parse::<u64>().unwrap() > 0);
+    assert!(col("last_frame_delay_seconds").parse::<f64>().is_ok());
+    assert_eq!(col("producer_perf_records_per_sec"), "");
+}
+
+#[test]
+fn at_least_once_is_measured_and_checked_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let out = loadtest(
+        dir.path(),
+        &[
+            "--frames",
+            "10000",
+            "--partitions",
+            "2",
+            "--workers",
+            "1",
+            "--at-least-once",
+            "--no-kafka-tools",
+            "-o",
+            report.to_str().unwrap(),
+        ],
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("at-least-once"), "{stdout}");
+    let json: LoadtestReport = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert!(!json.exactly_once);
+    assert!(!json.runs[0].exactly_once);
+    assert!(json.runs[0].check.correct);
+    assert!(json.runs[0].kafka_consumer_perf.is_none());
+
+    // Bad arguments fail before touching the broker.
+    let bad = Command::new(BIN)
+        .args(["loadtest", "--partitions", "0", "--no-kafka-tools"])
+        .arg("--cache-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}

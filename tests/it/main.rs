@@ -1,0 +1,22 @@
+//! The integration tests, in one binary so that librdkafka is linked once.
+//!
+//! Every module is one area of the product. The ones that touch Kafka use the
+//! broker named by `BOOTSTRAP_SERVERS` (`scripts/test` starts one) through
+//! [`common::bootstrap`], which fails, never skips, when no broker answers.
+//! Real challenge frames live in `tests/data/`, golden outputs in
+//! `tests/golden/`.
+
+mod common;
+
+mod aggregate_cli;
+mod compose;
+mod faults;
+mod generate;
+mod golden;
+mod ingest;
+mod kafka_smoke;
+mod loadtest;
+mod parser;
+mod pipeline;
+mod topics;
+mod window_props;
