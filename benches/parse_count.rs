@@ -6,10 +6,10 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
-use timebucket::cmd::aggregate::PartitionedWindows;
 use timebucket::cmd::generate::{generate, GenerateOptions};
 use timebucket::core::bucket::Routing;
 use timebucket::core::frame::{FrameParser, Line};
+use timebucket::core::partitioned::PartitionedWindows;
 
 fn frames() -> Vec<u8> {
     let mut out = Vec::new();

@@ -50,6 +50,12 @@ impl Error {
     }
 }
 
+impl From<crate::core::bucket::BadRouting> for Error {
+    fn from(e: crate::core::bucket::BadRouting) -> Self {
+        Error::Config(e.to_string())
+    }
+}
+
 impl From<rdkafka::error::KafkaError> for Error {
     fn from(e: rdkafka::error::KafkaError) -> Self {
         Error::Kafka(e.to_string())

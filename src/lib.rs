@@ -5,44 +5,50 @@
 //!
 //! ## Map of the modules
 //!
-//! The pure core, no Kafka, no async, no clock:
-//! - [`frame`]: one input line → a [`frame::Frame`] (`ts`, `uid`) or an
-//!   [`frame::Invalid`] reason; the validating hot-path parser.
-//! - [`bucket`]: `ts` → time bucket → partition ([`bucket::Routing`]).
-//! - [`window`]: per-partition event-time windows ([`window::Windows`]):
-//!   `record` frames, `flush` at a [`window::Watermark`], get
-//!   [`window::Closed`] counts; checkpoints for rebalance-safe commits.
-//! - [`metric`]: a closed window as the normative JSON output record.
+//! [`core`] (the `timebucket-core` crate in `core/`): the pure core, no
+//! Kafka, no async runtime, no clock. `frame` parses a line into a `Frame`
+//! (`ts`, `uid`) or names why it is `Invalid`; `bucket` routes `ts` → time
+//! bucket → partition; `window` counts per-partition event-time windows
+//! (`record` frames, `flush` at a `Watermark`, checkpoints for hand-over);
+//! `partitioned` feeds every partition from one stream; `metric` is the JSON
+//! output record; `compare` tells how two window sets differ.
 //!
-//! Drivers around the core:
-//! - [`input`]: file / stdin / `.gz` → numbered lines.
-//! - [`aggregate`]: offline reference: lines → parser → routing → windows → records.
-//! - [`generate`]: realistic challenge-like frames, deterministic by seed.
+//! [`kafka`]: all Kafka glue. `config` (client properties), `topics`
+//! (definitions in `topics/` and their setup), `consumer` (the group
+//! consumer and its rebalance hand-over), `checkpoint` (a partition's
+//! checkpoint as committed offset + metadata), `producer` (delivery
+//! tracking, dead-letter headers), `sink` (a worker's outputs:
+//! `Transactional` or `AtLeastOnce`), `read` (a topic to its end), `retry`,
+//! `error` (what a failed transactional call means).
 //!
-//! - [`kafka`]: all Kafka glue: client config, topics, the group consumer
-//!   with rebalance hand-over and checkpoint metadata, producers, retries
-//!   of metadata calls while brokers fail over.
-//! - [`ingest`]: lines → parser → produce to partition `bucket mod P`
-//!   (invalid lines → dead-letter topic).
-//! - [`worker`]: group consumer → parser → per-partition `window` → metric
-//!   topics; commits checkpoints only after what they cover was delivered.
-//! - [`show`]: a metric topic → a table of windows.
-//! - [`loadtest`]: the pipeline under load on a real cluster (ingest, worker
-//!   processes, Kafka's perf tools), every window checked against `aggregate`.
+//! [`cmd`]: one module per job. `generate` (challenge-like frames),
+//! `aggregate` (the offline reference), `ingest` (file → input topic by
+//! time bucket), `worker` (the thin loop: `partition` is the pure
+//! per-partition state machine, `poll` drives it, `report` is the typed run
+//! report), `show` (a metric topic as a table), `loadtest` (the pipeline
+//! under load beside Kafka's perf tools, one file per job).
 //!
-//! Data flow offline: `input` → `frame` → `bucket` → `window` → `metric` → stdout.
+//! [`cli`]: the clap definitions of every subcommand and its environment
+//! variables, and the dispatch to [`cmd`]. [`input`] reads files, stdin and
+//! `.gz` as lines or chunks. [`error`] is the typed error enum whose kinds
+//! `src/main.rs` maps to exit codes.
 //!
-//! Data flow on Kafka: `ingest` → input topic (partition = time bucket mod P)
-//! → N `worker`s in one consumer group → per-second and per-minute topics.
+//! ## Data flow
 //!
-//! [`error`] holds the typed error enum the binary (`src/main.rs`) maps to
-//! exit codes.
+//! Offline: `input` → `core::frame` → `core::partitioned` (`bucket`,
+//! `window`) → `core::metric` → stdout.
+//!
+//! On Kafka: `ingest` → input topic (partition = time bucket mod P) → N
+//! `worker`s in one consumer group: record → `Partition::on_record` →
+//! `Sink` (metric topics, forwarded frames, dead letters) → commit with the
+//! checkpoints of the owned partitions.
 
 pub mod cli;
 pub mod cmd;
-pub mod core;
 pub mod error;
 pub mod input;
 pub mod kafka;
 
 pub use error::Error;
+/// The pure core (the `timebucket-core` crate in `core/`).
+pub use timebucket_core as core;

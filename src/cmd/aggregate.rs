@@ -9,7 +9,8 @@ use tracing::warn;
 use crate::core::bucket::Routing;
 use crate::core::frame::{FrameParser, Invalid, Line};
 use crate::core::metric::MetricRecord;
-use crate::core::window::{Closed, LateCounts, Watermark, Windows};
+use crate::core::partitioned::PartitionedWindows;
+use crate::core::window::{Closed, LateCounts};
 use crate::error::Error;
 use crate::input::{Chunk, ChunkReader};
 
@@ -56,65 +57,6 @@ impl Summary {
         } else {
             parts.join(" ")
         }
-    }
-}
-
-/// The event-time windows of every partition, fed from one ordered stream.
-pub struct PartitionedWindows {
-    routing: Routing,
-    windows: Vec<Windows>,
-    next_seq: Vec<u64>,
-    scratch: Vec<Closed>,
-    /// Windows closed and not yet taken by [`PartitionedWindows::take_closed`].
-    closed: Vec<(u32, Closed)>,
-}
-
-impl PartitionedWindows {
-    pub fn new(routing: Routing, lateness: u64) -> Self {
-        let p = routing.partitions() as usize;
-        PartitionedWindows {
-            routing,
-            windows: (0..p).map(|_| Windows::new(lateness)).collect(),
-            next_seq: vec![0; p],
-            scratch: Vec::new(),
-            closed: Vec::new(),
-        }
-    }
-
-    /// Routes and counts one frame, closing what its watermark passed.
-    pub fn record(&mut self, ts: u64, uid: &str) {
-        let p = self.routing.partition(ts);
-        let w = &mut self.windows[p as usize];
-        let seq = &mut self.next_seq[p as usize];
-        w.record(*seq, ts, uid);
-        *seq += 1;
-        if let Some(wm) = w.watermark() {
-            w.flush(wm, &mut self.scratch);
-            self.closed.extend(self.scratch.drain(..).map(|c| (p, c)));
-        }
-    }
-
-    /// End of input: closes every window, partition by partition.
-    pub fn finish(&mut self) {
-        for (p, w) in self.windows.iter_mut().enumerate() {
-            w.flush(Watermark::END, &mut self.scratch);
-            self.closed
-                .extend(self.scratch.drain(..).map(|c| (p as u32, c)));
-        }
-    }
-
-    /// Windows closed since the last call, in closing order, with their partition.
-    pub fn take_closed(&mut self) -> std::vec::Drain<'_, (u32, Closed)> {
-        self.closed.drain(..)
-    }
-
-    pub fn late(&self) -> LateCounts {
-        self.windows
-            .iter()
-            .fold(LateCounts::default(), |acc, w| LateCounts {
-                seconds: acc.seconds + w.late().seconds,
-                minutes: acc.minutes + w.late().minutes,
-            })
     }
 }
 

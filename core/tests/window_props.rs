@@ -15,9 +15,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use proptest::sample::Index;
-use timebucket::cmd::aggregate::PartitionedWindows;
-use timebucket::core::bucket::Routing;
-use timebucket::core::window::{Admission, Closed, LateCounts, Watermark, Windows, MAX_TS};
+use timebucket_core::bucket::Routing;
+use timebucket_core::partitioned::PartitionedWindows;
+use timebucket_core::window::{Admission, Closed, LateCounts, Watermark, Windows, MAX_TS};
 
 /// A uid pool that mixes uids the core packs into integers (lowercase hex,
 /// up to 30 digits) with ones it keeps as text, including pairs that a sloppy
@@ -700,7 +700,7 @@ fn distinct_users_are_exact_for_mixed_uid_shapes() {
 fn ts_near_u64_max_does_not_wrap() {
     // The parser caps ts at window::MAX_TS, the largest whose minute end fits.
     assert_eq!(
-        timebucket::core::frame::FrameParser::new(0, u64::MAX).max_ts,
+        timebucket_core::frame::FrameParser::new(0, u64::MAX).max_ts,
         MAX_TS
     );
     let max = MAX_TS;

@@ -4,7 +4,10 @@
 //! a minute never straddles two buckets and every window is counted whole in
 //! one partition: exact results with no cross-worker merge.
 
-use crate::error::Error;
+/// Routing options that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadRouting(String);
 
 /// Default bucket length: 15 minutes.
 pub const DEFAULT_BUCKET_SECS: u64 = 900;
@@ -16,14 +19,14 @@ pub struct Routing {
 }
 
 impl Routing {
-    pub fn new(bucket_secs: u64, partitions: u32) -> Result<Routing, Error> {
+    pub fn new(bucket_secs: u64, partitions: u32) -> Result<Routing, BadRouting> {
         if bucket_secs == 0 || !bucket_secs.is_multiple_of(60) {
-            return Err(Error::Config(format!(
+            return Err(BadRouting(format!(
                 "bucket length must be a positive multiple of 60 seconds, got {bucket_secs}"
             )));
         }
         if partitions == 0 {
-            return Err(Error::Config("partition count must be at least 1".into()));
+            return Err(BadRouting("partition count must be at least 1".into()));
         }
         Ok(Routing {
             bucket_secs,

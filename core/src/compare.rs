@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::core::metric::{MetricKind, MetricRecord};
+use crate::metric::{MetricKind, MetricRecord};
 
 /// A window's identity: its kind and start.
 pub type WindowKey = (MetricKind, u64);
@@ -163,7 +163,7 @@ impl fmt::Display for WindowDiff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::window::Closed;
+    use crate::window::Closed;
 
     fn minute(start: u64, frames: u64, users: u64) -> MetricRecord {
         MetricRecord::new(

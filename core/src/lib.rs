@@ -1,0 +1,25 @@
+//! # timebucket-core
+//!
+//! The pure core of timebucket: frames, time buckets, windows and output
+//! records. No Kafka, no async runtime, no clock: time comes in as data (a
+//! frame's `ts`, a watermark), so the offline `aggregate` and the Kafka
+//! `worker` drive the same code and give the same answers, and its tests
+//! build without librdkafka (`cargo test -p timebucket-core`).
+//!
+//! - [`frame`]: one input line → a [`frame::Frame`] (`ts`, `uid`) or an
+//!   [`frame::Invalid`] reason; the validating hot-path parser.
+//! - [`bucket`]: `ts` → time bucket → partition ([`bucket::Routing`]).
+//! - [`window`]: per-partition event-time windows ([`window::Windows`]):
+//!   `record` frames, `flush` at a [`window::Watermark`], get
+//!   [`window::Closed`] counts; checkpoints for rebalance-safe commits.
+//! - [`partitioned`]: every partition's windows fed from one stream, as
+//!   `aggregate` does.
+//! - [`metric`]: a closed window as the normative JSON output record.
+//! - [`compare`]: window sets and how one differs from another.
+
+pub mod bucket;
+pub mod compare;
+pub mod frame;
+pub mod metric;
+pub mod partitioned;
+pub mod window;
