@@ -690,7 +690,7 @@ fn distinct_users_are_exact_for_mixed_uid_shapes() {
     }));
 }
 
-/// BUG (src/window.rs, reachable through `--max-ts 18446744073709551615`):
+/// BUG (core/src/window.rs, reachable through `--max-ts 18446744073709551615`):
 /// window ends are computed as `start + 1` / `start + 60` in u64, which wraps
 /// for ts within a minute of u64::MAX (release; debug builds panic). The
 /// second frame of the same second is then "late", and `Closed::end()` is 0

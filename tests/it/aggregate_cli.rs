@@ -211,7 +211,7 @@ fn unreadable_inputs_exit_3() {
     }
 }
 
-/// BUG (src/aggregate.rs): a read error after the file was opened is
+/// BUG (src/cmd/aggregate.rs): a read error after the file was opened is
 /// reported as `cannot read input: ...` (aggregate() hard-codes the path
 /// "input"), so the message does not say which file; e.g. for a truncated
 /// gzip: `error: cannot read input: incomplete deflate stream: ...`.

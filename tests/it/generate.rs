@@ -3,7 +3,7 @@
 //! sizes, users per minute, frames per second, delays, and the committed
 //! sample `data/sample.jsonl`.
 //!
-//! Run with `cargo test --release --test generate`; the statistics tests
+//! Run with `cargo test --release --test it generate::`; the statistics tests
 //! parse up to 2 GB (the 1,000,000-frame acceptance run);
 //! `-- --nocapture` prints their figures.
 

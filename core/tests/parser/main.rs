@@ -1,5 +1,5 @@
 //! Differential tests of the normative frame parser ([`FrameParser`]) against
-//! serde_json, plus explicit tests of rules that `src/frame.rs`'s unit tests
+//! serde_json, plus explicit tests of rules that `core/src/frame/`'s unit tests
 //! do not already pin down.
 //!
 //! The oracle:

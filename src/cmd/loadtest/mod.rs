@@ -29,7 +29,7 @@
 //! - ingest: valid frames / time from the first read to the last delivery;
 //! - processing: frames / time from the first record any worker consumed to
 //!   the last window any worker made durable (committed transaction, or
-//!   flushed with `--at-least-once`), from the workers' `--summary-file`;
+//!   flushed with `--at-least-once`), from the workers' `--report-file`;
 //! - end-to-end: first frame produced to the last window visible to a
 //!   `read_committed` reader;
 //! - last-frame delay: the last frame of the file delivered by ingest to its

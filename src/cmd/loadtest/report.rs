@@ -29,7 +29,8 @@ impl Rate {
     }
 }
 
-/// What a worker wrote to its `--summary-file`.
+/// `kafka-producer-perf-test`'s final line. MB are 10^6 bytes here (the tool
+/// prints MiB).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ProducerPerf {
     pub records: u64,
