@@ -10,6 +10,7 @@ use timebucket::cmd::generate::{generate, GenerateOptions};
 use timebucket::core::bucket::Routing;
 use timebucket::core::frame::{FrameParser, Line};
 use timebucket::core::partitioned::PartitionedWindows;
+use timebucket::core::window::WatermarkRule;
 
 fn frames() -> Vec<u8> {
     let mut out = Vec::new();
@@ -59,7 +60,8 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("timebucket: parse + count", |b| {
         b.iter(|| {
-            let mut windows = PartitionedWindows::new(Routing::new(900, 8).unwrap(), 5);
+            let mut windows =
+                PartitionedWindows::new(Routing::new(900, 8).unwrap(), WatermarkRule::default());
             for line in lines(black_box(&data)) {
                 if let Line::Frame(f) = parser.parse(line) {
                     windows.record(f.ts, &f.uid);

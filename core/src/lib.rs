@@ -18,6 +18,7 @@
 //! - [`compare`]: window sets and how one differs from another.
 
 pub mod bucket;
+pub mod clock;
 pub mod compare;
 pub mod frame;
 pub mod metric;

@@ -3,7 +3,7 @@
 //! computes exactly what the Kafka workers compute partition by partition.
 
 use crate::bucket::Routing;
-use crate::window::{Closed, LateCounts, Watermark, Windows};
+use crate::window::{Closed, LateCounts, Watermark, WatermarkRule, Windows};
 
 /// The event-time windows of every partition, fed from one ordered stream.
 pub struct PartitionedWindows {
@@ -16,11 +16,11 @@ pub struct PartitionedWindows {
 }
 
 impl PartitionedWindows {
-    pub fn new(routing: Routing, lateness: u64) -> Self {
+    pub fn new(routing: Routing, rule: WatermarkRule) -> Self {
         let p = routing.partitions() as usize;
         PartitionedWindows {
             routing,
-            windows: (0..p).map(|_| Windows::new(lateness)).collect(),
+            windows: (0..p).map(|_| Windows::new(rule)).collect(),
             next_seq: vec![0; p],
             scratch: Vec::new(),
             closed: Vec::new(),

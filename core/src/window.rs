@@ -5,7 +5,8 @@
 //! hands out its [`Closed`] count. No clock, no I/O: the Kafka worker and the
 //! offline `aggregate` drive the same code, so they give the same answers.
 //!
-//! Normative rules (issue 2): the watermark is the largest `ts` seen minus the
+//! Normative rules: the watermark is the partition's event clock (see
+//! [`crate::clock`]: the time a quorum of distinct uids vouches for) minus the
 //! allowed lateness; a window `[a, b)` closes once the watermark >= b; a frame
 //! counts in its second and its minute independently, each only while that
 //! window is open, and is otherwise late for that window kind.
@@ -17,6 +18,8 @@
 use std::collections::{BTreeMap, HashSet};
 
 use rustc_hash::FxBuildHasher;
+
+use crate::clock::{EventClock, DEFAULT_QUORUM};
 
 /// Sequence number of a frame within its partition (Kafka offset, or line
 /// index offline). Strictly increasing in arrival order.
@@ -37,9 +40,38 @@ impl Watermark {
     /// Closes every window: end of input, or an idle partition.
     pub const END: Watermark = Watermark(u64::MAX);
 
-    /// `max_ts - lateness`. Saturating is exact: every window ends at >= 1.
-    pub fn from_max_ts(max_ts: u64, lateness: u64) -> Watermark {
-        Watermark(max_ts.saturating_sub(lateness))
+    /// `time - lateness`. Saturating is exact: every window ends at >= 1.
+    pub fn from_event_time(time: u64, lateness: u64) -> Watermark {
+        Watermark(time.saturating_sub(lateness))
+    }
+}
+
+/// How a partition's watermark follows its frames: `E - lateness`, where
+/// `E` is the time `quorum` distinct uids vouch for ([`EventClock`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatermarkRule {
+    pub lateness: u64,
+    pub quorum: usize,
+}
+
+impl WatermarkRule {
+    pub fn new(lateness: u64, quorum: usize) -> WatermarkRule {
+        WatermarkRule { lateness, quorum }
+    }
+
+    /// The plain largest-`ts` rule (quorum 1).
+    pub fn largest_ts(lateness: u64) -> WatermarkRule {
+        WatermarkRule::new(lateness, 1)
+    }
+
+    fn clock(&self) -> EventClock {
+        EventClock::new(self.quorum)
+    }
+}
+
+impl Default for WatermarkRule {
+    fn default() -> Self {
+        WatermarkRule::new(5, DEFAULT_QUORUM)
     }
 }
 
@@ -63,14 +95,14 @@ fn pack_hex_uid(uid: &str) -> Option<u128> {
     Some(v | (b.len() as u128) << 120)
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct MinuteWindow {
     frames: u64,
     packed: HashSet<u128, FxBuildHasher>,
     other: HashSet<Box<str>, FxBuildHasher>,
     first_seq: Seq,
-    /// The partition's largest `ts` before `first_seq` (None: no frame before).
-    max_ts_before: Option<u64>,
+    /// The partition's event clock before `first_seq`.
+    clock_before: EventClock,
 }
 
 impl MinuteWindow {
@@ -96,7 +128,7 @@ impl MinuteWindow {
 struct SecondWindow {
     frames: u64,
     first_seq: Seq,
-    max_ts_before: Option<u64>,
+    clock_before: EventClock,
 }
 
 /// A window that closed with at least one counted frame.
@@ -148,8 +180,8 @@ pub struct LateCounts {
 pub struct Checkpoint {
     /// First sequence number to replay (the commit offset).
     pub resume_seq: Seq,
-    /// The partition's largest `ts` before `resume_seq`.
-    pub max_ts_before: Option<u64>,
+    /// The partition's event clock before `resume_seq`.
+    pub clock_before: EventClock,
     /// Frames before this sequence number were already fully handled (their
     /// side outputs sent); replaying them only rebuilds window state.
     pub handled_until: Seq,
@@ -163,7 +195,7 @@ pub struct Checkpoint {
 #[derive(Debug)]
 pub struct Windows {
     lateness: u64,
-    max_ts: Option<u64>,
+    clock: EventClock,
     seconds: BTreeMap<u64, SecondWindow>,
     minutes: BTreeMap<u64, MinuteWindow>,
     late: LateCounts,
@@ -174,10 +206,10 @@ pub struct Windows {
 }
 
 impl Windows {
-    pub fn new(lateness: u64) -> Windows {
+    pub fn new(rule: WatermarkRule) -> Windows {
         Windows {
-            lateness,
-            max_ts: None,
+            lateness: rule.lateness,
+            clock: rule.clock(),
             seconds: BTreeMap::new(),
             minutes: BTreeMap::new(),
             late: LateCounts::default(),
@@ -188,9 +220,17 @@ impl Windows {
 
     /// A fresh core for a new owner of the partition, which will replay from
     /// `checkpoint.resume_seq`.
-    pub fn resume(lateness: u64, checkpoint: &Checkpoint) -> Windows {
-        let mut windows = Windows::new(lateness);
-        windows.max_ts = checkpoint.max_ts_before;
+    pub fn resume(rule: WatermarkRule, checkpoint: &Checkpoint) -> Windows {
+        let mut windows = Windows::new(rule);
+        let cp = checkpoint.clock_before;
+        windows.clock = if cp.quorum() == rule.quorum {
+            cp
+        } else {
+            // The quorum changed since the checkpoint: go on from the time
+            // the old clock stood at.
+            cp.time()
+                .map_or_else(|| rule.clock(), |t| EventClock::at(rule.quorum, t))
+        };
         windows.already_emitted = checkpoint.emitted;
         windows.floor = checkpoint.floor;
         windows
@@ -200,15 +240,17 @@ impl Windows {
         self.lateness
     }
 
-    pub fn max_ts(&self) -> Option<u64> {
-        self.max_ts
+    /// The partition's event clock.
+    pub fn clock(&self) -> &EventClock {
+        &self.clock
     }
 
     /// `None` until the partition has seen a frame.
     pub fn watermark(&self) -> Option<Watermark> {
         let from_frames = self
-            .max_ts
-            .map(|m| Watermark::from_max_ts(m, self.lateness));
+            .clock
+            .time()
+            .map(|t| Watermark::from_event_time(t, self.lateness));
         from_frames.max(self.floor)
     }
 
@@ -230,7 +272,7 @@ impl Windows {
         debug_assert!(ts <= MAX_TS, "ts {ts} above window::MAX_TS");
         let second = ts;
         let minute = ts - ts % MINUTE;
-        let max_ts_before = self.max_ts;
+        let clock_before = self.clock;
         let mut admission = Admission::default();
 
         if self.is_closed(second + SECOND) {
@@ -241,7 +283,7 @@ impl Windows {
                 .or_insert(SecondWindow {
                     frames: 0,
                     first_seq: seq,
-                    max_ts_before,
+                    clock_before,
                 })
                 .frames += 1;
             admission.second = true;
@@ -251,16 +293,18 @@ impl Windows {
             self.late.minutes += 1;
         } else {
             let window = self.minutes.entry(minute).or_insert_with(|| MinuteWindow {
+                frames: 0,
+                packed: HashSet::default(),
+                other: HashSet::default(),
                 first_seq: seq,
-                max_ts_before,
-                ..MinuteWindow::default()
+                clock_before,
             });
             window.frames += 1;
             window.insert(uid);
             admission.minute = true;
         }
 
-        self.max_ts = Some(self.max_ts.map_or(ts, |m| m.max(ts)));
+        self.clock.observe(uid, ts);
         admission
     }
 
@@ -311,14 +355,26 @@ impl Windows {
     /// closed here can never be emitted again with another value: frames for
     /// it that still arrive are late.
     pub fn close_all(&mut self, out: &mut Vec<Closed>) {
-        if let Some(max_ts) = self.max_ts {
-            let minute_end = max_ts - max_ts % MINUTE + MINUTE;
+        self.close_up_to(self.clock.max_ts(), out);
+        debug_assert_eq!(self.open_windows(), 0);
+    }
+
+    /// Closes the windows up to the end of the minute of the event clock's
+    /// time (an idle live partition): windows ahead of it, opened by frames
+    /// no quorum vouched for, stay open. With fewer distinct uids than the
+    /// quorum ever seen, up to the largest `ts`.
+    pub fn close_idle(&mut self, out: &mut Vec<Closed>) {
+        self.close_up_to(self.clock.time().or(self.clock.max_ts()), out);
+    }
+
+    fn close_up_to(&mut self, time: Option<u64>, out: &mut Vec<Closed>) {
+        if let Some(time) = time {
+            let minute_end = time - time % MINUTE + MINUTE;
             self.floor = self.floor.max(Some(Watermark(minute_end)));
         }
         if let Some(wm) = self.watermark() {
             self.flush(wm, out);
         }
-        debug_assert_eq!(self.open_windows(), 0);
     }
 
     /// Where to resume if this partition changed owner now, given the
@@ -327,17 +383,13 @@ impl Windows {
         let oldest = self
             .seconds
             .values()
-            .map(|w| (w.first_seq, w.max_ts_before))
-            .chain(
-                self.minutes
-                    .values()
-                    .map(|w| (w.first_seq, w.max_ts_before)),
-            )
+            .map(|w| (w.first_seq, w.clock_before))
+            .chain(self.minutes.values().map(|w| (w.first_seq, w.clock_before)))
             .min_by_key(|&(seq, _)| seq);
-        let (resume_seq, max_ts_before) = oldest.unwrap_or((next_seq, self.max_ts));
+        let (resume_seq, clock_before) = oldest.unwrap_or((next_seq, self.clock));
         Checkpoint {
             resume_seq,
-            max_ts_before,
+            clock_before,
             handled_until: next_seq,
             emitted: self.watermark().max(self.already_emitted),
             floor: self.floor,
@@ -350,7 +402,7 @@ mod tests {
     use super::*;
 
     fn run(lateness: u64, frames: &[(u64, &str)]) -> (Vec<Closed>, LateCounts) {
-        let mut w = Windows::new(lateness);
+        let mut w = Windows::new(WatermarkRule::largest_ts(lateness));
         let mut out = Vec::new();
         for (seq, &(ts, uid)) in frames.iter().enumerate() {
             w.record(seq as u64, ts, uid);
@@ -402,7 +454,7 @@ mod tests {
 
     #[test]
     fn window_closes_exactly_when_watermark_reaches_its_end() {
-        let mut w = Windows::new(5);
+        let mut w = Windows::new(WatermarkRule::largest_ts(5));
         let mut out = Vec::new();
         w.record(0, 100, "a");
         w.record(1, 105, "a");
@@ -497,7 +549,7 @@ mod tests {
 
     #[test]
     fn close_all_closes_everything_and_keeps_it_closed() {
-        let mut w = Windows::new(5);
+        let mut w = Windows::new(WatermarkRule::largest_ts(5));
         let mut out = Vec::new();
         w.record(0, 130, "a");
         w.record(1, 131, "b");
@@ -521,7 +573,7 @@ mod tests {
         );
         // The floor survives a handover.
         let cp = w.checkpoint(4);
-        let mut resumed = Windows::resume(5, &cp);
+        let mut resumed = Windows::resume(WatermarkRule::largest_ts(5), &cp);
         assert_eq!(
             resumed.record(4, 150, "d"),
             Admission {
@@ -541,7 +593,7 @@ mod tests {
                 )
             })
             .collect();
-        let mut reference = Windows::new(5);
+        let mut reference = Windows::new(WatermarkRule::largest_ts(5));
         let mut expected = Vec::new();
         for (seq, (ts, uid)) in frames.iter().enumerate() {
             reference.record(seq as u64, *ts, uid);
@@ -550,7 +602,7 @@ mod tests {
         reference.flush(Watermark::END, &mut expected);
 
         for cut in [1usize, 50, 133, 250, 399] {
-            let mut first = Windows::new(5);
+            let mut first = Windows::new(WatermarkRule::largest_ts(5));
             let mut emitted = Vec::new();
             for (seq, (ts, uid)) in frames[..cut].iter().enumerate() {
                 first.record(seq as u64, *ts, uid);
@@ -558,7 +610,7 @@ mod tests {
             }
             let cp = first.checkpoint(cut as u64);
             assert!(cp.resume_seq <= cut as u64);
-            let mut second = Windows::resume(5, &cp);
+            let mut second = Windows::resume(WatermarkRule::largest_ts(5), &cp);
             for (seq, (ts, uid)) in frames.iter().enumerate().skip(cp.resume_seq as usize) {
                 second.record(seq as u64, *ts, uid);
                 second.flush(second.watermark().unwrap(), &mut emitted);

@@ -17,7 +17,9 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use timebucket_core::bucket::Routing;
 use timebucket_core::partitioned::PartitionedWindows;
-use timebucket_core::window::{Admission, Closed, LateCounts, Watermark, Windows, MAX_TS};
+use timebucket_core::window::{
+    Admission, Closed, LateCounts, Watermark, WatermarkRule, Windows, MAX_TS,
+};
 
 /// A uid pool that mixes uids the core packs into integers (lowercase hex,
 /// up to 30 digits) with ones it keeps as text, including pairs that a sloppy
@@ -72,7 +74,7 @@ struct Run {
 }
 
 fn run(lateness: u64, frames: &[(u64, &str)]) -> Run {
-    let mut w = Windows::new(lateness);
+    let mut w = Windows::new(WatermarkRule::largest_ts(lateness));
     let mut emitted = Vec::new();
     let mut admissions = Vec::new();
     let mut out = Vec::new();
@@ -372,7 +374,7 @@ proptest! {
 
         let single = run(l, &frames);
         let routing = Routing::new(bucket, p).unwrap();
-        let mut pw = PartitionedWindows::new(routing, l);
+        let mut pw = PartitionedWindows::new(routing, WatermarkRule::largest_ts(l));
         let mut got = Vec::new();
         for &(ts, uid) in &frames {
             pw.record(ts, uid);
@@ -425,7 +427,7 @@ fn uninterrupted(
     frames: &[(u64, &str)],
     idle: &BTreeSet<usize>,
 ) -> (Vec<Closed>, Vec<Admission>) {
-    let mut w = Windows::new(l);
+    let mut w = Windows::new(WatermarkRule::largest_ts(l));
     let mut out = Vec::new();
     let mut adm = Vec::new();
     own(&mut w, frames, 0, frames.len(), idle, 0, &mut out, &mut adm);
@@ -464,7 +466,7 @@ proptest! {
         let (expected, decisions) = uninterrupted(l, &frames, &idle);
         let cut = cut.index(frames.len() + 1);
 
-        let mut first = Windows::new(l);
+        let mut first = Windows::new(WatermarkRule::largest_ts(l));
         let mut got = Vec::new();
         let mut adm = Vec::new();
         own(&mut first, &frames, 0, cut, &idle, 0, &mut got, &mut adm);
@@ -473,7 +475,7 @@ proptest! {
         prop_assert_eq!(cp.handled_until, cut as u64);
         prop_assert!(!idle.iter().any(|&k| k < cut && k >= cp.resume_seq as usize), "an idle flush inside the replayed range");
 
-        let mut second = Windows::resume(l, &cp);
+        let mut second = Windows::resume(WatermarkRule::largest_ts(l), &cp);
         own(&mut second, &frames, cp.resume_seq as usize, frames.len(), &idle, cut, &mut got, &mut adm);
         second.flush(Watermark::END, &mut got);
         prop_assert_eq!(got, expected, "cut at {}, {:?}", cut, cp);
@@ -494,7 +496,7 @@ proptest! {
         let n = frames.len();
         let cut1 = cut1.index(n + 1);
 
-        let mut first = Windows::new(l);
+        let mut first = Windows::new(WatermarkRule::largest_ts(l));
         let mut got = Vec::new();
         let mut adm = Vec::new();
         own(&mut first, &frames, 0, cut1, &idle, 0, &mut got, &mut adm);
@@ -503,12 +505,12 @@ proptest! {
         // Anywhere from the replay start to the end of input.
         let start2 = cp1.resume_seq as usize;
         let cut2 = start2 + cut2.index(n - start2 + 1);
-        let mut second = Windows::resume(l, &cp1);
+        let mut second = Windows::resume(WatermarkRule::largest_ts(l), &cp1);
         own(&mut second, &frames, start2, cut2, &idle, cut1, &mut got, &mut adm);
         let cp2 = second.checkpoint(cut2 as u64);
         prop_assert!(cp2.resume_seq as usize <= cut2);
 
-        let mut third = Windows::resume(l, &cp2);
+        let mut third = Windows::resume(WatermarkRule::largest_ts(l), &cp2);
         own(&mut third, &frames, cp2.resume_seq as usize, n, &idle, cut1.max(cut2), &mut got, &mut adm);
         third.flush(Watermark::END, &mut got);
         prop_assert_eq!(got, expected, "cuts at {} and {}: {:?} then {:?}", cut1, cut2, cp1, cp2);
@@ -523,13 +525,13 @@ proptest! {
         let n = frames.len();
         let mut got = Vec::new();
         let mut adm = Vec::new();
-        let mut w = Windows::new(l);
+        let mut w = Windows::new(WatermarkRule::largest_ts(l));
         let mut pos = 0;
         for cut in cuts {
             let to = pos + cut.index(n - pos + 1);
             own(&mut w, &frames, pos, to, &none, 0, &mut got, &mut adm);
             let cp = w.checkpoint(to as u64);
-            w = Windows::resume(l, &cp);
+            w = Windows::resume(WatermarkRule::largest_ts(l), &cp);
             pos = cp.resume_seq as usize;
         }
         own(&mut w, &frames, pos, n, &none, 0, &mut got, &mut adm);

@@ -26,7 +26,7 @@ impl AggregateArgs {
     pub fn run(self) -> Result<(), Error> {
         let opts = AggregateOptions {
             routing: Routing::new(self.window.bucket_seconds, self.partitions)?,
-            lateness: self.window.lateness,
+            rule: self.window.rule(),
             parser: self.window.parser(),
             log_invalid: 20,
         };

@@ -26,6 +26,7 @@ impl IngestArgs {
             settings: self.kafka.settings()?,
             topics: self.kafka.topics(),
             parser: self.window.parser(),
+            max_future: self.window.max_future(),
             bucket_secs: self.window.bucket_seconds,
             input_len,
             log_invalid: 20,

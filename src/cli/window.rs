@@ -5,39 +5,81 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 
+use crate::cmd::worker::Rules;
 use crate::core::bucket::DEFAULT_BUCKET_SECS;
-use crate::core::frame::{default_max_ts, FrameParser, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MIN_TS};
+use crate::core::clock::{DEFAULT_QUORUM, MAX_QUORUM};
+use crate::core::frame::{
+    FrameParser, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_FUTURE, DEFAULT_MIN_TS,
+};
+use crate::core::window::{WatermarkRule, MAX_TS};
 
 #[derive(Args, Clone, Debug)]
 pub struct WindowArgs {
-    /// Allowed lateness in seconds: watermark = largest ts seen - lateness.
+    /// Allowed lateness in seconds: watermark = event clock - lateness.
     #[arg(short = 'L', long, env = "LATENESS", default_value_t = 5)]
     pub lateness: u64,
+    /// Distinct users whose frames must vouch for a time before the event
+    /// clock moves there (1: the plain largest-ts rule; see README, Semantics).
+    #[arg(long, env = "WATERMARK_QUORUM", default_value_t = DEFAULT_QUORUM as u64,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_QUORUM as u64))]
+    pub watermark_quorum: u64,
     /// Time-bucket length in seconds (a multiple of 60).
     #[arg(long, env = "BUCKET_SECONDS", default_value_t = DEFAULT_BUCKET_SECS)]
     pub bucket_seconds: u64,
     /// Smallest accepted ts.
     #[arg(long, env = "MIN_TS", default_value_t = DEFAULT_MIN_TS)]
     pub min_ts: u64,
-    /// Largest accepted ts [default: now + 1 day].
+    /// Largest accepted ts, fixed [default: now + --max-future, where "now"
+    /// is each record's timestamp on Kafka and the start of the run offline].
     #[arg(long, env = "MAX_TS")]
     pub max_ts: Option<u64>,
+    /// How far ahead of "now" a frame's ts may be, in seconds.
+    #[arg(long, env = "MAX_FUTURE_SECONDS", default_value_t = DEFAULT_MAX_FUTURE)]
+    pub max_future: u64,
     /// Largest accepted frame in bytes.
     #[arg(long, env = "MAX_FRAME_BYTES", default_value_t = DEFAULT_MAX_FRAME_BYTES)]
     pub max_frame_bytes: usize,
 }
 
 impl WindowArgs {
+    /// The parser with a bound fixed for a run: `--max-ts`, or the clock
+    /// now plus `--max-future` (aggregate: one clock per run).
     pub fn parser(&self) -> FrameParser {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let mut parser = FrameParser::new(
-            self.min_ts,
-            self.max_ts.unwrap_or_else(|| default_max_ts(now)),
-        );
+        let parser = self.parser_without_bound();
+        match self.max_ts {
+            Some(max_ts) => FrameParser { max_ts, ..parser },
+            None => parser.bounded_at(now, self.max_future),
+        }
+    }
+
+    /// `--max-future`, unless `--max-ts` fixes the bound instead.
+    pub fn max_future(&self) -> Option<u64> {
+        self.max_ts.is_none().then_some(self.max_future)
+    }
+
+    /// The parser whose upper bound is `--max-ts` or none at all, for
+    /// callers that bound each frame by its own "now" ([`Self::max_future`]).
+    pub fn parser_without_bound(&self) -> FrameParser {
+        let mut parser = FrameParser::new(self.min_ts, self.max_ts.unwrap_or(MAX_TS));
         parser.max_frame_bytes = self.max_frame_bytes;
         parser
+    }
+
+    pub fn rule(&self) -> WatermarkRule {
+        WatermarkRule::new(self.lateness, self.watermark_quorum as usize)
+    }
+
+    /// What decides a worker's counts: each frame bounded by its record's
+    /// timestamp.
+    pub fn rules(&self) -> Rules {
+        Rules {
+            watermark: self.rule(),
+            parser: self.parser_without_bound(),
+            max_future: self.max_future(),
+        }
     }
 }

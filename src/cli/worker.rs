@@ -29,7 +29,13 @@ pub struct WorkerArgs {
     /// Also forward every valid frame to the OUTPUT_STREAM topic.
     #[arg(long, env = "FORWARD_FRAMES")]
     pub forward: bool,
-    /// Close a partition's open windows after this many seconds without a new frame (0: never).
+    /// Send every late frame, unchanged, to this topic, with headers naming
+    /// the window it missed and the watermark (in the same transaction).
+    #[arg(long, env = "LATE_TOPIC")]
+    pub late_topic: Option<String>,
+    /// Close a partition's open windows after this many seconds without a
+    /// new frame (0: never; never with --until-end). A processing-time
+    /// decision: a replay after a crash repeats it at the same offsets.
     #[arg(long, env = "IDLE_FLUSH_SECONDS", default_value_t = 30)]
     pub idle_flush: u64,
     /// Stop once the owned partitions are drained to the end offsets present at start.
@@ -69,8 +75,8 @@ impl WorkerArgs {
             group: self.group,
             topics: self.kafka.topics(),
             forward: self.forward,
-            lateness: self.window.lateness,
-            parser: self.window.parser(),
+            late_topic: self.late_topic,
+            rules: self.window.rules(),
             idle_flush: (self.idle_flush > 0).then(|| Duration::from_secs(self.idle_flush)),
             until_end: self.until_end,
             print_interval: self.print_interval,

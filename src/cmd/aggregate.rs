@@ -10,14 +10,14 @@ use crate::core::bucket::Routing;
 use crate::core::frame::{FrameParser, Invalid, Line};
 use crate::core::metric::MetricRecord;
 use crate::core::partitioned::PartitionedWindows;
-use crate::core::window::{Closed, LateCounts};
+use crate::core::window::{Closed, LateCounts, WatermarkRule};
 use crate::error::Error;
 use crate::input::{Chunk, ChunkReader};
 
 #[derive(Debug, Clone, Copy)]
 pub struct AggregateOptions {
     pub routing: Routing,
-    pub lateness: u64,
+    pub rule: WatermarkRule,
     pub parser: FrameParser,
     /// How many invalid lines to log one by one before only counting them.
     pub log_invalid: u64,
@@ -223,7 +223,7 @@ fn count_in_order(
     opts: &AggregateOptions,
 ) -> Result<Summary, Error> {
     let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
-    let mut windows = PartitionedWindows::new(opts.routing, opts.lateness);
+    let mut windows = PartitionedWindows::new(opts.routing, opts.rule);
     let mut summary = Summary::default();
     let mut pending = std::collections::BTreeMap::new();
     let mut next = 0u64;

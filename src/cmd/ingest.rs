@@ -23,6 +23,10 @@ pub struct IngestOptions {
     pub settings: KafkaSettings,
     pub topics: TopicNames,
     pub parser: FrameParser,
+    /// A frame's `ts` may be at most this far ahead of the clock when its
+    /// line is read (checked again by the workers against the record's
+    /// timestamp); `None`: the parser's own bound only (`--max-ts`).
+    pub max_future: Option<u64>,
     pub bucket_secs: u64,
     /// Total input size, for the progress bar's ETA (unknown for stdin).
     pub input_len: Option<u64>,
@@ -52,6 +56,7 @@ pub fn ingest(input: impl Read, opts: &IngestOptions) -> Result<IngestSummary, E
     let started = Instant::now();
     let mut reader = LineReader::new(input, opts.parser.max_frame_bytes);
     let mut read = Summary::default();
+    let mut parser = opts.parser;
     loop {
         let raw = reader.next_line().map_err(|source| Error::Input {
             path: "input".into(),
@@ -59,9 +64,14 @@ pub fn ingest(input: impl Read, opts: &IngestOptions) -> Result<IngestSummary, E
         })?;
         let Some(line) = raw else { break };
         let line_no = line.number;
+        // The bound moves with the clock, so an ingest that runs for days
+        // keeps accepting current frames.
+        if let (Some(ahead), 1) = (opts.max_future, line_no % 4096) {
+            parser = opts.parser.bounded_at(unix_now(), ahead);
+        }
         let (reason, payload): (Invalid, &[u8]) = match line.raw {
             RawLine::Oversized { .. } => (Invalid::TooLarge, &[]),
-            RawLine::Line(bytes) => match opts.parser.parse(bytes) {
+            RawLine::Line(bytes) => match parser.parse(bytes) {
                 Line::Frame(frame) => {
                     read.valid += 1;
                     producer::send(
@@ -111,6 +121,12 @@ pub fn ingest(input: impl Read, opts: &IngestOptions) -> Result<IngestSummary, E
         elapsed: started.elapsed(),
     };
     flushed.map(|()| summary)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// A progress bar on a terminal, plain log lines otherwise.

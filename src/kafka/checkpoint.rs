@@ -8,21 +8,25 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
+use crate::core::clock::EventClock;
 use crate::core::window::{Checkpoint, Watermark};
 use crate::error::Error;
 
-const METADATA_VERSION: &str = "tb1";
+const METADATA_VERSION: &str = "tb2";
+/// Written before the event clock: the largest `ts` only.
+const METADATA_V1: &str = "tb1";
 
-/// `tb1;max=<ts|->;handled=<offset>;emitted=<wm|->;floor=<wm|->`: what a new
-/// owner needs besides the offset to make the same decisions. Small enough
-/// for the broker's default `offset.metadata.max.bytes` (4096).
+/// `tb2;clock=<EventClock>;handled=<offset>;emitted=<wm|->;floor=<wm|->`:
+/// what a new owner needs besides the offset to make the same decisions.
+/// Small enough for the broker's default `offset.metadata.max.bytes` (4096):
+/// at most about 400 bytes with the largest quorum.
 pub fn encode_checkpoint(cp: &Checkpoint) -> String {
     fn opt(v: Option<u64>) -> String {
         v.map_or_else(|| "-".to_string(), |v| v.to_string())
     }
     format!(
-        "{METADATA_VERSION};max={};handled={};emitted={};floor={}",
-        opt(cp.max_ts_before),
+        "{METADATA_VERSION};clock={};handled={};emitted={};floor={}",
+        cp.clock_before.encode(),
         cp.handled_until,
         opt(cp.emitted.map(|w| w.0)),
         opt(cp.floor.map(|w| w.0)),
@@ -30,31 +34,40 @@ pub fn encode_checkpoint(cp: &Checkpoint) -> String {
 }
 
 /// The checkpoint committed at `offset` with `metadata`, or `None` when the
-/// metadata is not ours (then the partition starts fresh from that offset).
+/// metadata is not ours. A `tb1` checkpoint (largest `ts` only) resumes with
+/// that time vouched for, as that version's rule had it.
 pub fn decode_checkpoint(offset: u64, metadata: &str) -> Option<Checkpoint> {
     let mut parts = metadata.split(';');
-    if parts.next()? != METADATA_VERSION {
+    let version = parts.next()?;
+    if version != METADATA_VERSION && version != METADATA_V1 {
         return None;
     }
     let mut cp = Checkpoint {
         resume_seq: offset,
-        max_ts_before: None,
+        clock_before: EventClock::new(1),
         handled_until: offset,
         emitted: None,
         floor: None,
     };
+    let number = |v: &str| -> Option<Option<u64>> {
+        if v == "-" {
+            Some(None)
+        } else {
+            Some(Some(v.parse::<u64>().ok()?))
+        }
+    };
     for part in parts {
         let (k, v) = part.split_once('=')?;
-        let value = if v == "-" {
-            None
-        } else {
-            Some(v.parse::<u64>().ok()?)
-        };
-        match k {
-            "max" => cp.max_ts_before = value,
-            "handled" => cp.handled_until = value?,
-            "emitted" => cp.emitted = value.map(Watermark),
-            "floor" => cp.floor = value.map(Watermark),
+        match (version, k) {
+            (METADATA_VERSION, "clock") => cp.clock_before = EventClock::decode(v)?,
+            (METADATA_V1, "max") => {
+                if let Some(max) = number(v)? {
+                    cp.clock_before = EventClock::at(1, max);
+                }
+            }
+            (_, "handled") => cp.handled_until = number(v)??,
+            (_, "emitted") => cp.emitted = number(v)?.map(Watermark),
+            (_, "floor") => cp.floor = number(v)?.map(Watermark),
             _ => {}
         }
     }
@@ -95,7 +108,7 @@ pub fn committed_checkpoints<C: ConsumerContext>(
             if o >= 0 {
                 let cp = decode_checkpoint(o as u64, elem.metadata()).unwrap_or(Checkpoint {
                     resume_seq: o as u64,
-                    max_ts_before: None,
+                    clock_before: EventClock::new(1),
                     handled_until: o as u64,
                     emitted: None,
                     floor: None,
@@ -121,17 +134,22 @@ mod tests {
 
     #[test]
     fn checkpoint_metadata_round_trips() {
+        let mut clock = EventClock::new(2);
+        clock.observe("a", 1468244384);
+        clock.observe("b", 1468244380);
+        clock.observe("liar", 1468330000);
         let cp = Checkpoint {
             resume_seq: 42,
-            max_ts_before: Some(1468244384),
+            clock_before: clock,
             handled_until: 99,
             emitted: Some(Watermark(1468244379)),
             floor: None,
         };
         let meta = encode_checkpoint(&cp);
+        assert!(meta.len() < 200, "{meta}");
         assert_eq!(decode_checkpoint(42, &meta), Some(cp));
         let fresh = Checkpoint {
-            max_ts_before: None,
+            clock_before: EventClock::new(3),
             emitted: None,
             floor: Some(Watermark(60)),
             ..cp
@@ -141,6 +159,15 @@ mod tests {
             Some(fresh)
         );
         assert_eq!(decode_checkpoint(1, ""), None);
+        assert_eq!(decode_checkpoint(1, "tb2;clock=x"), None);
         assert_eq!(decode_checkpoint(1, "tb1;max=x"), None);
+    }
+
+    #[test]
+    fn a_version_1_checkpoint_resumes_at_its_largest_ts() {
+        let cp = decode_checkpoint(7, "tb1;max=1000;handled=9;emitted=995;floor=-").unwrap();
+        assert_eq!(cp.clock_before.time(), Some(1000));
+        assert_eq!(cp.handled_until, 9);
+        assert_eq!(cp.emitted, Some(Watermark(995)));
     }
 }

@@ -198,6 +198,42 @@ pub const HEADER_DETAIL: &str = "timebucket.detail";
 pub const HEADER_LINE: &str = "timebucket.line";
 pub const HEADER_PARTITION: &str = "timebucket.partition";
 pub const HEADER_OFFSET: &str = "timebucket.offset";
+pub const HEADER_LATE: &str = "timebucket.late";
+pub const HEADER_WINDOW: &str = "timebucket.window";
+pub const HEADER_WATERMARK: &str = "timebucket.watermark";
+
+/// Headers of a late frame: for which window kind it came late
+/// (`second`, or `minute` when it missed its minute too), that window's
+/// start, the watermark it met, and where it came from.
+pub fn late_headers(
+    minute: bool,
+    window: u64,
+    watermark: u64,
+    partition: i32,
+    offset: i64,
+) -> OwnedHeaders {
+    OwnedHeaders::new()
+        .insert(Header {
+            key: HEADER_LATE,
+            value: Some(if minute { "minute" } else { "second" }),
+        })
+        .insert(Header {
+            key: HEADER_WINDOW,
+            value: Some(&window.to_string()),
+        })
+        .insert(Header {
+            key: HEADER_WATERMARK,
+            value: Some(&watermark.to_string()),
+        })
+        .insert(Header {
+            key: HEADER_PARTITION,
+            value: Some(&partition.to_string()),
+        })
+        .insert(Header {
+            key: HEADER_OFFSET,
+            value: Some(&offset.to_string()),
+        })
+}
 
 /// Where an invalid frame came from.
 #[derive(Debug, Clone, Copy)]

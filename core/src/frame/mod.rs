@@ -134,6 +134,17 @@ impl FrameParser {
         }
     }
 
+    /// This parser with its upper bound at `now + max_future` (never above
+    /// [`crate::window::MAX_TS`]): the validity bound of a frame whose "now"
+    /// is `now`, for example its Kafka record's timestamp. A bound given as
+    /// data decides the same on every replay, however long a process runs.
+    pub fn bounded_at(&self, now: u64, max_future: u64) -> FrameParser {
+        FrameParser {
+            max_ts: now.saturating_add(max_future).min(crate::window::MAX_TS),
+            ..*self
+        }
+    }
+
     /// Parses one line (without its `\n`; a trailing `\r` is JSON whitespace).
     pub fn parse<'a>(&self, line: &'a [u8]) -> Line<'a> {
         match self.parse_inner(line) {
@@ -197,10 +208,15 @@ impl FrameParser {
     }
 }
 
+/// How far ahead of "now" a `ts` may be: one day. "Now" is the record's
+/// timestamp on Kafka and the start of the run offline (see
+/// [`FrameParser::bounded_at`]).
+pub const DEFAULT_MAX_FUTURE: u64 = 86_400;
+
 /// "now + 1 day", the documented default upper bound of `ts`. Lives outside the
 /// parser so that the core never reads the clock.
 pub fn default_max_ts(now_unix: u64) -> u64 {
-    now_unix + 86_400
+    now_unix.saturating_add(DEFAULT_MAX_FUTURE)
 }
 
 impl Default for FrameParser {

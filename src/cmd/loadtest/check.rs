@@ -14,17 +14,18 @@ use crate::error::Error;
 use crate::kafka::config::KafkaSettings;
 
 use super::report::Check;
-/// Allowed lateness of the workers and of the reference (the CLI default).
 use super::topics::RunTopics;
 use super::{io_error, parser, LATENESS};
+use crate::core::clock::DEFAULT_QUORUM;
 use crate::core::compare::WindowSet;
+use crate::core::window::WatermarkRule;
 use crate::kafka::read::read_each;
 
 /// What `aggregate` says for the file with `partitions` partitions.
 pub fn expected_windows(data: &Path, partitions: u32) -> Result<WindowSet, Error> {
     let opts = AggregateOptions {
         routing: Routing::new(DEFAULT_BUCKET_SECS, partitions)?,
-        lateness: LATENESS,
+        rule: WatermarkRule::new(LATENESS, DEFAULT_QUORUM),
         parser: parser(),
         log_invalid: 0,
     };

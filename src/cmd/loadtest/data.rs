@@ -16,8 +16,6 @@ use crate::core::frame::Line;
 use crate::error::Error;
 use crate::input::{LineReader, RawLine};
 
-/// Allowed lateness of the workers and of the reference (the CLI default).
-
 /// The generated file for `opts`, from the cache when it is there (a file
 /// with a `.meta.json` whose size matches), generated otherwise.
 pub fn prepare_data(opts: &LoadtestOptions) -> Result<DataSet, Error> {

@@ -14,7 +14,6 @@ use crate::core::metric::{MetricKind, MetricRecord};
 use crate::error::Error;
 use crate::kafka::config::KafkaSettings;
 
-/// Allowed lateness of the workers and of the reference (the CLI default).
 use super::topics::RunTopics;
 use super::unix_ms;
 

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use super::report::{ConsumerPerf, ProducerPerf};
 use super::topics::RunTopics;
-/// Allowed lateness of the workers and of the reference (the CLI default).
 use super::workers::tail;
 use super::{DataSet, KafkaTool, LoadtestOptions, PerfPayload};
 

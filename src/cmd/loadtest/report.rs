@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 
 use super::{DataSet, PerfPayload};
-/// Allowed lateness of the workers and of the reference (the CLI default).
 use crate::cmd::worker::WorkerReport;
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Rate {

@@ -16,7 +16,6 @@ use crate::error::Error;
 
 use super::check::expected_windows;
 use super::check::{check_windows, count_committed, verdict};
-/// Allowed lateness of the workers and of the reference (the CLI default).
 use super::observe::{observe, sample_lag, LagSignal};
 use super::perf::{consumer_perf, producer_perf};
 use super::report::{Check, Rate, RunReport};
@@ -54,6 +53,7 @@ pub(super) fn ingest_data(
         settings: opts.settings.clone(),
         topics: topics.names.clone(),
         parser: parser(),
+        max_future: None,
         bucket_secs: DEFAULT_BUCKET_SECS,
         input_len: Some(data.bytes),
         log_invalid: 20,

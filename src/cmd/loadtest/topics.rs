@@ -13,8 +13,6 @@ use crate::kafka::topics::{
     ROLE_SECONDS,
 };
 
-/// Allowed lateness of the workers and of the reference (the CLI default).
-
 pub(super) struct RunTopics {
     pub(super) names: TopicNames,
     /// kafka-producer-perf-test's topic.

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 
-/// Allowed lateness of the workers and of the reference (the CLI default).
 use super::topics::RunTopics;
 use super::{io_error, LoadtestOptions, LATENESS};
 use crate::cmd::worker::{Phase, WorkerReport};

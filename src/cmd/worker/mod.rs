@@ -29,10 +29,9 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-pub use partition::Partition;
+pub use partition::{Partition, Rules};
 pub use report::{Phase, Resume, WorkerReport, WorkerSummary};
 
-use crate::core::frame::FrameParser;
 use crate::core::window::Closed;
 use crate::error::Error;
 use crate::kafka::config::{KafkaSettings, TopicNames};
@@ -47,9 +46,12 @@ pub struct WorkerOptions {
     pub topics: TopicNames,
     /// Also forward every valid frame, bytes unchanged, to `topics.forward`.
     pub forward: bool,
-    pub lateness: u64,
-    pub parser: FrameParser,
-    /// Close a partition's windows after this long without a new frame.
+    /// Send every late frame, unchanged, to this topic.
+    pub late_topic: Option<String>,
+    /// The watermark rule and the frame bounds.
+    pub rules: Rules,
+    /// Close a partition's windows after this long without a new frame (a
+    /// processing-time decision: live runs only, never with `until_end`).
     pub idle_flush: Option<Duration>,
     /// Stop once the owned partitions reach the end offsets seen at start.
     pub until_end: bool,
@@ -115,10 +117,15 @@ pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSummary, 
         Box::new(Transactional::new(
             &opts.settings,
             opts.topics.clone(),
+            opts.late_topic.clone(),
             &opts.group,
         )?)
     } else {
-        Box::new(AtLeastOnce::new(&opts.settings, opts.topics.clone())?)
+        Box::new(AtLeastOnce::new(
+            &opts.settings,
+            opts.topics.clone(),
+            opts.late_topic.clone(),
+        )?)
     };
     let shared = Arc::new(Shared {
         opts: opts.clone(),

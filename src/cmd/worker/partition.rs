@@ -11,7 +11,17 @@
 //! sends no side output again (`replay` in [`Step`]).
 
 use crate::core::frame::{FrameParser, Invalid, Line};
-use crate::core::window::{Admission, Checkpoint, Closed, Windows};
+use crate::core::window::{Admission, Checkpoint, Closed, Watermark, WatermarkRule, Windows};
+
+/// What decides a partition's counts, the same for every owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    pub watermark: WatermarkRule,
+    pub parser: FrameParser,
+    /// A frame's `ts` may be at most this far ahead of its record's
+    /// timestamp; `None`: the parser's own bound only (`--max-ts`).
+    pub max_future: Option<u64>,
+}
 
 /// Where a partition starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,15 +48,21 @@ pub enum Step {
     Duplicate,
     /// A blank line: nothing to count.
     Blank,
-    /// A frame. `replay`: a previous owner already forwarded it; `counted`:
-    /// in which of its windows it counted (it is late for the others).
-    Frame { replay: bool, counted: Admission },
+    /// A frame at `ts`. `replay`: a previous owner already forwarded it;
+    /// `counted`: in which of its windows it counted (it is late for the
+    /// others).
+    Frame {
+        replay: bool,
+        counted: Admission,
+        ts: u64,
+    },
     /// An invalid record. `replay`: a previous owner already dead-lettered it.
     Invalid { reason: Invalid, replay: bool },
 }
 
 #[derive(Debug)]
 pub struct Partition {
+    rules: Rules,
     start: Start,
     windows: Windows,
     /// Offset of the next record to count; `None` until the start record came.
@@ -56,12 +72,13 @@ pub struct Partition {
 }
 
 impl Partition {
-    pub fn new(start: Start, lateness: u64) -> Partition {
+    pub fn new(start: Start, rules: Rules) -> Partition {
         let (windows, handled_until) = match &start {
-            Start::Checkpoint(cp) => (Windows::resume(lateness, cp), cp.handled_until),
-            Start::Fresh { .. } => (Windows::new(lateness), 0),
+            Start::Checkpoint(cp) => (Windows::resume(rules.watermark, cp), cp.handled_until),
+            Start::Fresh { .. } => (Windows::new(rules.watermark), 0),
         };
         Partition {
+            rules,
             start,
             windows,
             next_offset: None,
@@ -69,13 +86,13 @@ impl Partition {
         }
     }
 
-    /// Handles the record at `offset`, appending the windows it closed to
-    /// `closed`.
+    /// Handles the record at `offset` with timestamp `record_time` (unix
+    /// seconds, if it has one), appending the windows it closed to `closed`.
     pub fn on_record(
         &mut self,
         offset: u64,
+        record_time: Option<u64>,
         payload: &[u8],
-        parser: &FrameParser,
         closed: &mut Vec<Closed>,
     ) -> Step {
         match self.next_offset {
@@ -95,13 +112,21 @@ impl Partition {
         }
         self.next_offset = Some(offset + 1);
         let replay = offset < self.handled_until;
+        let parser = match (self.rules.max_future, record_time) {
+            (Some(ahead), Some(now)) => self.rules.parser.bounded_at(now, ahead),
+            _ => self.rules.parser,
+        };
         match parser.parse(payload) {
             Line::Frame(frame) => {
                 let counted = self.windows.record(offset, frame.ts, &frame.uid);
                 if let Some(wm) = self.windows.watermark() {
                     self.windows.flush(wm, closed);
                 }
-                Step::Frame { replay, counted }
+                Step::Frame {
+                    replay,
+                    counted,
+                    ts: frame.ts,
+                }
             }
             Line::Blank => Step::Blank,
             Line::Invalid(reason) => Step::Invalid { reason, replay },
@@ -113,10 +138,20 @@ impl Partition {
         self.windows.open_windows() > 0
     }
 
-    /// Closes every open window now (an idle or drained partition); frames
-    /// for them that still arrive are late.
+    /// Closes every open window now (a drained partition); frames for them
+    /// that still arrive are late.
     pub fn close_all(&mut self, closed: &mut Vec<Closed>) {
         self.windows.close_all(closed);
+    }
+
+    /// Closes the open windows up to the event clock's minute (an idle live
+    /// partition); windows no quorum vouched for stay open.
+    pub fn close_idle(&mut self, closed: &mut Vec<Closed>) {
+        self.windows.close_idle(closed);
+    }
+
+    pub fn watermark(&self) -> Option<Watermark> {
+        self.windows.watermark()
     }
 
     /// The offset of the next record to read: where the partition is.
@@ -152,14 +187,27 @@ mod tests {
         second: true,
         minute: true,
     };
-    const ON_TIME: Step = Step::Frame {
-        replay: false,
-        counted: BOTH,
-    };
-
-    fn parser() -> FrameParser {
-        FrameParser::new(0, 4_000_000_000)
+    fn on_time(step: &Step) -> bool {
+        matches!(
+            step,
+            Step::Frame {
+                replay: false,
+                counted: BOTH,
+                ..
+            }
+        )
     }
+
+    fn rules() -> Rules {
+        Rules {
+            watermark: WatermarkRule::largest_ts(L),
+            parser: FrameParser::new(0, 4_000_000_000),
+            max_future: Some(86_400),
+        }
+    }
+
+    /// Record timestamps of these tests: event time is about now.
+    const NOW: Option<u64> = Some(1_000_000);
 
     fn frame(ts: u64, uid: &str) -> Vec<u8> {
         format!(r#"{{"ts":{ts},"uid":"{uid}"}}"#).into_bytes()
@@ -170,7 +218,7 @@ mod tests {
         let mut closed = Vec::new();
         let steps = records
             .iter()
-            .map(|(o, payload)| p.on_record(*o, payload, &parser(), &mut closed))
+            .map(|(o, payload)| p.on_record(*o, NOW, payload, &mut closed))
             .collect();
         (steps, closed)
     }
@@ -184,9 +232,9 @@ mod tests {
 
     #[test]
     fn fresh_start_counts_from_the_log_start_and_emits_closed_windows() {
-        let mut p = Partition::new(Start::Fresh { log_start: 0 }, L);
+        let mut p = Partition::new(Start::Fresh { log_start: 0 }, rules());
         let (steps, closed) = feed(&mut p, &stream(10));
-        assert!(steps.iter().all(|s| *s == ON_TIME));
+        assert!(steps.iter().all(on_time));
         // Watermark 1009 - 5 = 1004: seconds 1000..=1003 closed.
         assert_eq!(
             closed,
@@ -202,16 +250,18 @@ mod tests {
 
     #[test]
     fn fresh_start_seeks_back_when_the_first_record_is_not_the_log_start() {
-        let mut p = Partition::new(Start::Fresh { log_start: 3 }, L);
+        let mut p = Partition::new(Start::Fresh { log_start: 3 }, rules());
         let mut closed = Vec::new();
         assert_eq!(
-            p.on_record(7, &frame(1000, "a"), &parser(), &mut closed),
+            p.on_record(7, NOW, &frame(1000, "a"), &mut closed),
             Step::Seek(SeekTo::Beginning)
         );
-        assert_eq!(
-            p.on_record(3, &frame(1000, "a"), &parser(), &mut closed),
-            ON_TIME
-        );
+        assert!(on_time(&p.on_record(
+            3,
+            NOW,
+            &frame(1000, "a"),
+            &mut closed
+        )));
     }
 
     /// A new owner resuming from a checkpoint makes the same decisions as
@@ -219,14 +269,14 @@ mod tests {
     #[test]
     fn resume_from_a_checkpoint_gives_the_same_windows() {
         let records = stream(200);
-        let mut whole = Partition::new(Start::Fresh { log_start: 0 }, L);
+        let mut whole = Partition::new(Start::Fresh { log_start: 0 }, rules());
         let (_, all_closed) = feed(&mut whole, &records);
 
         for cut in [1usize, 37, 61, 120, 199] {
-            let mut first = Partition::new(Start::Fresh { log_start: 0 }, L);
+            let mut first = Partition::new(Start::Fresh { log_start: 0 }, rules());
             let (_, mut closed) = feed(&mut first, &records[..cut]);
             let cp = first.checkpoint();
-            let mut second = Partition::new(Start::Checkpoint(cp), L);
+            let mut second = Partition::new(Start::Checkpoint(cp), rules());
             let resume = cp.resume_seq as usize;
             let (steps, more) = feed(&mut second, &records[resume..]);
             closed.extend(more);
@@ -234,13 +284,9 @@ mod tests {
             // Records before the cut are replayed without side outputs.
             for (i, step) in steps.iter().enumerate() {
                 let replay = resume + i < cut;
-                assert_eq!(
-                    *step,
-                    Step::Frame {
-                        replay,
-                        counted: BOTH
-                    },
-                    "cut {cut}, record {}",
+                assert!(
+                    matches!(step, Step::Frame { replay: r, counted: BOTH, .. } if *r == replay),
+                    "cut {cut}, record {}: {step:?}",
                     resume + i
                 );
             }
@@ -249,15 +295,15 @@ mod tests {
 
     #[test]
     fn resume_seeks_to_the_checkpoint_and_drops_other_records() {
-        let mut first = Partition::new(Start::Fresh { log_start: 0 }, L);
+        let mut first = Partition::new(Start::Fresh { log_start: 0 }, rules());
         feed(&mut first, &stream(100));
         let cp = first.checkpoint();
         assert!(cp.resume_seq > 0 && cp.resume_seq < 100);
-        let mut second = Partition::new(Start::Checkpoint(cp), L);
+        let mut second = Partition::new(Start::Checkpoint(cp), rules());
         let mut closed = Vec::new();
         for wrong in [0, cp.resume_seq + 1] {
             assert_eq!(
-                second.on_record(wrong, &frame(1000, "a"), &parser(), &mut closed),
+                second.on_record(wrong, NOW, &frame(1000, "a"), &mut closed),
                 Step::Seek(SeekTo::Offset(cp.resume_seq))
             );
         }
@@ -267,7 +313,7 @@ mod tests {
 
     #[test]
     fn redelivered_records_are_not_counted_twice() {
-        let mut p = Partition::new(Start::Fresh { log_start: 0 }, L);
+        let mut p = Partition::new(Start::Fresh { log_start: 0 }, rules());
         let records = stream(5);
         feed(&mut p, &records);
         let (steps, _) = feed(&mut p, &records[2..]);
@@ -294,13 +340,13 @@ mod tests {
     #[test]
     fn rewind_to_the_committed_checkpoint_repeats_the_same_effects() {
         let records = stream(150);
-        let mut p = Partition::new(Start::Fresh { log_start: 0 }, L);
+        let mut p = Partition::new(Start::Fresh { log_start: 0 }, rules());
         feed(&mut p, &records[..40]);
         let committed = p.checkpoint();
         let resume = committed.resume_seq as usize;
         let (steps_a, closed_a) = feed(&mut p, &records[40..]);
 
-        let mut again = Partition::new(Start::Checkpoint(committed), L);
+        let mut again = Partition::new(Start::Checkpoint(committed), rules());
         let (steps_b, closed_b) = feed(&mut again, &records[resume..]);
         assert_eq!(closed_b, closed_a);
         assert_eq!(&steps_b[40 - resume..], &steps_a[..]);
@@ -308,32 +354,30 @@ mod tests {
 
     #[test]
     fn invalid_records_are_dead_lettered_once() {
-        let mut p = Partition::new(Start::Fresh { log_start: 0 }, L);
+        let mut p = Partition::new(Start::Fresh { log_start: 0 }, rules());
         let mut closed = Vec::new();
         assert_eq!(
-            p.on_record(0, b"not json", &parser(), &mut closed),
+            p.on_record(0, NOW, b"not json", &mut closed),
             Step::Invalid {
                 reason: Invalid::NotJson,
                 replay: false
             }
         );
-        assert_eq!(p.on_record(1, b"", &parser(), &mut closed), Step::Blank);
-        assert_eq!(
-            p.on_record(2, &frame(1000, "a"), &parser(), &mut closed),
-            ON_TIME
-        );
+        assert_eq!(p.on_record(1, NOW, b"", &mut closed), Step::Blank);
+        assert!(on_time(&p.on_record(
+            2,
+            NOW,
+            &frame(1000, "a"),
+            &mut closed
+        )));
         let cp = Checkpoint {
             handled_until: 3,
             ..p.checkpoint()
         };
-        let mut again = Partition::new(Start::Checkpoint(cp), L);
+        let mut again = Partition::new(Start::Checkpoint(cp), rules());
         let first = cp.resume_seq;
-        let step = again.on_record(
-            first,
-            if first == 0 { b"not json" } else { b"" },
-            &parser(),
-            &mut closed,
-        );
+        let payload: &[u8] = if first == 0 { b"not json" } else { b"" };
+        let step = again.on_record(first, NOW, payload, &mut closed);
         assert!(matches!(
             step,
             Step::Invalid { replay: true, .. } | Step::Blank
@@ -342,16 +386,65 @@ mod tests {
 
     #[test]
     fn close_all_raises_the_floor_so_late_frames_stay_late() {
-        let mut p = Partition::new(Start::Fresh { log_start: 0 }, L);
+        let mut p = Partition::new(Start::Fresh { log_start: 0 }, rules());
         let mut closed = Vec::new();
-        p.on_record(0, &frame(1000, "a"), &parser(), &mut closed);
+        p.on_record(0, NOW, &frame(1000, "a"), &mut closed);
         assert!(p.has_open_windows());
         p.close_all(&mut closed);
         assert!(!p.has_open_windows());
         let cp = p.checkpoint();
         assert_eq!(cp.floor, Some(Watermark(1020)));
         closed.clear();
-        p.on_record(1, &frame(1001, "b"), &parser(), &mut closed);
+        p.on_record(1, NOW, &frame(1001, "b"), &mut closed);
         assert!(!p.has_open_windows(), "a frame of a closed minute is late");
+    }
+
+    /// The validity bound follows each record's own timestamp: a frame is
+    /// valid up to a day ahead of its record, however old the process or
+    /// its clock, and the same record decides the same on every replay.
+    #[test]
+    fn the_ts_bound_is_relative_to_the_record_time() {
+        let mut p = Partition::new(Start::Fresh { log_start: 0 }, rules());
+        let mut closed = Vec::new();
+        let day = 86_400;
+        for (offset, record_time) in [(0, 1_000), (1, 10 * day), (2, 400 * day)] {
+            let ts = record_time + day - 1;
+            assert!(matches!(
+                p.on_record(offset, Some(record_time), &frame(ts, "a"), &mut closed),
+                Step::Frame { .. }
+            ));
+        }
+        assert_eq!(
+            p.on_record(3, Some(1_000), &frame(1_000 + day + 1, "a"), &mut closed),
+            Step::Invalid {
+                reason: Invalid::TsOutOfRange,
+                replay: false
+            }
+        );
+        // A record without a timestamp gets the parser's own bound.
+        assert!(matches!(
+            p.on_record(4, None, &frame(3_000_000_000, "a"), &mut closed),
+            Step::Frame { .. }
+        ));
+    }
+
+    #[test]
+    fn a_late_frame_says_for_which_windows() {
+        let mut p = Partition::new(Start::Fresh { log_start: 0 }, rules());
+        let (_, _) = feed(&mut p, &stream(100));
+        let mut closed = Vec::new();
+        let step = p.on_record(100, NOW, &frame(1010, "z"), &mut closed);
+        assert_eq!(
+            step,
+            Step::Frame {
+                replay: false,
+                counted: Admission {
+                    second: false,
+                    minute: false
+                },
+                ts: 1010
+            }
+        );
+        assert_eq!(p.watermark(), Some(Watermark(1094)));
     }
 }

@@ -21,7 +21,7 @@ use crate::error::Error;
 use crate::kafka::checkpoint::{add_checkpoint, committed_checkpoint, committed_checkpoints};
 use crate::kafka::consumer::{GroupConsumer, Handover, OffsetCommit};
 use crate::kafka::retry;
-use crate::kafka::sink::Commit;
+use crate::kafka::sink::{Commit, Late};
 
 /// Most records handled per loop iteration: records librdkafka already
 /// fetched are handled in a batch before the checks below, whose clock
@@ -60,11 +60,19 @@ pub(super) fn run(
                     if let Some(rate) = opts.throttle {
                         throttle(shared, rate, started);
                     }
+                    // The record's own time (CreateTime from the producer,
+                    // or LogAppendTime): "now" for the frame's ts bound.
+                    let record_time = message
+                        .timestamp()
+                        .to_millis()
+                        .filter(|&ms| ms >= 0)
+                        .map(|ms| ms as u64 / 1000);
                     handle_record(
                         consumer,
                         shared,
                         message.partition(),
                         message.offset() as u64,
+                        record_time,
                         message.payload().unwrap_or(&[]),
                     )?;
                 }
@@ -106,7 +114,9 @@ pub(super) fn run(
         });
         if last_check.elapsed() >= due {
             last_check = Instant::now();
-            if let Some(idle) = opts.idle_flush {
+            // Batch runs close windows by their end offsets, never by a pause
+            // (a broker failover must not change their results).
+            if let Some(idle) = opts.idle_flush.filter(|_| targets.is_none()) {
                 close_idle(shared, idle);
             }
             if let Some(targets) = targets {
@@ -158,6 +168,7 @@ fn handle_record(
     shared: &Shared,
     partition: i32,
     offset: u64,
+    record_time: Option<u64>,
     payload: &[u8],
 ) -> Result<(), Error> {
     let opts = &shared.opts;
@@ -184,7 +195,7 @@ fn handle_record(
         state.partitions.insert(
             partition,
             Owned {
-                partition: Partition::new(start, opts.lateness),
+                partition: Partition::new(start, opts.rules),
                 last_record: Instant::now(),
             },
         );
@@ -197,7 +208,7 @@ fn handle_record(
         .expect("inserted above");
     let step = owned
         .partition
-        .on_record(offset, payload, &opts.parser, &mut state.closed);
+        .on_record(offset, record_time, payload, &mut state.closed);
     match step {
         Step::Seek(to) => {
             drop(guard);
@@ -222,15 +233,27 @@ fn handle_record(
         }
         Step::Duplicate => return Ok(()),
         Step::Blank => {}
-        Step::Frame { replay, counted } => {
+        Step::Frame {
+            replay,
+            counted,
+            ts,
+        } => {
             state.summary.frames += 1;
             if replay {
                 state.summary.replayed += 1;
             } else {
-                state.summary.late_seconds += u64::from(!counted.second);
-                state.summary.late_minutes += u64::from(!counted.minute);
                 if opts.forward {
                     state.sink.forward(offset, payload);
+                }
+                if !counted.second {
+                    state.summary.late_seconds += 1;
+                    state.summary.late_minutes += u64::from(!counted.minute);
+                    let late = Late {
+                        minute: !counted.minute,
+                        window: if counted.minute { ts } else { ts - ts % 60 },
+                        watermark: owned.partition.watermark().map_or(0, |w| w.0),
+                    };
+                    state.sink.late(partition, offset, payload, late);
                 }
             }
         }
@@ -297,13 +320,15 @@ fn close_idle(shared: &Shared, idle: Duration) {
         .collect();
     for p in idle_partitions {
         let owned = state.partitions.get_mut(&p).expect("listed above");
-        owned.partition.close_all(&mut state.closed);
-        info!(
-            partition = p,
-            windows = state.closed.len(),
-            "idle partition: closed its open windows"
-        );
-        emit(state, p);
+        owned.partition.close_idle(&mut state.closed);
+        if !state.closed.is_empty() {
+            info!(
+                partition = p,
+                windows = state.closed.len(),
+                "idle partition: closed its open windows"
+            );
+            emit(state, p);
+        }
     }
 }
 

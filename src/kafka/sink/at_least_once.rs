@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rdkafka::topic_partition_list::TopicPartitionList;
 
-use super::{Commit, Outputs, Sink};
+use super::{Commit, Late, Outputs, Sink};
 use crate::core::frame::Invalid;
 use crate::core::window::Closed;
 use crate::error::Error;
@@ -20,10 +20,14 @@ pub struct AtLeastOnce {
 }
 
 impl AtLeastOnce {
-    pub fn new(settings: &KafkaSettings, topics: TopicNames) -> Result<AtLeastOnce, Error> {
+    pub fn new(
+        settings: &KafkaSettings,
+        topics: TopicNames,
+        late: Option<String>,
+    ) -> Result<AtLeastOnce, Error> {
         Ok(AtLeastOnce {
             producer: producer::tracked_producer(settings, producer::WORKER_DEFAULTS)?,
-            outputs: Outputs { topics },
+            outputs: Outputs { topics, late },
         })
     }
 }
@@ -40,6 +44,11 @@ impl Sink for AtLeastOnce {
     fn dead_letter(&mut self, partition: i32, offset: u64, payload: &[u8], reason: Invalid) {
         self.outputs
             .dead_letter(&self.producer, partition, offset, payload, reason);
+    }
+
+    fn late(&mut self, partition: i32, offset: u64, payload: &[u8], late: Late) {
+        self.outputs
+            .late(&self.producer, partition, offset, payload, late);
     }
 
     fn commit(

@@ -33,12 +33,26 @@ pub enum Commit {
     Rewind,
 }
 
+/// A frame that came after its window had closed (the `late` side output).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Late {
+    /// Late for its minute too, not only for its second.
+    pub minute: bool,
+    /// The start of the closed window it missed: its minute if `minute`,
+    /// else its second.
+    pub window: u64,
+    /// The partition's watermark when it came.
+    pub watermark: u64,
+}
+
 /// A worker's outputs. Sends never block on the broker; [`Sink::commit`]
 /// is where they become durable or are given up as a whole.
 pub trait Sink: Send {
     fn emit(&mut self, partition: i32, closed: &Closed);
     fn forward(&mut self, offset: u64, payload: &[u8]);
     fn dead_letter(&mut self, partition: i32, offset: u64, payload: &[u8], reason: Invalid);
+    /// A late frame, unchanged, to the late topic (when there is one).
+    fn late(&mut self, partition: i32, offset: u64, payload: &[u8], late: Late);
     /// Makes everything sent so far durable together with `offsets` (the
     /// checkpoints of every owned partition).
     fn commit(
@@ -51,6 +65,8 @@ pub trait Sink: Send {
 /// The records both sinks send, through one producer.
 struct Outputs {
     topics: TopicNames,
+    /// Where late frames go, if anywhere.
+    late: Option<String>,
 }
 
 impl Outputs {
@@ -74,6 +90,29 @@ impl Outputs {
         producer::send(
             producer,
             BaseRecord::with_opaque_to(&self.topics.forward, offset as usize).payload(payload),
+        );
+    }
+
+    fn late(
+        &self,
+        producer: &TrackedProducer,
+        partition: i32,
+        offset: u64,
+        payload: &[u8],
+        late: Late,
+    ) {
+        let Some(topic) = &self.late else { return };
+        producer::send(
+            producer,
+            BaseRecord::with_opaque_to(topic, offset as usize)
+                .payload(payload)
+                .headers(producer::late_headers(
+                    late.minute,
+                    late.window,
+                    late.watermark,
+                    partition,
+                    offset as i64,
+                )),
         );
     }
 

@@ -16,7 +16,7 @@ use rdkafka::producer::{Producer, PurgeConfig};
 use rdkafka::topic_partition_list::TopicPartitionList;
 use tracing::warn;
 
-use super::{Commit, Outputs, Sink};
+use super::{Commit, Late, Outputs, Sink};
 use crate::core::frame::Invalid;
 use crate::core::window::Closed;
 use crate::error::Error;
@@ -44,12 +44,13 @@ impl Transactional {
     pub fn new(
         settings: &KafkaSettings,
         topics: TopicNames,
+        late: Option<String>,
         group: &str,
     ) -> Result<Transactional, Error> {
         let id_prefix = format!("timebucket-{group}-{}", topics.input);
         let sink = Transactional {
             producer: start_producer(settings, &id_prefix)?,
-            outputs: Outputs { topics },
+            outputs: Outputs { topics, late },
             settings: settings.clone(),
             id_prefix,
         };
@@ -126,6 +127,11 @@ impl Sink for Transactional {
     fn dead_letter(&mut self, partition: i32, offset: u64, payload: &[u8], reason: Invalid) {
         self.outputs
             .dead_letter(&self.producer, partition, offset, payload, reason);
+    }
+
+    fn late(&mut self, partition: i32, offset: u64, payload: &[u8], late: Late) {
+        self.outputs
+            .late(&self.producer, partition, offset, payload, late);
     }
 
     fn commit(
