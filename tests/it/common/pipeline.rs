@@ -26,6 +26,7 @@ pub struct Pipeline {
     pub minutes: String,
     pub forward: String,
     pub dead_letter: String,
+    pub late: String,
     pub group: String,
     pub dir: tempfile::TempDir,
 }
@@ -45,19 +46,36 @@ impl Pipeline {
             minutes: unique_name(&format!("{tag}-min")),
             forward: unique_name(&format!("{tag}-fwd")),
             dead_letter: unique_name(&format!("{tag}-dlq")),
+            late: unique_name(&format!("{tag}-late")),
             group: unique_name(&format!("{tag}-group")),
             dir: tempfile::tempdir().unwrap(),
             bootstrap,
         };
         create_topic_with(&p.bootstrap, &p.input, PARTITIONS, replication, configs);
-        for t in [&p.seconds, &p.minutes, &p.forward, &p.dead_letter] {
+        for t in [&p.seconds, &p.minutes, &p.forward, &p.dead_letter, &p.late] {
             create_topic_with(&p.bootstrap, t, 2, replication, configs);
         }
         p
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
+        self.command_via(&[], args)
+    }
+
+    /// [`Pipeline::command`] run through `wrapper` (e.g. `faketime -f -2d`).
+    pub fn command_via(&self, wrapper: &[&str], args: &[&str]) -> Command {
+        let mut c = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                // libfaketime shifts the wall clock only: a monotonic clock
+                // days in the past would stall librdkafka's timers.
+                c.args(rest)
+                    .arg(BIN)
+                    .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+                c
+            }
+            None => Command::new(BIN),
+        };
         c.args(args)
             .env("BOOTSTRAP_SERVERS", &self.bootstrap)
             .env("INPUT_TOPIC", &self.input)
@@ -65,6 +83,7 @@ impl Pipeline {
             .env("MIN_METRICS_OUTPUT_TOPIC", &self.minutes)
             .env("OUTPUT_STREAM", &self.forward)
             .env("DEAD_LETTER_TOPIC", &self.dead_letter)
+            .env("LATE_TOPIC", &self.late)
             .env("CONSUMER_GROUP_ID", &self.group)
             .env("RUST_LOG", "info");
         c
@@ -128,18 +147,26 @@ impl Pipeline {
     /// A worker process to the end of the input, logging to a file of its
     /// own and writing its typed report beside it (see [`Pipeline::reports`]).
     pub fn worker(&self, extra: &[&str]) -> Child {
+        self.worker_via(&[], extra)
+    }
+
+    /// [`Pipeline::worker`] run through `wrapper`.
+    pub fn worker_via(&self, wrapper: &[&str], extra: &[&str]) -> Child {
         let name = unique_name("w");
         let log =
             std::fs::File::create(self.dir.path().join(format!("worker-{name}.log"))).unwrap();
         let report = self.dir.path().join(format!("worker-{name}.report.json"));
-        self.command(&["worker", "--until-end", "--commit-interval-ms", "200"])
-            .arg("--report-file")
-            .arg(report)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap()
+        self.command_via(
+            wrapper,
+            &["worker", "--until-end", "--commit-interval-ms", "200"],
+        )
+        .arg("--report-file")
+        .arg(report)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
     }
 
     pub fn worker_logs(&self) -> String {

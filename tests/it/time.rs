@@ -1,0 +1,164 @@
+//! Time on the real broker (issue 10): a user whose clock runs ahead costs
+//! no one else a frame, through the whole pipeline read with
+//! `read_committed`; late frames are counted and sent to the late topic; a
+//! worker whose process clock is two days behind still accepts current
+//! frames, because a frame's bound is its record's timestamp.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use timebucket::cmd::aggregate::{aggregate as aggregate_lib, AggregateOptions, Summary};
+use timebucket::core::bucket::Routing;
+use timebucket::core::clock::DEFAULT_QUORUM;
+use timebucket::core::frame::{default_max_ts, FrameParser, DEFAULT_MIN_TS};
+use timebucket::core::window::WatermarkRule;
+
+use crate::common::pipeline::{
+    aggregate, assert_same_windows, emitted_once, read_topic, Pipeline, BIN, PARTITIONS,
+};
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// `aggregate`'s summary for `path` with watermark quorum `quorum`.
+fn offline(path: &Path, quorum: usize) -> Summary {
+    let opts = AggregateOptions {
+        routing: Routing::new(900, PARTITIONS as u32).unwrap(),
+        rule: WatermarkRule::new(5, quorum),
+        parser: FrameParser::new(DEFAULT_MIN_TS, default_max_ts(now())),
+        log_invalid: 0,
+    };
+    let input = std::fs::File::open(path).unwrap();
+    aggregate_lib(input, std::io::sink(), &opts).unwrap()
+}
+
+/// The input with frames of one user whose clock runs ahead: one frame 10
+/// minutes ahead, one a day ahead, and 50 more 10 minutes ahead spread
+/// over the stream (the three cases measured on the old rule).
+fn with_bad_clock(clean: &Path, out: &Path) -> usize {
+    let text = std::fs::read_to_string(clean).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let ts_of = |line: &str| -> u64 {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        v["ts"]
+            .as_u64()
+            .or_else(|| v["ts"].as_str()?.parse().ok())
+            .unwrap()
+    };
+    let mut mixed = String::new();
+    let mut inserted = 0;
+    let every = lines.len() / 50;
+    for (i, line) in lines.iter().enumerate() {
+        let ahead = match i {
+            1_000 => Some(600),
+            2_000 => Some(86_400),
+            i if i % every == every / 2 => Some(600),
+            _ => None,
+        };
+        if let Some(ahead) = ahead {
+            let ts = ts_of(line) + ahead;
+            mixed.push_str(&format!("{{\"ts\":{ts},\"uid\":\"bad-clock\"}}\n"));
+            inserted += 1;
+        }
+        mixed.push_str(line);
+        mixed.push('\n');
+    }
+    std::fs::write(out, mixed).unwrap();
+    inserted
+}
+
+#[test]
+fn a_bad_clock_mid_stream_costs_no_one_anything() {
+    let p = Pipeline::new("badclock");
+    let clean = p.input_file(40_000, &[]);
+    let path = p.dir.path().join("bad-clock.jsonl");
+    let inserted = with_bad_clock(&clean, &path);
+
+    // Offline first: the old rule (quorum 1) loses frames to the bad clock,
+    // the default loses none: every other frame is late exactly as without it.
+    let before = offline(&clean, DEFAULT_QUORUM);
+    let after = offline(&path, DEFAULT_QUORUM);
+    assert_eq!(after.valid, before.valid + inserted as u64);
+    assert_eq!(after.late, before.late, "collateral damage offline");
+    let old = offline(&path, 1);
+    assert!(
+        old.late.minutes > before.late.minutes + 1_000,
+        "the old rule should lose frames here: {:?}",
+        old.late
+    );
+
+    p.ingest(&path);
+    let workers = (0..2).map(|_| p.worker(&[])).collect();
+    p.wait_all(workers, Duration::from_secs(240));
+    assert_same_windows(&emitted_once(&p), &aggregate(&path), || p.worker_logs());
+
+    // Late frames: the workers count what aggregate counts, and send each
+    // one, unchanged and once, to the late topic.
+    let reports = p.reports();
+    let late_seconds: u64 = reports.iter().map(|r| r.summary.late_seconds).sum();
+    let late_minutes: u64 = reports.iter().map(|r| r.summary.late_minutes).sum();
+    assert_eq!(
+        (late_seconds, late_minutes),
+        (after.late.seconds, after.late.minutes)
+    );
+    assert!(late_seconds > 0, "the input has frames beyond the lateness");
+    let late = read_topic(&p.bootstrap, &p.late);
+    assert_eq!(late.len() as u64, late_seconds);
+    let minutes = late
+        .iter()
+        .filter(|r| r.headers["timebucket.late"] == "minute")
+        .count();
+    assert_eq!(minutes as u64, late_minutes);
+    for r in &late {
+        let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+        assert_ne!(
+            v["uid"], "bad-clock",
+            "a bad clock's frames are early, not late"
+        );
+        let watermark: u64 = r.headers["timebucket.watermark"].parse().unwrap();
+        let window: u64 = r.headers["timebucket.window"].parse().unwrap();
+        let len = if r.headers["timebucket.late"] == "minute" {
+            60
+        } else {
+            1
+        };
+        assert!(
+            window + len <= watermark,
+            "a late frame's window had closed"
+        );
+    }
+}
+
+#[test]
+fn a_worker_two_days_behind_accepts_current_frames() {
+    let faketime = Command::new("faketime").arg("--version").output();
+    assert!(
+        faketime.is_ok_and(|o| o.status.success()),
+        "this test needs libfaketime's `faketime` (Debian package faketime; scripts/test installs it)"
+    );
+    let p = Pipeline::new("day2");
+    let path = p.dir.path().join("now.jsonl");
+    let start = now() - 300;
+    let out = Command::new(BIN)
+        .args(["generate", "-c", "3000", "-r", "10", "-n", "300"])
+        .args(["--start", &start.to_string(), "-o"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    p.ingest(&path);
+
+    let worker = p.worker_via(&["faketime", "-f", "-2d"], &[]);
+    p.wait_all(vec![worker], Duration::from_secs(120));
+    let reports = p.reports();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].summary.invalid, 0, "{}", p.worker_logs());
+    assert_eq!(reports[0].summary.frames, 3_000);
+    assert_same_windows(&emitted_once(&p), &aggregate(&path), || p.worker_logs());
+    assert!(read_topic(&p.bootstrap, &p.dead_letter).is_empty());
+}
