@@ -313,7 +313,8 @@ fn partition_count_never_creates_a_topic() {
     let name = crate::common::unique_name("missing");
     for _ in 0..2 {
         let err = partition_count(&settings, &name, TIMEOUT).unwrap_err();
-        assert!(matches!(err, Error::Kafka(_)), "{err:?}");
+        assert!(matches!(err, Error::NoTopic(_)), "{err:?}");
+        assert_eq!(err.exit_code(), 5);
         assert!(
             err.to_string()
                 .contains(&format!("topic {name} does not exist")),
