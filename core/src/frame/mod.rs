@@ -94,10 +94,6 @@ impl Invalid {
     pub fn index(self) -> usize {
         self as usize
     }
-
-    pub fn from_code(code: &str) -> Option<Invalid> {
-        Invalid::ALL.into_iter().find(|r| r.code() == code)
-    }
 }
 
 impl fmt::Display for Invalid {

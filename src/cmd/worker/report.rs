@@ -7,8 +7,6 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::window::LateCounts;
-
 /// What a worker counted.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerSummary {
@@ -25,13 +23,6 @@ pub struct WorkerSummary {
     pub late_minutes: u64,
     /// Partitions taken away from this worker by rebalances.
     pub partitions_revoked: u64,
-}
-
-impl WorkerSummary {
-    pub fn add_late(&mut self, late: LateCounts) {
-        self.late_seconds += late.seconds;
-        self.late_minutes += late.minutes;
-    }
 }
 
 /// Where a worker is in its run.
