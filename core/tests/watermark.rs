@@ -67,11 +67,17 @@ fn counts(closed: &[Closed]) -> Counts {
 }
 
 /// An honest stream: `n` frames from 1,000 s on, about `rate` per second,
-/// users from a pool of 30, each frame delayed by up to `disorder` seconds.
+/// users from a pool of 30, each frame delayed by up to `disorder` seconds
+/// (within the lateness).
 fn honest(max_len: usize) -> impl Strategy<Value = Vec<(u64, String)>> {
+    stream(max_len, L)
+}
+
+/// [`honest`] with frames delayed by up to `max_disorder` seconds.
+fn stream(max_len: usize, max_disorder: u64) -> impl Strategy<Value = Vec<(u64, String)>> {
     (
         1u64..8,
-        0u64..=L,
+        0u64..=max_disorder,
         prop::collection::vec((0u64..100, 0u32..30, 0u64..100), 2..max_len),
     )
         .prop_map(|(rate, disorder, draws)| {
@@ -151,6 +157,34 @@ proptest! {
             with.insert(i, (now + ahead, LIAR.to_string()));
         }
         no_collateral(&clean, &with)?;
+    }
+
+    /// Streams with frames delayed beyond the lateness: a bad clock takes at
+    /// most one of the quorum's places, so the watermark never passes the
+    /// largest honest ts minus L, and an honest frame the plain rule admits
+    /// on the clean stream is admitted with the bad clock too.
+    #[test]
+    fn beyond_the_lateness_a_bad_clock_is_no_worse_than_the_plain_rule(
+        clean in stream(300, 4 * L),
+        lies in prop::collection::vec((any::<Index>(), 1u64..=DAY), 1..20),
+    ) {
+        let mut with = clean.clone();
+        for (at, ahead) in lies {
+            let i = at.index(with.len() + 1);
+            let now = with[..i].iter().filter(|f| f.1 != LIAR).map(|f| f.0).max().unwrap_or(1_000);
+            with.insert(i, (now + ahead, LIAR.to_string()));
+        }
+        let plain = run(WatermarkRule::largest_ts(L), &clean);
+        let b = run(rule(), &with);
+        let honest: Vec<(bool, bool)> = with
+            .iter()
+            .zip(&b.admitted)
+            .filter(|((_, u), _)| u != LIAR)
+            .map(|(_, a)| *a)
+            .collect();
+        for (i, (p, h)) in plain.admitted.iter().zip(&honest).enumerate() {
+            prop_assert!((!p.0 || h.0) && (!p.1 || h.1), "frame {}: plain {:?}, with the bad clock {:?}", i, p, h);
+        }
     }
 
     /// Honest streams: nothing within the lateness is late, and when every

@@ -119,8 +119,18 @@ fn invalid_blank_and_late_lines_exit_zero_with_a_summary() {
         "{\"ts\":1468245305,\"uid\":\"d\"}\n", // late for its second and its minute
         "[1]",                                 // last line, no newline
     );
+    // One user moves the clock here: the plain largest-ts rule (quorum 1).
     let out = timebucket(
-        &["aggregate", "-", "-P", "1", "-L", "5"],
+        &[
+            "aggregate",
+            "-",
+            "-P",
+            "1",
+            "-L",
+            "5",
+            "--watermark-quorum",
+            "1",
+        ],
         Some(input.as_bytes().to_vec()),
     );
     assert_ok(&out);

@@ -62,7 +62,7 @@ impl Pipeline {
         self.command_via(&[], args)
     }
 
-    /// [`Pipeline::command`] run through `wrapper` (e.g. `faketime -f -2d`).
+    /// [`Pipeline::command`] run through `wrapper` (e.g. `faketime "2 days ago"`).
     pub fn command_via(&self, wrapper: &[&str], args: &[&str]) -> Command {
         let mut c = match wrapper.split_first() {
             Some((program, rest)) => {
