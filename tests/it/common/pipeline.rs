@@ -59,23 +59,7 @@ impl Pipeline {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        self.command_via(&[], args)
-    }
-
-    /// [`Pipeline::command`] run through `wrapper` (e.g. `faketime "2 days ago"`).
-    pub fn command_via(&self, wrapper: &[&str], args: &[&str]) -> Command {
-        let mut c = match wrapper.split_first() {
-            Some((program, rest)) => {
-                let mut c = Command::new(program);
-                // libfaketime shifts the wall clock only: a monotonic clock
-                // days in the past would stall librdkafka's timers.
-                c.args(rest)
-                    .arg(BIN)
-                    .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
-                c
-            }
-            None => Command::new(BIN),
-        };
+        let mut c = Command::new(BIN);
         c.args(args)
             .env("BOOTSTRAP_SERVERS", &self.bootstrap)
             .env("INPUT_TOPIC", &self.input)
@@ -147,11 +131,6 @@ impl Pipeline {
     /// A worker process to the end of the input, logging to a file of its
     /// own and writing its typed report beside it (see [`Pipeline::reports`]).
     pub fn worker(&self, extra: &[&str]) -> Child {
-        self.worker_via(&[], extra)
-    }
-
-    /// [`Pipeline::worker`] run through `wrapper`.
-    pub fn worker_via(&self, wrapper: &[&str], extra: &[&str]) -> Child {
         let name = unique_name("w");
         let log =
             std::fs::File::create(self.dir.path().join(format!("worker-{name}.log"))).unwrap();
