@@ -135,17 +135,14 @@ impl Pipeline {
         let log =
             std::fs::File::create(self.dir.path().join(format!("worker-{name}.log"))).unwrap();
         let report = self.dir.path().join(format!("worker-{name}.report.json"));
-        self.command_via(
-            wrapper,
-            &["worker", "--until-end", "--commit-interval-ms", "200"],
-        )
-        .arg("--report-file")
-        .arg(report)
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
+        self.command(&["worker", "--until-end", "--commit-interval-ms", "200"])
+            .arg("--report-file")
+            .arg(report)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
     }
 
     pub fn worker_logs(&self) -> String {
