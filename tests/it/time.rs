@@ -29,6 +29,15 @@ fn now() -> u64 {
         .as_secs()
 }
 
+/// A frame's root `ts`, a number or a string of digits.
+fn ts_of(line: &str) -> u64 {
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    v["ts"]
+        .as_u64()
+        .or_else(|| v["ts"].as_str()?.parse().ok())
+        .unwrap()
+}
+
 /// `aggregate`'s summary for `path` with watermark quorum `quorum`.
 fn offline(path: &Path, quorum: usize) -> Summary {
     let opts = AggregateOptions {
@@ -175,9 +184,7 @@ fn a_worker_two_days_behind_its_input_accepts_every_frame() {
     let producer: BaseProducer = producer_config(&p.bootstrap).create().unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
     for line in text.lines() {
-        let ts: u64 = serde_json::from_str::<serde_json::Value>(line).unwrap()["ts"]
-            .as_u64()
-            .unwrap();
+        let ts = ts_of(line);
         let partition = ((ts / 900) % PARTITIONS as u64) as i32;
         let record = BaseRecord::<(), _>::to(&p.input)
             .payload(line)
