@@ -48,6 +48,7 @@ pub mod cmd;
 pub mod error;
 pub mod input;
 pub mod kafka;
+pub mod observe;
 
 pub use error::Error;
 /// The pure core (the `timebucket-core` crate in `core/`).
