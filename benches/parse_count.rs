@@ -2,14 +2,19 @@
 //! measured in the same run (the machines are noisy): a newline count
 //! (the floor of any line reader) and serde_json validation of the same bytes.
 //!
+//! Also what a worker's metrics cost it: one `WorkerMetrics::publish` per
+//! poll batch (up to 512 records), beside the parse + count of one frame.
+//!
 //! Run: `cargo bench --bench parse_count`
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 use timebucket::cmd::generate::{generate, GenerateOptions};
+use timebucket::cmd::worker::WorkerSummary;
 use timebucket::core::bucket::Routing;
 use timebucket::core::frame::{FrameParser, Line};
 use timebucket::core::partitioned::PartitionedWindows;
+use timebucket::observe::worker::WorkerMetrics;
 use timebucket::core::window::WatermarkRule;
 
 fn frames() -> Vec<u8> {
@@ -70,6 +75,18 @@ fn bench(c: &mut Criterion) {
             }
             windows.finish();
             windows.take_closed().count()
+        })
+    });
+    group.finish();
+
+    let metrics = WorkerMetrics::new();
+    let mut summary = WorkerSummary::default();
+    summary.count_invalid("not_json");
+    let mut group = c.benchmark_group("worker metrics");
+    group.bench_function("publish the summary (once per poll batch)", |b| {
+        b.iter(|| {
+            summary.frames += 512;
+            metrics.publish(black_box(&summary));
         })
     });
     group.finish();

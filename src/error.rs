@@ -32,11 +32,14 @@ pub enum Error {
     /// `aggregate`).
     #[error("wrong results: {0}")]
     Mismatch(String),
+    /// A health or readiness check failed (`timebucket health`).
+    #[error("not healthy: {0}")]
+    Unhealthy(String),
 }
 
 impl Error {
     /// Exit code for the binary: 2 usage/config, 3 input, 4 output,
-    /// 5 kafka, 6 drift, 7 delivery, 8 wrong results.
+    /// 5 kafka, 6 drift, 7 delivery, 8 wrong results, 9 not healthy.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) => 2,
@@ -46,6 +49,7 @@ impl Error {
             Error::Drift(_) => 6,
             Error::Delivery(_) => 7,
             Error::Mismatch(_) => 8,
+            Error::Unhealthy(_) => 9,
         }
     }
 }

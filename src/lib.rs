@@ -25,8 +25,14 @@
 //! `aggregate` (the offline reference), `ingest` (file → input topic by
 //! time bucket), `worker` (the thin loop: `partition` is the pure
 //! per-partition state machine, `poll` drives it, `report` is the typed run
-//! report), `show` (a metric topic as a table), `loadtest` (the pipeline
-//! under load beside Kafka's perf tools, one file per job).
+//! report), `show` (a metric topic as a table), `dashboard` (a live web page
+//! read from the topics), `loadtest` (the pipeline under load beside Kafka's
+//! perf tools, one file per job).
+//!
+//! [`observe`]: what an operator sees of a running process: the Prometheus
+//! registry and metric families of `worker` and `ingest`, `/metrics`,
+//! `/healthz`, `/readyz`, and the small HTTP server they and the dashboard
+//! share.
 //!
 //! [`cli`]: the clap definitions of every subcommand and its environment
 //! variables, and the dispatch to [`cmd`]. [`input`] reads files, stdin and
@@ -48,6 +54,7 @@ pub mod cmd;
 pub mod error;
 pub mod input;
 pub mod kafka;
+pub mod observe;
 
 pub use error::Error;
 /// The pure core (the `timebucket-core` crate in `core/`).

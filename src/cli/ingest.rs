@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::{name_input, KafkaArgs, WindowArgs};
+use super::{name_input, KafkaArgs, MetricsArgs, WindowArgs};
 use crate::cmd::ingest::{ingest, IngestOptions};
 use crate::error::Error;
 
@@ -15,6 +15,8 @@ pub struct IngestArgs {
     pub kafka: KafkaArgs,
     #[command(flatten)]
     pub window: WindowArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 impl IngestArgs {
@@ -30,6 +32,8 @@ impl IngestArgs {
             bucket_secs: self.window.bucket_seconds,
             input_len,
             log_invalid: 20,
+            metrics_linger: self.metrics.linger(),
+            metrics_addr: self.metrics.metrics_addr,
         };
         let input = crate::input::open(&self.input)?;
         let summary = ingest(input, &opts).map_err(name_input(&self.input))?;

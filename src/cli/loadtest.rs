@@ -42,6 +42,10 @@ pub struct LoadtestArgs {
     /// Workers run --at-least-once (default: exactly-once, transactions).
     #[arg(long)]
     pub at_least_once: bool,
+    /// Workers serve Prometheus metrics (--metrics-addr on a free port), to
+    /// measure what that costs.
+    #[arg(long)]
+    pub worker_metrics: bool,
     /// Workers' commit interval.
     #[arg(long, default_value_t = 1000)]
     pub commit_interval_ms: u64,
@@ -125,6 +129,7 @@ impl LoadtestArgs {
             start: args.start,
             forward: args.forward,
             at_least_once: args.at_least_once,
+            worker_metrics: args.worker_metrics,
             commit_interval_ms: args.commit_interval_ms,
             live: args.live,
             exe: std::env::current_exe()

@@ -4,10 +4,13 @@
 //! which starts workers) can read the definitions instead of copying them.
 
 mod aggregate;
+mod dashboard;
 mod generate;
+mod health;
 mod ingest;
 mod kafka;
 mod loadtest;
+mod observe;
 mod show;
 mod topics;
 mod window;
@@ -16,10 +19,13 @@ mod worker;
 use clap::{CommandFactory, Parser, Subcommand};
 
 pub use aggregate::AggregateArgs;
+pub use dashboard::DashboardArgs;
 pub use generate::GenerateArgs;
+pub use health::HealthArgs;
 pub use ingest::IngestArgs;
 pub use kafka::{ClusterArgs, KafkaArgs};
 pub use loadtest::LoadtestArgs;
+pub use observe::MetricsArgs;
 pub use show::ShowArgs;
 pub use topics::TopicsArgs;
 pub use window::WindowArgs;
@@ -50,6 +56,12 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Print the windows on a metric topic as a table.
     Show(ShowArgs),
+    /// Serve a live web page: distinct users per minute, frames per second,
+    /// invalid and late counts, read from the topics (read_committed).
+    Dashboard(DashboardArgs),
+    /// Exit 0 if a URL (a worker's /readyz by default) answers 2xx: a
+    /// container health check that needs no curl.
+    Health(HealthArgs),
     /// Create the topics defined in --topics-dir that are missing; check the
     /// existing ones and exit 6 if any differs from its definition.
     Topics(TopicsArgs),
@@ -68,6 +80,8 @@ impl Command {
             Command::Ingest(_) => "ingest",
             Command::Worker(_) => "worker",
             Command::Show(_) => "show",
+            Command::Dashboard(_) => "dashboard",
+            Command::Health(_) => "health",
             Command::Topics(_) => "topics",
             Command::Loadtest(_) => "loadtest",
         }
@@ -82,6 +96,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Ingest(args) => args.run(),
         Command::Worker(args) => args.run(),
         Command::Show(args) => args.run(),
+        Command::Dashboard(args) => args.run(),
+        Command::Health(args) => args.run(),
         Command::Topics(args) => args.run(),
         Command::Loadtest(args) => args.run(),
     }
@@ -97,6 +113,16 @@ pub fn env_vars(subcommand: &str) -> Vec<String> {
         .filter_map(|a| a.get_env())
         .map(|e| e.to_string_lossy().into_owned())
         .collect()
+}
+
+/// A flag that SIGINT and SIGTERM set, for a job that stops cleanly.
+fn stop_on_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>, Error> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone())
+            .map_err(|e| Error::Config(format!("cannot install a signal handler: {e}")))?;
+    }
+    Ok(stop)
 }
 
 /// Names the input in read errors, which the library reports as "input".
@@ -164,7 +190,7 @@ mod tests {
                 "worker ignores {var}"
             );
         }
-        for sub in ["ingest", "show", "topics", "loadtest"] {
+        for sub in ["ingest", "show", "topics", "loadtest", "dashboard"] {
             assert!(
                 env_vars(sub).iter().any(|v| v == "BOOTSTRAP_SERVERS"),
                 "{sub} ignores BOOTSTRAP_SERVERS"

@@ -2,13 +2,11 @@
 //! [`crate::cmd::worker::run`].
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 
-use super::{KafkaArgs, WindowArgs};
+use super::{KafkaArgs, MetricsArgs, WindowArgs};
 use crate::cmd::worker::{parse_offsets, run, WorkerOptions};
 use crate::error::Error;
 
@@ -18,6 +16,8 @@ pub struct WorkerArgs {
     pub kafka: KafkaArgs,
     #[command(flatten)]
     pub window: WindowArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
     /// Consumer group that all workers of one pipeline join.
     #[arg(
         short = 'g',
@@ -65,11 +65,7 @@ pub struct WorkerArgs {
 
 impl WorkerArgs {
     pub fn run(self) -> Result<(), Error> {
-        let stop = Arc::new(AtomicBool::new(false));
-        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            signal_hook::flag::register(signal, stop.clone())
-                .map_err(|e| Error::Config(format!("cannot install a signal handler: {e}")))?;
-        }
+        let stop = super::stop_on_signals()?;
         let opts = WorkerOptions {
             settings: self.kafka.settings()?,
             group: self.group,
@@ -89,6 +85,8 @@ impl WorkerArgs {
                 .map(parse_offsets)
                 .transpose()?,
             report_file: self.report_file,
+            metrics_linger: self.metrics.linger(),
+            metrics_addr: self.metrics.metrics_addr,
         };
         run(opts, stop).map(|_| ())
     }

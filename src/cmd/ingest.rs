@@ -2,7 +2,8 @@
 //! bytes unchanged, to partition `bucket mod P` of the input topic, where P
 //! is the topic's real partition count. Invalid lines go to the dead-letter
 //! topic with their reason and line number; nothing stops the run, and every
-//! record is accounted for before it ends.
+//! record is accounted for before it ends. With `--metrics-addr` it serves
+//! its counts to Prometheus ([`crate::observe::ingest`]).
 
 use std::io::{IsTerminal, Read};
 use std::time::{Duration, Instant};
@@ -17,6 +18,8 @@ use crate::error::Error;
 use crate::input::{LineReader, RawLine};
 use crate::kafka::config::{KafkaSettings, TopicNames};
 use crate::kafka::producer::{self, Origin};
+use crate::observe::ingest::IngestMetrics;
+use crate::observe::Exporter;
 
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
@@ -32,6 +35,10 @@ pub struct IngestOptions {
     pub input_len: Option<u64>,
     /// How many invalid lines to log one by one before only counting them.
     pub log_invalid: u64,
+    /// Serve `/metrics`, `/healthz` and `/readyz` on this `HOST:PORT`.
+    pub metrics_addr: Option<String>,
+    /// Keep serving them this long after the last delivery.
+    pub metrics_linger: Duration,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -43,6 +50,18 @@ pub struct IngestSummary {
 }
 
 pub fn ingest(input: impl Read, opts: &IngestOptions) -> Result<IngestSummary, Error> {
+    let metrics = std::sync::Arc::new(IngestMetrics::new());
+    let exporter = match &opts.metrics_addr {
+        Some(addr) => Some(Exporter::serve(
+            addr,
+            metrics.registry(),
+            metrics.readiness(),
+        )?),
+        None => None,
+    };
+    if let Some(e) = &exporter {
+        info!(url = %format!("http://{}/metrics", e.addr()), "serving metrics, /healthz and /readyz");
+    }
     let producer = producer::tracked_producer(&opts.settings, producer::INGEST_DEFAULTS)?;
     let partitions = crate::kafka::topics::partition_count(
         &opts.settings,
@@ -51,6 +70,17 @@ pub fn ingest(input: impl Read, opts: &IngestOptions) -> Result<IngestSummary, E
     )?;
     let routing = Routing::new(opts.bucket_secs, partitions)?;
     info!(topic = %opts.topics.input, partitions, "ingesting");
+    metrics.producing();
+    let deliveries = producer.context().deliveries.clone();
+    let publish = |read: &Summary, reader: &LineReader<_>| {
+        metrics.publish(
+            read,
+            reader.line_no(),
+            reader.bytes(),
+            deliveries.delivered(),
+            deliveries.failed(),
+        );
+    };
 
     let progress = Progress::new(opts.input_len);
     let started = Instant::now();
@@ -82,6 +112,7 @@ pub fn ingest(input: impl Read, opts: &IngestOptions) -> Result<IngestSummary, E
                     );
                     if line_no % 4096 == 0 {
                         progress.update(line.consumed, read.valid);
+                        publish(&read, &reader);
                     }
                     continue;
                 }
@@ -114,6 +145,11 @@ pub fn ingest(input: impl Read, opts: &IngestOptions) -> Result<IngestSummary, E
     progress.finish(read.bytes, read.valid);
     info!("waiting for every delivery");
     let flushed = producer::flush(&producer, Duration::from_secs(600));
+    publish(&read, &reader);
+    metrics.finished();
+    if exporter.is_some() && !opts.metrics_linger.is_zero() {
+        std::thread::sleep(opts.metrics_linger);
+    }
     let summary = IngestSummary {
         delivered: producer.context().deliveries.delivered(),
         read,

@@ -2,6 +2,7 @@
 //! offline or through the Kafka glue in [`crate::kafka`].
 
 pub mod aggregate;
+pub mod dashboard;
 pub mod generate;
 pub mod ingest;
 pub mod loadtest;

@@ -4,10 +4,12 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance,
 };
+use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::ClientContext;
 use tracing::{info, warn};
@@ -44,6 +46,12 @@ pub trait Handover: Send + Sync + 'static {
     /// The partitions are being taken away: make what was emitted for them
     /// durable together with their checkpoints, committed through `consumer`.
     fn revoke(&self, partitions: &[i32], consumer: &dyn OffsetCommit);
+
+    /// The group gave this member `partitions` (maybe none): it has joined.
+    fn assigned(&self, _partitions: &[i32]) {}
+
+    /// librdkafka's statistics, when [`group_consumer`] was asked for them.
+    fn statistics(&self, _stats: &Statistics) {}
 }
 
 /// Committing input offsets: by the consumer itself (at-least-once), or by
@@ -70,7 +78,11 @@ pub struct GroupContext<H> {
     pub joined: AtomicBool,
 }
 
-impl<H: Handover> ClientContext for GroupContext<H> {}
+impl<H: Handover> ClientContext for GroupContext<H> {
+    fn stats(&self, statistics: Statistics) {
+        self.handover.statistics(&statistics);
+    }
+}
 
 impl<H: Handover> ConsumerContext for GroupContext<H> {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -89,6 +101,7 @@ impl<H: Handover> ConsumerContext for GroupContext<H> {
             Rebalance::Assign(tpl) => {
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 self.joined.store(true, Ordering::SeqCst);
+                self.handover.assigned(&partitions);
                 if !partitions.is_empty() {
                     info!(?partitions, "partitions assigned");
                 }
@@ -101,13 +114,22 @@ impl<H: Handover> ConsumerContext for GroupContext<H> {
 
 pub type GroupConsumer<H> = BaseConsumer<GroupContext<H>>;
 
+/// A consumer of `topic` in `group`. With `statistics`, librdkafka reports
+/// its statistics that often to [`Handover::statistics`] (unless the user's
+/// `-X statistics.interval.ms` says otherwise).
 pub fn group_consumer<H: Handover>(
     settings: &KafkaSettings,
     group: &str,
     topic: &str,
     handover: Arc<H>,
+    statistics: Option<Duration>,
 ) -> Result<GroupConsumer<H>, Error> {
-    let mut config = settings.client_config(CONSUMER_DEFAULTS);
+    let interval = statistics.map(|d| d.as_millis().to_string());
+    let mut defaults = CONSUMER_DEFAULTS.to_vec();
+    if let Some(ms) = &interval {
+        defaults.push(("statistics.interval.ms", ms));
+    }
+    let mut config = settings.client_config(&defaults);
     config.set("group.id", group);
     let context = GroupContext {
         handover,

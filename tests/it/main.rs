@@ -11,6 +11,7 @@ mod common;
 
 mod aggregate_cli;
 mod compose;
+mod dashboard;
 mod faults;
 mod generate;
 mod golden;
@@ -18,5 +19,6 @@ mod ingest;
 mod kafka_smoke;
 mod loadtest;
 mod pipeline;
+mod prometheus;
 mod time;
 mod topics;

@@ -169,6 +169,8 @@ pub struct LoadtestOptions {
     pub forward: bool,
     /// Workers run `--at-least-once` instead of exactly-once.
     pub at_least_once: bool,
+    /// Workers serve their metrics (`--metrics-addr 127.0.0.1:0`).
+    pub worker_metrics: bool,
     pub commit_interval_ms: u64,
     /// Workers consume while ingest produces (else: one after the other).
     pub live: bool,

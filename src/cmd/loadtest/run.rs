@@ -57,6 +57,8 @@ pub(super) fn ingest_data(
         bucket_secs: DEFAULT_BUCKET_SECS,
         input_len: Some(data.bytes),
         log_invalid: 20,
+        metrics_addr: None,
+        metrics_linger: Duration::ZERO,
     };
     let input =
         File::open(&data.path).map_err(io_error(format!("cannot open {}", data.path.display())))?;

@@ -82,6 +82,9 @@ pub(super) fn spawn_worker(
     if opts.forward {
         cmd.arg("--forward");
     }
+    if opts.worker_metrics {
+        cmd.args(["--metrics-addr", "127.0.0.1:0"]);
+    }
     if opts.at_least_once {
         cmd.arg("--at-least-once");
     }

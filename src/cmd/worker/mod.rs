@@ -14,6 +14,10 @@
 //!   partitions, rewinds after an aborted transaction;
 //! - [`report`]: the typed run report.
 //!
+//! With `--metrics-addr` the worker serves its Prometheus metrics,
+//! `/healthz` and `/readyz` ([`crate::observe`]); the counters mirror the
+//! report's summary.
+//!
 //! The sink is [`Transactional`] (exactly-once, the default) or
 //! [`AtLeastOnce`].
 
@@ -38,6 +42,8 @@ use crate::kafka::config::{KafkaSettings, TopicNames};
 use crate::kafka::consumer::{self as group};
 use crate::kafka::read::end_offsets;
 use crate::kafka::sink::{AtLeastOnce, Sink, Transactional};
+use crate::observe::worker::WorkerMetrics;
+use crate::observe::Exporter;
 
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
@@ -67,6 +73,11 @@ pub struct WorkerOptions {
     pub until_offsets: Option<HashMap<i32, i64>>,
     /// Where to write the [`WorkerReport`] (hidden `--report-file`).
     pub report_file: Option<PathBuf>,
+    /// Serve `/metrics`, `/healthz` and `/readyz` on this `HOST:PORT`.
+    pub metrics_addr: Option<String>,
+    /// Keep serving the metrics this long after the run (batch runs, so a
+    /// scraper sees the final counts).
+    pub metrics_linger: Duration,
 }
 
 /// An owned partition and when it last had a record (processing time, for
@@ -101,6 +112,7 @@ struct State {
 struct Shared {
     opts: WorkerOptions,
     state: Mutex<State>,
+    metrics: Arc<WorkerMetrics>,
 }
 
 impl Shared {
@@ -113,6 +125,18 @@ impl Shared {
 /// owned partitions are drained.
 pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSummary, Error> {
     let mut report = WorkerReport::started(unix_ms());
+    let metrics = Arc::new(WorkerMetrics::new());
+    let exporter = match &opts.metrics_addr {
+        Some(addr) => Some(Exporter::serve(
+            addr,
+            metrics.registry(),
+            metrics.readiness(&opts.group),
+        )?),
+        None => None,
+    };
+    if let Some(e) = &exporter {
+        info!(url = %format!("http://{}/metrics", e.addr()), "serving metrics, /healthz and /readyz");
+    }
     let sink: Box<dyn Sink> = if opts.exactly_once {
         Box::new(Transactional::new(
             &opts.settings,
@@ -142,12 +166,16 @@ pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSummary, 
             first_record_ms: None,
             last_record_ms: None,
         }),
+        metrics: metrics.clone(),
     });
+    // librdkafka's statistics carry the partitions' end offsets (for the lag).
+    let statistics = exporter.as_ref().map(|_| poll::OBSERVE_INTERVAL);
     let consumer = group::group_consumer(
         &opts.settings,
         &opts.group,
         &opts.topics.input,
         shared.clone(),
+        statistics,
     )?;
     let targets = match &opts.until_offsets {
         Some(ends) => Some(ends.clone()),
@@ -180,8 +208,23 @@ pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSummary, 
     report.finished_ms = Some(unix_ms());
     report.ok = result.is_ok();
     report.measure_process();
+    metrics.publish(&summary);
+    metrics.finished();
     write_report(&opts, &report);
+    drop(state);
+    if exporter.is_some() {
+        linger(opts.metrics_linger, &stop);
+    }
     result.map(|()| summary)
+}
+
+/// Keeps the process (and its metrics endpoint) up for `linger`, or until
+/// a signal.
+fn linger(linger: Duration, stop: &AtomicBool) {
+    let until = Instant::now() + linger;
+    while Instant::now() < until && !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn write_report(opts: &WorkerOptions, report: &WorkerReport) {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tracing::{info, warn};
 
@@ -22,11 +23,16 @@ use crate::kafka::checkpoint::{add_checkpoint, committed_checkpoint, committed_c
 use crate::kafka::consumer::{GroupConsumer, Handover, OffsetCommit};
 use crate::kafka::retry;
 use crate::kafka::sink::{Commit, Late};
+use crate::observe::worker::PartitionFigures;
 
 /// Most records handled per loop iteration: records librdkafka already
 /// fetched are handled in a batch before the checks below, whose clock
 /// reads cost about a tenth of the parse at a few hundred thousand frames/s.
 const POLL_BATCH: usize = 512;
+
+/// How often the per-partition gauges (watermark, delay, lag) are set, and
+/// librdkafka reports its statistics (end offsets) when metrics are served.
+pub(super) const OBSERVE_INTERVAL: Duration = Duration::from_secs(1);
 
 type Worker = GroupConsumer<Shared>;
 
@@ -40,6 +46,7 @@ pub(super) fn run(
     let mut last_commit = Instant::now();
     let mut last_check = Instant::now();
     let mut last_print_frames = 0u64;
+    let mut last_observe = Instant::now();
     let started = Instant::now();
     loop {
         if stop.load(Ordering::SeqCst) {
@@ -98,6 +105,7 @@ pub(super) fn run(
                 state.first_record_ms.get_or_insert(now);
                 state.last_record_ms = Some(now);
             }
+            shared.metrics.publish(&state.summary);
             if let Some(e) = state.fatal.take() {
                 return Err(e);
             }
@@ -128,6 +136,10 @@ pub(super) fn run(
                         return Ok(());
                     }
                 }
+            }
+            if last_observe.elapsed() >= OBSERVE_INTERVAL {
+                last_observe = Instant::now();
+                observe_partitions(consumer, shared);
             }
             let state = shared.state();
             let frames = state.summary.frames;
@@ -232,7 +244,7 @@ fn handle_record(
                 .map_err(|e| Error::Kafka(format!("cannot seek partition {partition}: {e}")));
         }
         Step::Duplicate => return Ok(()),
-        Step::Blank => {}
+        Step::Blank => state.summary.blank += 1,
         Step::Frame {
             replay,
             counted,
@@ -258,7 +270,7 @@ fn handle_record(
             }
         }
         Step::Invalid { reason, replay } => {
-            state.summary.invalid += 1;
+            state.summary.count_invalid(reason.code());
             if replay {
                 state.summary.replayed += 1;
             } else {
@@ -417,25 +429,68 @@ fn seek_to_checkpoints(consumer: &Worker, shared: &Shared) -> Result<(), Error> 
     Ok(())
 }
 
+/// Sets the per-partition gauges: every assigned partition's watermark,
+/// how far it trails the present, and its lag (from the position the state
+/// machine reached, or the consumer's before its first record).
+fn observe_partitions(consumer: &Worker, shared: &Shared) {
+    let Ok(positions) = consumer.position() else {
+        return;
+    };
+    let figures: Vec<PartitionFigures> = {
+        let state = shared.state();
+        positions
+            .elements_for_topic(&shared.opts.topics.input)
+            .iter()
+            .map(|e| {
+                let owned = state.partitions.get(&e.partition()).map(|o| &o.partition);
+                let fetched = match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                };
+                PartitionFigures {
+                    partition: e.partition(),
+                    watermark: owned
+                        .and_then(Partition::watermark)
+                        .map(|w| w.0)
+                        .filter(|&w| w <= i64::MAX as u64),
+                    position: owned.map(|p| p.position() as i64).or(fetched),
+                }
+            })
+            .collect()
+    };
+    shared.metrics.partitions(unix_ms() / 1000, &figures);
+}
+
 /// Makes everything emitted durable together with the checkpoint of every
 /// owned partition.
 fn commit_all(consumer: &Worker, shared: &Shared) -> Result<(), Error> {
-    commit_state(&shared.opts, &mut shared.state(), consumer)
+    commit_state(shared, &mut shared.state(), consumer)
 }
 
 fn commit_state(
-    opts: &WorkerOptions,
+    shared: &Shared,
     state: &mut State,
     consumer: &dyn OffsetCommit,
 ) -> Result<(), Error> {
+    let opts = &shared.opts;
     let offsets = checkpoints(&opts.topics.input, &state.partitions);
-    match state.sink.commit(&offsets, consumer)? {
+    let started = Instant::now();
+    let outcome = state.sink.commit(&offsets, consumer)?;
+    if opts.exactly_once {
+        shared
+            .metrics
+            .transaction_ended(started.elapsed().as_secs_f64());
+    }
+    match outcome {
         Commit::Durable => {
+            state.summary.transactions_committed += u64::from(opts.exactly_once);
             if std::mem::take(&mut state.emit_pending) {
                 state.last_emit_ms = Some(unix_ms());
             }
         }
-        Commit::Rewind => {
+        Commit::Rewind { producer_replaced } => {
+            state.summary.transactions_aborted += 1;
+            state.summary.producer_replacements += u64::from(producer_replaced);
             // Nothing of the given-up outputs is visible to read_committed
             // readers; replaying from the committed checkpoints makes them again.
             state.partitions.clear();
@@ -458,14 +513,36 @@ impl Handover for Shared {
     fn revoke(&self, partitions: &[i32], consumer: &dyn OffsetCommit) {
         let mut state = self.state();
         // One commit covers every owned partition: make it whole.
-        let result = commit_state(&self.opts, &mut state, consumer);
+        let result = commit_state(self, &mut state, consumer);
         for p in partitions {
             state.partitions.remove(p);
         }
         state.summary.partitions_revoked += partitions.len() as u64;
+        self.metrics.revoked(partitions);
         if let Err(e) = result {
             warn!(error = %e, ?partitions, "cannot hand over revoked partitions cleanly; stopping");
             state.fatal.get_or_insert(e);
         }
+    }
+
+    fn assigned(&self, _partitions: &[i32]) {
+        self.state().summary.rebalances += 1;
+        self.metrics.joined();
+    }
+
+    fn statistics(&self, stats: &Statistics) {
+        let Some(topic) = stats.topics.get(&self.opts.topics.input) else {
+            return;
+        };
+        // A read_committed consumer reaches the last stable offset.
+        let ends = topic.partitions.values().map(|p| {
+            let end = if p.ls_offset >= 0 {
+                p.ls_offset
+            } else {
+                p.hi_offset
+            };
+            (p.partition, p.lo_offset, end)
+        });
+        self.metrics.end_offsets(ends.filter(|(p, _, _)| *p >= 0));
     }
 }

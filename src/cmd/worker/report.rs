@@ -3,6 +3,7 @@
 //! tests, which read it back with the same type (no field can be renamed on
 //! one side only).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,12 @@ pub struct WorkerSummary {
     pub frames: u64,
     /// Invalid records consumed (replayed ones included).
     pub invalid: u64,
+    /// `invalid` by reason (`Invalid::code`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub invalid_reasons: BTreeMap<String, u64>,
+    /// Blank lines consumed (nothing to count).
+    #[serde(default)]
+    pub blank: u64,
     /// Records consumed again after a hand-over or a rewind.
     pub replayed: u64,
     pub seconds_emitted: u64,
@@ -23,6 +30,36 @@ pub struct WorkerSummary {
     pub late_minutes: u64,
     /// Partitions taken away from this worker by rebalances.
     pub partitions_revoked: u64,
+    /// Assignments received: one per rebalance this worker took part in.
+    #[serde(default)]
+    pub rebalances: u64,
+    /// Transactions committed and given up (exactly-once mode).
+    #[serde(default)]
+    pub transactions_committed: u64,
+    #[serde(default)]
+    pub transactions_aborted: u64,
+    /// Transactional producers replaced by a fresh one (fenced, or unable
+    /// to abort).
+    #[serde(default)]
+    pub producer_replacements: u64,
+}
+
+impl WorkerSummary {
+    /// Counts an invalid record under its reason.
+    pub fn count_invalid(&mut self, reason: &str) {
+        self.invalid += 1;
+        match self.invalid_reasons.get_mut(reason) {
+            Some(n) => *n += 1,
+            None => {
+                self.invalid_reasons.insert(reason.to_string(), 1);
+            }
+        }
+    }
+
+    /// Every record consumed: valid, invalid and blank.
+    pub fn consumed(&self) -> u64 {
+        self.frames + self.invalid + self.blank
+    }
 }
 
 /// Where a worker is in its run.

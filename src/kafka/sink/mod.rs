@@ -29,8 +29,9 @@ pub enum Commit {
     Durable,
     /// Everything sent since the last durable commit is gone (an aborted
     /// transaction): every owned partition must be replayed from its
-    /// committed checkpoint.
-    Rewind,
+    /// committed checkpoint. `producer_replaced`: the producer could not go
+    /// on and a fresh one took its place.
+    Rewind { producer_replaced: bool },
 }
 
 /// A frame that came after its window had closed (the `late` side output).

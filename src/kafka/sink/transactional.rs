@@ -91,8 +91,8 @@ impl Transactional {
     }
 
     /// Gives up the open transaction: aborts it, or hands over to a fresh
-    /// producer when this one cannot go on.
-    fn give_up(&mut self, failed: &TxnError) -> Result<(), Error> {
+    /// producer when this one cannot go on (and says so).
+    fn give_up(&mut self, failed: &TxnError) -> Result<bool, Error> {
         let mut replace = failed.failure == Failure::Fatal;
         if !replace {
             warn!(error = %failed, "transaction failed: aborting it and replaying from the committed checkpoints");
@@ -111,7 +111,7 @@ impl Transactional {
             let old = std::mem::replace(&mut self.producer, fresh);
             old.purge(PurgeConfig::default().queue().inflight());
         }
-        Ok(())
+        Ok(replace)
     }
 }
 
@@ -141,10 +141,9 @@ impl Sink for Transactional {
     ) -> Result<Commit, Error> {
         let outcome = match self.commit_transaction(offsets, consumer) {
             Ok(()) => Commit::Durable,
-            Err(failed) => {
-                self.give_up(&failed)?;
-                Commit::Rewind
-            }
+            Err(failed) => Commit::Rewind {
+                producer_replaced: self.give_up(&failed)?,
+            },
         };
         self.begin()?;
         Ok(outcome)

@@ -13,6 +13,7 @@
 pub mod broker;
 pub mod files;
 pub mod pipeline;
+pub mod tools;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
