@@ -71,7 +71,7 @@ impl WorkerArgs {
                 .map_err(|e| Error::Config(format!("cannot install a signal handler: {e}")))?;
         }
         let opts = WorkerOptions {
-            settings: self.kafka.settings()?,
+            settings: self.kafka.connect()?,
             group: self.group,
             topics: self.kafka.topics(),
             forward: self.forward,

@@ -18,4 +18,5 @@ mod ingest;
 mod kafka_smoke;
 mod loadtest;
 mod pipeline;
+mod secure;
 mod topics;
