@@ -1,7 +1,7 @@
 //! Options every Kafka command shares: where the cluster is, how to talk to
 //! it, and the names of the pipeline's topics.
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use clap::Args;
 
@@ -29,7 +29,7 @@ pub struct ClusterArgs {
         env = "KAFKA_CLIENT_PROPERTIES",
         value_name = "FILE"
     )]
-    pub client_properties: Option<PathBuf>,
+    pub client_properties: Option<String>,
     /// Any librdkafka property, e.g. -X linger.ms=50 (repeatable). Shown by
     /// ps to every user: never a password here (use -F or the environment).
     #[arg(short = 'X', value_name = "KEY=VALUE")]
@@ -40,14 +40,17 @@ impl ClusterArgs {
     /// The settings from the properties file, the environment and the
     /// command line; no contact with the cluster yet.
     pub fn settings(&self) -> Result<KafkaSettings, Error> {
-        let file = match &self.client_properties {
-            Some(path) => read_properties_file(path)?,
+        // An empty value (`KAFKA_CLIENT_PROPERTIES=` in a compose file) is
+        // no value.
+        let given = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+        let file = match given(&self.client_properties) {
+            Some(path) => read_properties_file(Path::new(&path))?,
             None => Vec::new(),
         };
         KafkaSettings::from_sources(
             file,
             env_properties(std::env::vars())?,
-            self.bootstrap_servers.as_deref(),
+            given(&self.bootstrap_servers).as_deref(),
             arg_properties(&self.properties)?,
         )
     }

@@ -155,13 +155,17 @@ pub fn check_within(settings: &KafkaSettings, timeout: Duration) -> Result<(), E
         .create_with_context(Watch::default())
         .map_err(|e| Error::Kafka(format!("cannot create a Kafka client for {bootstrap}: {e}")))?;
     let deadline = Instant::now() + timeout;
-    let mut last: String;
+    // What went wrong last: librdkafka's own reason (an error event, e.g.
+    // "Connect to ... failed: Connection refused") if there was one, else
+    // the failed call's.
+    let mut last_call: String;
+    let mut last_event: Option<String> = None;
     loop {
         let step = STEP.min(deadline.saturating_duration_since(Instant::now()));
         match probe.fetch_metadata(None, step.max(Duration::from_millis(1))) {
             Ok(md) if !md.brokers().is_empty() => return Ok(()),
-            Ok(_) => last = "the metadata lists no brokers".into(),
-            Err(e) => last = e.to_string(),
+            Ok(_) => last_call = "the metadata lists no brokers".into(),
+            Err(e) => last_call = e.to_string(),
         }
         while probe.poll(Duration::ZERO).is_some() {}
         let events = std::mem::take(&mut *probe.context().events.lock().expect("poisoned"));
@@ -178,11 +182,12 @@ pub fn check_within(settings: &KafkaSettings, timeout: Duration) -> Result<(), E
             .rev()
             .find(|(code, _)| *code != RDKafkaErrorCode::AllBrokersDown)
         {
-            last = format!("{code}: {reason}");
+            last_event = Some(format!("{code}: {reason}"));
         }
         if Instant::now() >= deadline {
             return Err(Error::Kafka(format!(
-                "no Kafka broker at {bootstrap} answered within {timeout:?} (last: {last})"
+                "no Kafka broker at {bootstrap} answered within {timeout:?} (last: {})",
+                last_event.unwrap_or(last_call)
             )));
         }
     }
