@@ -6,9 +6,10 @@
 # See docs/docker.md.
 
 # ---- build: librdkafka is compiled from source by rdkafka-sys ------------
+# (with TLS against Debian's OpenSSL: libssl-dev here, libssl3 at runtime)
 FROM rust:1-bookworm AS build
 RUN apt-get update \
- && apt-get install -y --no-install-recommends build-essential cmake pkg-config python3 \
+ && apt-get install -y --no-install-recommends build-essential cmake pkg-config python3 libssl-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /build
 COPY . .
@@ -22,7 +23,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 # ---- runtime ---------------------------------------------------------------
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
+ && apt-get install -y --no-install-recommends ca-certificates libssl3 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin timebucket
 COPY --from=build /usr/local/bin/timebucket /usr/local/bin/timebucket

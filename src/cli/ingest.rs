@@ -25,7 +25,7 @@ impl IngestArgs {
             .then(|| std::fs::metadata(&self.input).ok().map(|m| m.len()))
             .flatten();
         let opts = IngestOptions {
-            settings: self.kafka.settings()?,
+            settings: self.kafka.connect()?,
             topics: self.kafka.topics(),
             parser: self.window.parser(),
             max_future: self.window.max_future(),

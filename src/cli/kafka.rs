@@ -1,28 +1,66 @@
 //! Options every Kafka command shares: where the cluster is, how to talk to
 //! it, and the names of the pipeline's topics.
 
+use std::path::Path;
+
 use clap::Args;
 
 use crate::error::Error;
-use crate::kafka::config::{parse_property, KafkaSettings, TopicNames, DEFAULT_BOOTSTRAP};
+use crate::kafka::config::{
+    arg_properties, env_properties, read_properties_file, KafkaSettings, TopicNames,
+};
 
-/// Where the cluster is and how to talk to it.
+/// Where the cluster is and how to talk to it. Client properties come from
+/// `-F` (lowest precedence), then `TIMEBUCKET_CLIENT_*` variables, then `-X`
+/// (see [`crate::kafka::config`]).
 #[derive(Args, Clone, Debug)]
 pub struct ClusterArgs {
-    /// Kafka bootstrap servers.
-    #[arg(short = 'b', long, env = "BOOTSTRAP_SERVERS", default_value = DEFAULT_BOOTSTRAP)]
-    pub bootstrap_servers: String,
-    /// Any librdkafka property, e.g. -X linger.ms=50 (repeatable).
+    /// Kafka bootstrap servers [default: bootstrap.servers from -F or
+    /// TIMEBUCKET_CLIENT_BOOTSTRAP_SERVERS, else 127.0.0.1:9092].
+    #[arg(short = 'b', long, env = "BOOTSTRAP_SERVERS")]
+    pub bootstrap_servers: Option<String>,
+    /// librdkafka properties from a file: key=value lines, # comments, as
+    /// kcat -F reads (security settings and secrets belong here, mode 600).
+    /// Environment variables TIMEBUCKET_CLIENT_<NAME> (e.g.
+    /// TIMEBUCKET_CLIENT_SASL_PASSWORD) override it, -X overrides both.
+    #[arg(
+        short = 'F',
+        long,
+        env = "KAFKA_CLIENT_PROPERTIES",
+        value_name = "FILE"
+    )]
+    pub client_properties: Option<String>,
+    /// Any librdkafka property, e.g. -X linger.ms=50 (repeatable). Shown by
+    /// ps to every user: never a password here (use -F or the environment).
     #[arg(short = 'X', value_name = "KEY=VALUE")]
     pub properties: Vec<String>,
 }
 
 impl ClusterArgs {
+    /// The settings from the properties file, the environment and the
+    /// command line; no contact with the cluster yet.
     pub fn settings(&self) -> Result<KafkaSettings, Error> {
-        let mut settings = KafkaSettings::new(&self.bootstrap_servers);
-        for p in &self.properties {
-            settings.properties.push(parse_property(p)?);
-        }
+        // An empty value (`KAFKA_CLIENT_PROPERTIES=` in a compose file) is
+        // no value.
+        let given = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+        let file = match given(&self.client_properties) {
+            Some(path) => read_properties_file(Path::new(&path))?,
+            None => Vec::new(),
+        };
+        KafkaSettings::from_sources(
+            file,
+            env_properties(std::env::vars())?,
+            given(&self.bootstrap_servers).as_deref(),
+            arg_properties(&self.properties)?,
+        )
+    }
+
+    /// [`ClusterArgs::settings`], then one request to the cluster that fails
+    /// fast, naming the cause, if it refuses this client (see
+    /// [`crate::kafka::connect`]).
+    pub fn connect(&self) -> Result<KafkaSettings, Error> {
+        let settings = self.settings()?;
+        crate::kafka::connect::check(&settings)?;
         Ok(settings)
     }
 }
@@ -60,6 +98,11 @@ pub struct KafkaArgs {
 impl KafkaArgs {
     pub fn settings(&self) -> Result<KafkaSettings, Error> {
         self.cluster.settings()
+    }
+
+    /// See [`ClusterArgs::connect`].
+    pub fn connect(&self) -> Result<KafkaSettings, Error> {
+        self.cluster.connect()
     }
 
     pub fn topics(&self) -> TopicNames {

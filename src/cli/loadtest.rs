@@ -6,6 +6,7 @@ use clap::Args;
 
 use super::ClusterArgs;
 use crate::error::Error;
+use crate::kafka::config::redact_command_line;
 
 #[derive(Args, Debug)]
 pub struct LoadtestArgs {
@@ -98,7 +99,7 @@ impl LoadtestArgs {
     pub fn run(self) -> Result<(), Error> {
         let args = self;
         use crate::cmd::loadtest::{repo_path, KafkaTool, LoadtestOptions, PerfPayload};
-        let settings = args.cluster.settings()?;
+        let settings = args.cluster.connect()?;
         let topics_dir = match args.topics_dir {
             Some(dir) => dir,
             None => repo_path("topics").ok_or_else(|| {
@@ -107,6 +108,17 @@ impl LoadtestArgs {
                 )
             })?,
         };
+        let protocol = settings
+            .properties
+            .iter()
+            .find(|(k, _)| k == "security.protocol")
+            .map(|(_, v)| v.to_ascii_uppercase());
+        if let Some(p) = protocol.filter(|p| p != "PLAINTEXT" && !args.no_kafka_tools) {
+            return Err(Error::Config(format!(
+                "Kafka's perf tools get only --bootstrap-server, not the client properties: \
+                 with security.protocol={p} give --no-kafka-tools"
+            )));
+        }
         let kafka_tool = if args.no_kafka_tools {
             None
         } else {
@@ -147,7 +159,7 @@ impl LoadtestArgs {
             keep_topics: args.keep_topics,
             repeat: args.repeat.max(1),
             output: Some(args.output.clone()),
-            command: std::env::args().collect::<Vec<_>>().join(" "),
+            command: redact_command_line(std::env::args()).join(" "),
         };
         let report = crate::cmd::loadtest::run(&opts, &mut std::io::stdout().lock())?;
         eprintln!("report written to {}", args.output.display());

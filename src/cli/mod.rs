@@ -218,7 +218,7 @@ mod tests {
         let Command::Worker(w) = cli.command else {
             panic!("not a worker")
         };
-        assert_eq!(w.kafka.cluster.bootstrap_servers, "h:1");
+        assert_eq!(w.kafka.cluster.bootstrap_servers.as_deref(), Some("h:1"));
         assert_eq!(w.group, "g1");
         assert_eq!(w.kafka.topics().input, "in");
         let settings = w.kafka.settings().unwrap();

@@ -28,7 +28,7 @@ impl ShowArgs {
         } else {
             &topics.minutes
         };
-        let windows = read_windows(&self.kafka.settings()?, topic)?;
+        let windows = read_windows(&self.kafka.connect()?, topic)?;
         let mut out = std::io::stdout().lock();
         if self.json {
             for record in windows.values() {

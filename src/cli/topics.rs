@@ -37,7 +37,7 @@ impl TopicsArgs {
         };
         apply_overrides(&mut specs, &overrides)?;
         let report = ensure_topics(
-            &self.kafka.settings()?,
+            &self.kafka.connect()?,
             &specs,
             Duration::from_secs(self.timeout_secs.max(1)),
         )?;

@@ -67,7 +67,7 @@ impl WorkerArgs {
     pub fn run(self) -> Result<(), Error> {
         let stop = super::stop_on_signals()?;
         let opts = WorkerOptions {
-            settings: self.kafka.settings()?,
+            settings: self.kafka.connect()?,
             group: self.group,
             topics: self.kafka.topics(),
             forward: self.forward,

@@ -94,6 +94,12 @@ pub fn ingest(input: impl Read, opts: &IngestOptions) -> Result<IngestSummary, E
         })?;
         let Some(line) = raw else { break };
         let line_no = line.number;
+        // A missing ACL fails every record at once: stop instead of reading on.
+        if line_no % 4096 == 0 {
+            if let Some(refused) = producer::refusal(&producer) {
+                return Err(refused);
+            }
+        }
         // The bound moves with the clock, so an ingest that runs for days
         // keeps accepting current frames.
         if let (Some(ahead), 1) = (opts.max_future, line_no % 4096) {

@@ -3,6 +3,7 @@
 //! replay, or give up on this producer.
 
 use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 
 /// How a failed transactional call can go on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +36,8 @@ pub struct TxnError {
     pub call: &'static str,
     pub failure: Failure,
     pub error: String,
+    /// librdkafka's error code, if the error had one.
+    pub code: Option<RDKafkaErrorCode>,
 }
 
 impl TxnError {
@@ -43,6 +46,7 @@ impl TxnError {
             call,
             failure: Failure::of(error),
             error: error.to_string(),
+            code: error.rdkafka_error_code(),
         }
     }
 
@@ -52,14 +56,13 @@ impl TxnError {
             call: "delivery",
             failure: Failure::Abortable,
             error: report,
+            code: None,
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use rdkafka::types::RDKafkaErrorCode;
-
     use super::*;
 
     #[test]

@@ -1,5 +1,10 @@
 //! Kafka glue, all in one place:
-//! - [`config`]: client configuration shared by every client;
+//! - [`config`]: client configuration shared by every client: the user's
+//!   properties from a file, the environment and `-X`;
+//! - [`properties`]: `key=value` files (client properties, topic
+//!   definitions);
+//! - [`connect`]: the first contact with the cluster, which fails fast and
+//!   names the cause when the cluster refuses (credentials, TLS, ACLs);
 //! - [`topics`]: topic definitions (`topics/`) and their setup on a cluster;
 //! - [`consumer`]: the worker's group consumer and its rebalance hand-over;
 //! - [`checkpoint`]: a partition's checkpoint as a committed offset plus
@@ -12,9 +17,11 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod connect;
 pub mod consumer;
 pub mod error;
 pub mod producer;
+pub mod properties;
 pub mod read;
 pub mod retry;
 pub mod sink;

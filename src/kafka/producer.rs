@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
@@ -14,6 +15,7 @@ use rdkafka::ClientContext;
 use crate::core::frame::Invalid;
 use crate::error::Error;
 use crate::kafka::config::KafkaSettings;
+use crate::kafka::connect::{explain, refusal as refusal_of_code};
 
 /// Failures kept one by one for the final report; the rest are only counted.
 const KEPT_FAILURES: usize = 20;
@@ -25,6 +27,9 @@ pub struct Deliveries {
     pub failed: AtomicU64,
     /// (position, error) of the first failures: a line number or an offset.
     pub failures: Mutex<Vec<(u64, String)>>,
+    /// The first failure that was the cluster saying no (a missing ACL):
+    /// retrying or replaying cannot help, so the job stops.
+    pub refused: Mutex<Option<String>>,
 }
 
 impl Deliveries {
@@ -34,6 +39,29 @@ impl Deliveries {
 
     pub fn delivered(&self) -> u64 {
         self.delivered.load(Ordering::Relaxed)
+    }
+
+    /// Counts a record that was not delivered because of `error`.
+    pub fn record_error(&self, position: u64, topic: &str, error: &KafkaError, detail: String) {
+        if let Some(code) = error
+            .rdkafka_error_code()
+            .filter(|c| refusal_of_code(*c).is_some())
+        {
+            let mut refused = self.refused.lock().expect("poisoned");
+            if refused.is_none() {
+                *refused = Some(format!("cannot produce to {topic}: {}", explain(code)));
+            }
+        }
+        self.record_failure(position, detail);
+    }
+
+    /// [`Error::Kafka`] if the cluster refused a record (see `refused`).
+    pub fn refusal(&self) -> Option<Error> {
+        self.refused
+            .lock()
+            .expect("poisoned")
+            .clone()
+            .map(Error::Kafka)
     }
 
     pub fn record_failure(&self, position: u64, error: String) {
@@ -77,8 +105,10 @@ impl ProducerContext for TrackedDelivery {
                 self.deliveries.delivered.fetch_add(1, Ordering::Relaxed);
             }
             Err((e, msg)) => {
-                self.deliveries.record_failure(
+                self.deliveries.record_error(
                     position as u64,
+                    msg.topic(),
+                    e,
                     format!("{e} ({} bytes)", msg.payload_len()),
                 );
             }
@@ -158,10 +188,12 @@ pub fn send(producer: &TrackedProducer, mut record: BaseRecord<'_, [u8], [u8], u
                     continue;
                 }
                 let position = returned.delivery_opaque as u64;
-                producer
-                    .context()
-                    .deliveries
-                    .record_failure(position, e.to_string());
+                producer.context().deliveries.record_error(
+                    position,
+                    returned.topic,
+                    &e,
+                    e.to_string(),
+                );
                 return;
             }
         }
@@ -179,6 +211,22 @@ pub fn wait_delivered(producer: &TrackedProducer, timeout: Duration) {
     }
 }
 
+/// [`Error::Kafka`] if the cluster refused this producer or one of its
+/// records (a missing ACL, e.g. Write on a topic, or a fatal idempotence
+/// error such as ClusterAuthorizationFailed): retrying cannot help.
+pub fn refusal(producer: &TrackedProducer) -> Option<Error> {
+    if let Some(refused) = producer.context().deliveries.refusal() {
+        return Some(refused);
+    }
+    let (code, reason) = producer.client().fatal_error()?;
+    refusal_of_code(code).map(|_| {
+        Error::Kafka(format!(
+            "the producer was refused: {} ({reason})",
+            explain(code)
+        ))
+    })
+}
+
 /// Waits for every queued record; an error if any was not delivered.
 pub fn flush(producer: &TrackedProducer, timeout: Duration) -> Result<(), Error> {
     let started = Instant::now();
@@ -187,6 +235,9 @@ pub fn flush(producer: &TrackedProducer, timeout: Duration) -> Result<(), Error>
         .flush(timeout.saturating_sub(started.elapsed()))
         .map_err(|e| Error::Delivery(format!("flush did not finish: {e}")))?;
     let deliveries = &producer.context().deliveries;
+    if let Some(refused) = refusal(producer) {
+        return Err(refused);
+    }
     if deliveries.failed() > 0 {
         return Err(Error::Delivery(deliveries.failure_report()));
     }

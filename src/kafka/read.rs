@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::{BorrowedMessage, OwnedMessage};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaErrorCode;
 
 use crate::error::Error;
 use crate::kafka::config::KafkaSettings;
+use crate::kafka::connect::{explain, refusal, refused};
 
 /// Every committed record of `topic` up to its end offsets as they are now,
 /// read with `read_committed` outside any group (for `show` and tests).
@@ -80,7 +82,7 @@ pub fn read_each(
         let message = consumer.poll(Duration::from_millis(100));
         let idle = message.is_none();
         if let Some(message) = message {
-            visit(&message?);
+            visit(&message.map_err(|e| refused(&format!("cannot read {topic}"), &e))?);
         }
         // Positions, not message offsets: transaction markers and aborted
         // records occupy offsets that are never delivered. Asking for them
@@ -111,10 +113,19 @@ pub fn partitions_of<C: ConsumerContext>(
         consumer.fetch_metadata(Some(topic), left)
     })
     .map_err(|e| Error::Kafka(format!("cannot read metadata of {topic}: {e}")))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic && t.error().is_none())
+    let found = metadata.topics().iter().find(|t| t.name() == topic);
+    // Without Describe on a topic the cluster answers "not authorized",
+    // whether the topic exists or not: that is no missing topic.
+    if let Some(code) = found.and_then(|t| t.error()).map(RDKafkaErrorCode::from) {
+        if refusal(code).is_some() {
+            return Err(Error::Kafka(format!(
+                "cannot read metadata of {topic}: {}",
+                explain(code)
+            )));
+        }
+    }
+    let partitions: Vec<i32> = found
+        .filter(|t| t.error().is_none())
         .map(|t| t.partitions().iter().map(|p| p.id()).collect())
         .unwrap_or_default();
     if partitions.is_empty() {

@@ -845,6 +845,95 @@ fn the_dashboard_service_serves_the_page() {
     );
 }
 
+/// `docker-compose.secure.yml`: the timebucket services of the main file,
+/// given the client properties and the CA as compose secrets (files under
+/// `/run/secrets`), with no secret in an environment value and only
+/// variables the CLI reads.
+#[test]
+fn the_secure_overlay_passes_secrets_as_files() {
+    let base = compose();
+    let overlay = parse_yaml(&read("docker-compose.secure.yml"))
+        .unwrap_or_else(|e| panic!("docker-compose.secure.yml: {e}"));
+    for key in overlay.keys() {
+        assert!(
+            ["services", "secrets"].contains(&key),
+            "unexpected top-level key {key:?}"
+        );
+    }
+    let declared = overlay.get("secrets").expect("top-level secrets");
+    for name in declared.keys() {
+        let file = declared
+            .get(name)
+            .and_then(|s| s.get("file"))
+            .and_then(Yaml::str)
+            .unwrap_or_else(|| panic!("secret {name} is not a file"));
+        assert!(
+            file.starts_with("./secrets/"),
+            "secret {name} comes from {file}, not ./secrets/ (ignored by git and docker)"
+        );
+    }
+    for ignore in [".gitignore", ".dockerignore"] {
+        assert!(
+            read(ignore)
+                .lines()
+                .any(|l| l.trim().trim_matches('/') == "secrets"),
+            "{ignore} does not ignore secrets/"
+        );
+    }
+    let services = overlay.get("services").expect("services").keys();
+    assert_eq!(
+        services, TIMEBUCKET_SERVICES,
+        "the overlay covers the timebucket services"
+    );
+    for name in TIMEBUCKET_SERVICES {
+        service(&base, name);
+        let svc = service(&overlay, name);
+        let env = environment(svc);
+        let reads = timebucket::cli::env_vars(name);
+        for (var, value) in &env {
+            assert!(
+                reads.contains(var),
+                "{name} sets {var}, which the CLI does not read"
+            );
+            let (var_l, value_l) = (var.to_ascii_lowercase(), value.to_ascii_lowercase());
+            assert!(
+                !["password", "secret", "token"]
+                    .iter()
+                    .any(|w| var_l.contains(w))
+                    && !["password", "token"].iter().any(|w| value_l.contains(w)),
+                "{name}: a secret in the environment: {var}"
+            );
+        }
+        let mounted: Vec<&str> = svc
+            .get("secrets")
+            .map(|s| s.items())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(Yaml::str)
+            .collect();
+        let file = env
+            .get("KAFKA_CLIENT_PROPERTIES")
+            .unwrap_or_else(|| panic!("{name} gets no KAFKA_CLIENT_PROPERTIES"));
+        let secret = file
+            .strip_prefix("/run/secrets/")
+            .unwrap_or_else(|| panic!("{name}: KAFKA_CLIENT_PROPERTIES={file} is not a secret"));
+        assert!(
+            mounted.contains(&secret),
+            "{name} does not mount the secret {secret}"
+        );
+        for m in &mounted {
+            assert!(
+                declared.get(m).is_some(),
+                "{name} mounts the undeclared secret {m}"
+            );
+        }
+        assert!(
+            env.contains_key("BOOTSTRAP_SERVERS"),
+            "{name}: the cluster's address"
+        );
+    }
+}
+
 /// Runs `config --quiet` with a real compose implementation where one works;
 /// otherwise says so and passes (the structural checks above still ran).
 #[test]

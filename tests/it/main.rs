@@ -20,5 +20,6 @@ mod kafka_smoke;
 mod loadtest;
 mod pipeline;
 mod prometheus;
+mod secure;
 mod time;
 mod topics;

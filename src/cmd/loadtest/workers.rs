@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
+use crate::kafka::config::ENV_PREFIX;
 
 use super::topics::RunTopics;
 use super::{io_error, LoadtestOptions, LATENESS};
@@ -47,14 +48,23 @@ pub(super) fn spawn_worker(
     let mut cmd = Command::new(&opts.exe);
     cmd.arg("worker");
     // Every option is given here: none may come from this process's
-    // environment.
+    // environment. The client properties (this process's file, environment
+    // and -X, merged) go through the environment, so that no secret is on
+    // a command line (`ps` shows those to every user).
     for var in crate::cli::env_vars("worker") {
         cmd.env_remove(var);
     }
-    cmd.env("RUST_LOG", "info")
+    for (var, _) in std::env::vars() {
+        if var.starts_with(ENV_PREFIX) {
+            cmd.env_remove(var);
+        }
+    }
+    let (env, args) = opts.settings.for_child()?;
+    cmd.envs(env)
+        .env("RUST_LOG", "info")
         .args(["-b", &opts.settings.bootstrap]);
-    for (k, v) in &opts.settings.properties {
-        cmd.arg("-X").arg(format!("{k}={v}"));
+    for a in args {
+        cmd.arg("-X").arg(a);
     }
     cmd.args(["--input-topic", &n.input])
         .args(["--seconds-topic", &n.seconds])

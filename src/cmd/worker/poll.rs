@@ -20,6 +20,7 @@ use super::{unix_ms, Owned, Resume, Shared, State, WorkerOptions};
 use crate::core::window::Closed;
 use crate::error::Error;
 use crate::kafka::checkpoint::{add_checkpoint, committed_checkpoint, committed_checkpoints};
+use crate::kafka::connect::{refusal_of, refused, Refusal};
 use crate::kafka::consumer::{GroupConsumer, Handover, OffsetCommit};
 use crate::kafka::retry;
 use crate::kafka::sink::{Commit, Late};
@@ -82,6 +83,17 @@ pub(super) fn run(
                         record_time,
                         message.payload().unwrap_or(&[]),
                     )?;
+                }
+                // A missing ACL (group, topic) never heals by itself;
+                // anything else (a broker restarting) librdkafka retries.
+                Some(Err(e)) if refusal_of(&e) == Some(Refusal::Authorization) => {
+                    return Err(refused(
+                        &format!(
+                            "consumer of group {} on topic {}",
+                            opts.group, opts.topics.input
+                        ),
+                        &e,
+                    ));
                 }
                 Some(Err(e)) => {
                     warn!(error = %e, "consumer error; librdkafka retries");

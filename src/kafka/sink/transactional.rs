@@ -21,6 +21,7 @@ use crate::core::frame::Invalid;
 use crate::core::window::Closed;
 use crate::error::Error;
 use crate::kafka::config::{KafkaSettings, TopicNames};
+use crate::kafka::connect::{explain, refusal, refusal_of, refused};
 use crate::kafka::consumer::OffsetCommit;
 use crate::kafka::error::{Failure, TxnError};
 use crate::kafka::producer::{self, TrackedProducer};
@@ -75,6 +76,7 @@ impl Transactional {
                 call: "offsets",
                 failure: Failure::Abortable,
                 error: "no consumer group metadata for the transaction".into(),
+                code: None,
             })?;
             retried("offsets", || {
                 producer.send_offsets_to_transaction(offsets, &group, CALL_TIMEOUT)
@@ -141,9 +143,22 @@ impl Sink for Transactional {
     ) -> Result<Commit, Error> {
         let outcome = match self.commit_transaction(offsets, consumer) {
             Ok(()) => Commit::Durable,
-            Err(failed) => Commit::Rewind {
-                producer_replaced: self.give_up(&failed)?,
-            },
+            Err(failed) => {
+                // A missing ACL would fail every replay the same way.
+                if let Some(refused) = producer::refusal(&self.producer) {
+                    return Err(refused);
+                }
+                if let Some(code) = failed.code.filter(|c| refusal(*c).is_some()) {
+                    return Err(Error::Kafka(format!(
+                        "transaction {}: {}",
+                        failed.call,
+                        explain(code)
+                    )));
+                }
+                Commit::Rewind {
+                    producer_replaced: self.give_up(&failed)?,
+                }
+            }
         };
         self.begin()?;
         Ok(outcome)
@@ -170,13 +185,19 @@ fn start_producer(settings: &KafkaSettings, id_prefix: &str) -> Result<TrackedPr
     let mut defaults = producer::TRANSACTIONAL_DEFAULTS.to_vec();
     defaults.push(("transactional.id", &id));
     let producer = producer::tracked_producer(settings, &defaults)?;
-    producer.init_transactions(Duration::from_secs(30)).map_err(|e| {
-        Error::Kafka(format!(
-            "cannot start transactions at {} ({e}); is the broker reachable and does it support transactions? \
-             --at-least-once works without them",
-            settings.bootstrap
-        ))
-    })?;
+    producer
+        .init_transactions(Duration::from_secs(30))
+        .map_err(|e| match refusal_of(&e) {
+            Some(_) => refused(
+                &format!("cannot start transactions with transactional id {id}"),
+                &e,
+            ),
+            None => Error::Kafka(format!(
+                "cannot start transactions at {} ({e}); is the broker reachable and does it support transactions? \
+                 --at-least-once works without them",
+                settings.bootstrap
+            )),
+        })?;
     Ok(producer)
 }
 

@@ -20,6 +20,7 @@ use tracing::{debug, info};
 
 use crate::error::Error;
 use crate::kafka::config::KafkaSettings;
+use crate::kafka::connect::{explain, refusal};
 
 use super::spec::*;
 
@@ -89,6 +90,7 @@ pub fn ensure_topics(
         .operation_timeout(Some(timeout));
 
     let before = snapshot(&admin, None, timeout, &settings.bootstrap)?;
+    refuse_unauthorized(&before, specs.iter().map(|s| s.name.as_str()))?;
     let missing: Vec<&TopicSpec> = specs
         .iter()
         .filter(|s| !before.contains_key(&s.name))
@@ -123,7 +125,7 @@ pub fn ensure_topics(
                 Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
                     debug!(topic = %name, "created concurrently")
                 }
-                Err((name, code)) => failures.push(format!("{name}: {code}{}", create_hint(code))),
+                Err((name, code)) => failures.push((name, code)),
             }
         }
         // Report in definition order, whatever order the answers came in.
@@ -134,9 +136,16 @@ pub fn ensure_topics(
             } else {
                 format!(" (created {})", created.join(", "))
             };
+            let mut hints: Vec<&str> = failures.iter().map(|(_, c)| create_hint(*c)).collect();
+            hints.dedup();
+            let failures: Vec<String> = failures
+                .iter()
+                .map(|(name, code)| format!("{name}: {code}"))
+                .collect();
             return Err(Error::Kafka(format!(
-                "cannot create topics: {}{done}",
-                failures.join("; ")
+                "cannot create topics: {}{done}{}",
+                failures.join("; "),
+                hints.concat()
             )));
         }
     }
@@ -229,8 +238,9 @@ pub fn ensure_topics(
         for (spec, result) in described.iter().zip(results) {
             let resource = result.map_err(|code| {
                 Error::Kafka(format!(
-                    "cannot describe the configs of topic {}: {code}",
-                    spec.name
+                    "cannot describe the configs of topic {}: {}",
+                    spec.name,
+                    explain(code)
                 ))
             })?;
             let lines = drift.entry(spec.name.as_str()).or_default();
@@ -288,6 +298,32 @@ pub fn partition_count(
     }
 }
 
+/// An error naming the topics of `names` the user may not even describe
+/// (no ACL): waiting for them would never end.
+fn refuse_unauthorized<'a>(
+    topics: &HashMap<String, TopicState>,
+    names: impl Iterator<Item = &'a str>,
+) -> Result<(), Error> {
+    let refused: Vec<(&str, RDKafkaErrorCode)> = names
+        .filter_map(|name| {
+            let code = topics.get(name)?.error?;
+            refusal(code).map(|_| (name, code))
+        })
+        .collect();
+    match refused.first() {
+        None => Ok(()),
+        Some((_, code)) => Err(Error::Kafka(format!(
+            "cannot describe topic(s) {}: {}",
+            refused
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", "),
+            explain(*code)
+        ))),
+    }
+}
+
 /// What the cluster's metadata says about one topic.
 #[derive(Debug)]
 struct TopicState {
@@ -318,7 +354,7 @@ impl TopicState {
 
     fn not_ready_reason(&self) -> String {
         if let Some(e) = self.error {
-            return e.to_string();
+            return explain(e);
         }
         if let Some(p) = self
             .partitions
@@ -407,7 +443,8 @@ fn create_hint(code: RDKafkaErrorCode) -> &'static str {
         RDKafkaErrorCode::PolicyViolation => " (refused by the cluster's topic policy)",
         RDKafkaErrorCode::TopicAuthorizationFailed
         | RDKafkaErrorCode::ClusterAuthorizationFailed => {
-            " (not allowed to create topics: create them as an admin, then rerun to check them)"
+            " (not authorized to create topics: the user needs Create on them, see README \"ACLs\"; \
+             or create them as an admin, then rerun to check them)"
         }
         _ => "",
     }

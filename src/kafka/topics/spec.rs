@@ -69,24 +69,9 @@ pub fn parse_spec(text: &str, origin: &str) -> Result<TopicSpec, Error> {
     let mut partitions = None;
     let mut replication = None;
     let mut configs = BTreeMap::new();
-    for (i, raw) in text.lines().enumerate() {
-        let n = i + 1;
-        let line = if n == 1 {
-            raw.trim_start_matches('\u{feff}')
-        } else {
-            raw
-        }
-        .trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let Some((key, value)) = line.split_once('=') else {
-            return Err(at(n, format!("expected key=value, got {line:?}")));
-        };
-        let (key, value) = (key.trim(), value.trim());
-        if key.is_empty() {
-            return Err(at(n, format!("missing key before '=' in {line:?}")));
-        }
+    for line in crate::kafka::properties::lines(text) {
+        let line = line.map_err(|bad| at(bad.number, bad.message))?;
+        let (n, key, value) = (line.number, line.key, line.value);
         if let Some(first) = seen.insert(key.to_string(), n) {
             return Err(at(n, format!("{key} is already set on line {first}")));
         }

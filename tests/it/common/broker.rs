@@ -1,6 +1,7 @@
 //! A Kafka of a test's own, from `scripts/kafka` with its own data folder and
-//! ports, for fault tests that stop and restart brokers without disturbing
-//! the broker the rest of the suite shares. Stopped and purged on drop.
+//! ports, for fault tests that stop and restart brokers and for the secure
+//! broker (`secure.rs`), without disturbing the broker the rest of the suite
+//! shares. Stopped and purged on drop.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -17,18 +18,30 @@ fn script() -> PathBuf {
 impl OwnKafka {
     /// Starts `nodes` brokers on 127.0.0.1 from `port` up.
     pub fn start(port: u16, nodes: u32) -> OwnKafka {
-        let dir = tempfile::tempdir().unwrap();
-        let mut kafka = OwnKafka {
-            dir,
-            bootstrap: String::new(),
-        };
-        let out = kafka.run(&[
+        OwnKafka::launch(&[
             "start",
             "--port",
             &port.to_string(),
             "--cluster",
             &nodes.to_string(),
-        ]);
+        ])
+    }
+
+    /// One secure broker (`scripts/kafka start --secure`: SASL_SSL with
+    /// SCRAM, ACLs enforced) on `port`; its controller and inter-broker
+    /// listeners take `port` + 10000 and + 20000.
+    pub fn start_secure(port: u16) -> OwnKafka {
+        OwnKafka::launch(&["start", "--secure", "--port", &port.to_string()])
+    }
+
+    /// Runs `scripts/kafka start ...` in a fresh folder and keeps the
+    /// bootstrap address it prints last.
+    fn launch(args: &[&str]) -> OwnKafka {
+        let mut kafka = OwnKafka {
+            dir: tempfile::tempdir().unwrap(),
+            bootstrap: String::new(),
+        };
+        let out = kafka.run(args);
         kafka.bootstrap = out
             .lines()
             .last()
@@ -36,6 +49,24 @@ impl OwnKafka {
             .trim()
             .to_string();
         kafka
+    }
+
+    /// A file of the secure broker (`scripts/kafka secure-info WHAT`): `ca`,
+    /// or a user's librdkafka properties (`admin`, `timebucket`, `limited`).
+    pub fn secure_file(&self, what: &str) -> std::path::PathBuf {
+        PathBuf::from(self.run(&["secure-info", what]).trim())
+    }
+
+    /// `scripts/kafka acls grant USER ARGS...` on the secure broker.
+    pub fn grant(&self, user: &str, args: &[&str]) {
+        let mut all = vec!["acls", "grant", user];
+        all.extend_from_slice(args);
+        self.run(&all);
+    }
+
+    /// The folder of this broker's data, logs and (secure) files.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     fn run(&self, args: &[&str]) -> String {

@@ -11,7 +11,7 @@ use rdkafka::message::{Headers, Message};
 use timebucket::cmd::worker::{Phase, WorkerReport};
 use timebucket::core::compare::WindowSet;
 use timebucket::core::metric::{MetricKind, MetricRecord};
-use timebucket::kafka::config::KafkaSettings;
+use timebucket::kafka::config::{read_properties_file, KafkaSettings};
 use timebucket::kafka::read::read_to_end;
 
 use super::{bootstrap, create_topic_with, unique_name};
@@ -29,6 +29,9 @@ pub struct Pipeline {
     pub late: String,
     pub group: String,
     pub dir: tempfile::TempDir,
+    /// A client properties file every command gets (`KAFKA_CLIENT_PROPERTIES`),
+    /// for a cluster that wants more than an address (see `secure.rs`).
+    pub client_properties: Option<PathBuf>,
 }
 
 impl Pipeline {
@@ -39,8 +42,18 @@ impl Pipeline {
 
     /// Fresh topics on `bootstrap` with `replication` replicas and `configs`.
     pub fn on(bootstrap: &str, tag: &str, replication: i32, configs: &[(&str, &str)]) -> Pipeline {
-        let bootstrap = bootstrap.to_string();
-        let p = Pipeline {
+        let p = Pipeline::named(bootstrap, tag, None);
+        create_topic_with(&p.bootstrap, &p.input, PARTITIONS, replication, configs);
+        for t in [&p.seconds, &p.minutes, &p.forward, &p.dead_letter, &p.late] {
+            create_topic_with(&p.bootstrap, t, 2, replication, configs);
+        }
+        p
+    }
+
+    /// Fresh names (topics `TAG-in-...`, group `TAG-group-...`), no topics
+    /// yet; every command and reader uses `client_properties` if given.
+    pub fn named(bootstrap: &str, tag: &str, client_properties: Option<PathBuf>) -> Pipeline {
+        Pipeline {
             input: unique_name(&format!("{tag}-in")),
             seconds: unique_name(&format!("{tag}-sec")),
             minutes: unique_name(&format!("{tag}-min")),
@@ -49,13 +62,23 @@ impl Pipeline {
             late: unique_name(&format!("{tag}-late")),
             group: unique_name(&format!("{tag}-group")),
             dir: tempfile::tempdir().unwrap(),
-            bootstrap,
-        };
-        create_topic_with(&p.bootstrap, &p.input, PARTITIONS, replication, configs);
-        for t in [&p.seconds, &p.minutes, &p.forward, &p.dead_letter, &p.late] {
-            create_topic_with(&p.bootstrap, t, 2, replication, configs);
+            bootstrap: bootstrap.to_string(),
+            client_properties,
         }
-        p
+    }
+
+    /// The client settings of this pipeline's readers.
+    pub fn settings(&self) -> KafkaSettings {
+        match &self.client_properties {
+            None => KafkaSettings::new(&self.bootstrap),
+            Some(path) => KafkaSettings::from_sources(
+                read_properties_file(path).unwrap(),
+                Vec::new(),
+                Some(&self.bootstrap),
+                Vec::new(),
+            )
+            .unwrap(),
+        }
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
@@ -70,6 +93,9 @@ impl Pipeline {
             .env("LATE_TOPIC", &self.late)
             .env("CONSUMER_GROUP_ID", &self.group)
             .env("RUST_LOG", "info");
+        if let Some(path) = &self.client_properties {
+            c.env("KAFKA_CLIENT_PROPERTIES", path);
+        }
         c
     }
 
@@ -223,8 +249,12 @@ pub struct Record {
 
 /// Every committed record of `topic`, read to the end offsets as they are now.
 pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<Record> {
-    let settings = KafkaSettings::new(bootstrap);
-    read_to_end(&settings, topic, Duration::from_secs(60))
+    read_topic_with(&KafkaSettings::new(bootstrap), topic)
+}
+
+/// [`read_topic`] with client settings.
+pub fn read_topic_with(settings: &KafkaSettings, topic: &str) -> Vec<Record> {
+    read_to_end(settings, topic, Duration::from_secs(60))
         .unwrap()
         .into_iter()
         .map(|m| Record {
@@ -268,7 +298,7 @@ pub fn emitted(p: &Pipeline) -> WindowSet {
         (&p.seconds, MetricKind::Second),
         (&p.minutes, MetricKind::Minute),
     ] {
-        for record in read_topic(&p.bootstrap, topic) {
+        for record in read_topic_with(&p.settings(), topic) {
             let r: MetricRecord = serde_json::from_slice(&record.payload).unwrap();
             assert_eq!(r.metric, kind, "record on the wrong topic");
             assert_eq!(

@@ -1,0 +1,248 @@
+//! The first contact with the cluster, and the refusals that no retry cures.
+//!
+//! librdkafka treats a refused login or an untrusted certificate like any
+//! broken connection: it reconnects with backoff, reports the cause only as
+//! an error event, and a blocking call just times out. So every Kafka
+//! command starts with [`check`]: metadata requests in short steps through
+//! a small client whose error events are read between the steps. A refused
+//! login or TLS handshake ends the command within about a second (exit code
+//! 5, naming the cause); a cluster that does not answer ends it after
+//! [`CONNECT_TIMEOUT`] with librdkafka's last reason (connection refused,
+//! name not resolved, ...).
+//!
+//! Authorization (ACLs) is checked per request, so the calls that need it
+//! report it themselves; [`refusal`] says which error codes mean "the
+//! cluster says no" and what to do about it, and [`explain`] words them.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use tracing::debug;
+
+use crate::error::Error;
+use crate::kafka::config::KafkaSettings;
+
+/// How long [`check`] waits for a cluster that does not answer at all.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// One metadata request of [`check`]; error events are read in between.
+const STEP: Duration = Duration::from_millis(250);
+
+/// What the cluster's answer means when it says no.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// SASL: wrong user, password or mechanism.
+    Authentication,
+    /// TLS: the handshake failed (an untrusted certificate, a wrong
+    /// protocol).
+    Tls,
+    /// An ACL is missing for a topic, group, transactional id or the cluster.
+    Authorization,
+}
+
+/// Whether `code` is a refusal, and which.
+pub fn refusal(code: RDKafkaErrorCode) -> Option<Refusal> {
+    use RDKafkaErrorCode as C;
+    match code {
+        C::Authentication | C::SaslAuthenticationFailed | C::IllegalSASLState => {
+            Some(Refusal::Authentication)
+        }
+        C::SSL => Some(Refusal::Tls),
+        C::TopicAuthorizationFailed
+        | C::GroupAuthorizationFailed
+        | C::TransactionalIdAuthorizationFailed
+        | C::ClusterAuthorizationFailed
+        | C::DelegationTokenAuthorizationFailed => Some(Refusal::Authorization),
+        _ => None,
+    }
+}
+
+/// The refusal behind a failed call, if it was one.
+pub fn refusal_of(error: &KafkaError) -> Option<Refusal> {
+    error.rdkafka_error_code().and_then(refusal)
+}
+
+/// `code` with what to do about it, when it is a refusal: for error
+/// messages of calls that can be refused.
+pub fn explain(code: RDKafkaErrorCode) -> String {
+    use RDKafkaErrorCode as C;
+    let hint = match code {
+        C::TopicAuthorizationFailed => {
+            "not authorized: the user has no ACL for this topic (see README, \"ACLs\")"
+        }
+        C::GroupAuthorizationFailed => {
+            "not authorized: the user has no ACL for this consumer group (see README, \"ACLs\")"
+        }
+        C::TransactionalIdAuthorizationFailed => {
+            "not authorized: the user has no ACL for this transactional id prefix (see README, \"ACLs\"; \
+             --at-least-once needs none)"
+        }
+        C::ClusterAuthorizationFailed => {
+            "not authorized: the user has no ACL for this cluster operation (see README, \"ACLs\")"
+        }
+        _ => return match refusal(code) {
+            Some(r) => format!("{code} ({})", hint_of(r, "")),
+            None => code.to_string(),
+        },
+    };
+    format!("{code} ({hint})")
+}
+
+/// The error message of a refused call: `what` failed, why, and what to do.
+pub fn refused(what: &str, error: &KafkaError) -> Error {
+    match error.rdkafka_error_code() {
+        Some(code) if refusal(code).is_some() => Error::Kafka(format!("{what}: {}", explain(code))),
+        _ => Error::Kafka(format!("{what}: {error}")),
+    }
+}
+
+fn hint_of(refusal: Refusal, reason: &str) -> &'static str {
+    match refusal {
+        Refusal::Authentication => {
+            "authentication failed: check sasl.mechanism, sasl.username and sasl.password \
+             (in the -F file or TIMEBUCKET_CLIENT_SASL_PASSWORD)"
+        }
+        Refusal::Tls if reason.contains("certificate verify failed") => {
+            "TLS: the broker's certificate is not signed by a CA this client trusts: \
+             set ssl.ca.location to the CA certificate (PEM) that signed it"
+        }
+        Refusal::Tls => {
+            "TLS handshake failed: check security.protocol, ssl.ca.location and, for \
+             mutual TLS, ssl.certificate.location and ssl.key.location"
+        }
+        Refusal::Authorization => "not authorized: the user lacks an ACL (see README, \"ACLs\")",
+    }
+}
+
+/// Error events of the probe client, as librdkafka reports them.
+#[derive(Default)]
+struct Watch {
+    events: Mutex<Vec<(RDKafkaErrorCode, String)>>,
+}
+
+impl ClientContext for Watch {
+    fn error(&self, error: KafkaError, reason: &str) {
+        debug!(%error, reason, "while connecting");
+        if let Some(code) = error.rdkafka_error_code() {
+            self.events
+                .lock()
+                .expect("poisoned")
+                .push((code, reason.to_string()));
+        }
+    }
+}
+
+impl ConsumerContext for Watch {}
+
+/// Connects to the cluster once and asks for its metadata: `Ok` once a
+/// broker answers; [`Error::Kafka`] naming the cause as soon as librdkafka
+/// reports a refused login or TLS handshake, or after [`CONNECT_TIMEOUT`]
+/// without an answer.
+pub fn check(settings: &KafkaSettings) -> Result<(), Error> {
+    check_within(settings, CONNECT_TIMEOUT)
+}
+
+/// [`check`] with another time limit.
+pub fn check_within(settings: &KafkaSettings, timeout: Duration) -> Result<(), Error> {
+    let bootstrap = &settings.bootstrap;
+    // No group.id: polling serves the main queue (its error events), and no
+    // group coordinator is looked up.
+    let probe: BaseConsumer<Watch> = settings
+        .client_config(&[])
+        .create_with_context(Watch::default())
+        .map_err(|e| Error::Kafka(format!("cannot create a Kafka client for {bootstrap}: {e}")))?;
+    let deadline = Instant::now() + timeout;
+    // What went wrong last: librdkafka's own reason (an error event, e.g.
+    // "Connect to ... failed: Connection refused") if there was one, else
+    // the failed call's.
+    let mut last_call: String;
+    let mut last_event: Option<String> = None;
+    loop {
+        let step = STEP.min(deadline.saturating_duration_since(Instant::now()));
+        match probe.fetch_metadata(None, step.max(Duration::from_millis(1))) {
+            Ok(md) if !md.brokers().is_empty() => return Ok(()),
+            Ok(_) => last_call = "the metadata lists no brokers".into(),
+            Err(e) => last_call = e.to_string(),
+        }
+        while probe.poll(Duration::ZERO).is_some() {}
+        let events = std::mem::take(&mut *probe.context().events.lock().expect("poisoned"));
+        for (code, reason) in &events {
+            if let Some(r @ (Refusal::Authentication | Refusal::Tls)) = refusal(*code) {
+                return Err(Error::Kafka(format!(
+                    "{bootstrap} refused the connection: {} ({code}: {reason})",
+                    hint_of(r, reason)
+                )));
+            }
+        }
+        if let Some((code, reason)) = events
+            .iter()
+            .rev()
+            .find(|(code, _)| *code != RDKafkaErrorCode::AllBrokersDown)
+        {
+            last_event = Some(format!("{code}: {reason}"));
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Kafka(format!(
+                "no Kafka broker at {bootstrap} answered within {timeout:?} (last: {})",
+                last_event.unwrap_or(last_call)
+            )));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_told_apart_from_transient_errors() {
+        use RDKafkaErrorCode as C;
+        assert_eq!(refusal(C::Authentication), Some(Refusal::Authentication));
+        assert_eq!(refusal(C::SSL), Some(Refusal::Tls));
+        for code in [
+            C::TopicAuthorizationFailed,
+            C::GroupAuthorizationFailed,
+            C::TransactionalIdAuthorizationFailed,
+            C::ClusterAuthorizationFailed,
+        ] {
+            assert_eq!(refusal(code), Some(Refusal::Authorization), "{code}");
+            assert!(
+                explain(code).contains("not authorized"),
+                "{}",
+                explain(code)
+            );
+        }
+        // What a broker restart looks like: never a refusal.
+        for code in [
+            C::AllBrokersDown,
+            C::BrokerTransportFailure,
+            C::NotCoordinator,
+            C::CoordinatorLoadInProgress,
+            C::NotLeaderForPartition,
+            C::RequestTimedOut,
+            C::OperationTimedOut,
+        ] {
+            assert_eq!(refusal(code), None, "{code}");
+        }
+        let e = refused(
+            "cannot start transactions",
+            &KafkaError::MetadataFetch(C::TransactionalIdAuthorizationFailed),
+        );
+        assert_eq!(e.exit_code(), 5);
+        assert!(e.to_string().contains("transactional id"), "{e}");
+    }
+
+    #[test]
+    fn an_unreachable_cluster_fails_within_the_timeout_naming_the_address() {
+        // A port nothing listens on (the discard port, closed on test machines).
+        let settings = KafkaSettings::new("127.0.0.1:9");
+        let started = Instant::now();
+        let e = check_within(&settings, Duration::from_secs(2)).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(e.exit_code(), 5);
+        assert!(e.to_string().contains("127.0.0.1:9"), "{e}");
+    }
+}
