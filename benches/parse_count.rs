@@ -14,8 +14,8 @@ use timebucket::cmd::worker::WorkerSummary;
 use timebucket::core::bucket::Routing;
 use timebucket::core::frame::{FrameParser, Line};
 use timebucket::core::partitioned::PartitionedWindows;
-use timebucket::observe::worker::WorkerMetrics;
 use timebucket::core::window::WatermarkRule;
+use timebucket::observe::worker::WorkerMetrics;
 
 fn frames() -> Vec<u8> {
     let mut out = Vec::new();
