@@ -107,7 +107,7 @@ fn the_dashboard_shows_the_topics_live_in_a_real_browser() {
     let (&start, last) = minutes.last_key_value().expect("minutes on the topic");
     let want = (start, last.unique_users.unwrap());
     let dead_letters = read_topic(&p.bootstrap, &p.dead_letter).len() as u64;
-    let late = read_topic(&p.bootstrap, &p.late);
+    let late = read_topic(&p.bootstrap, p.late.as_ref().unwrap());
     let late_minute = late
         .iter()
         .filter(|r| r.headers.get("timebucket.late").map(String::as_str) == Some("minute"))

@@ -134,7 +134,7 @@ fn a_bad_clock_mid_stream_costs_no_one_anything() {
         (after.late.seconds, after.late.minutes)
     );
     assert!(late_seconds > 0, "the input has frames beyond the lateness");
-    let late = read_topic(&p.bootstrap, &p.late);
+    let late = read_topic(&p.bootstrap, p.late.as_ref().unwrap());
     assert_eq!(late.len() as u64, late_seconds);
     let minutes = late
         .iter()

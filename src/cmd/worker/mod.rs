@@ -40,7 +40,7 @@ use crate::core::window::Closed;
 use crate::error::Error;
 use crate::kafka::config::{KafkaSettings, TopicNames};
 use crate::kafka::consumer::{self as group};
-use crate::kafka::read::end_offsets;
+use crate::kafka::read::{end_offsets, partitions_of};
 use crate::kafka::sink::{AtLeastOnce, Sink, Transactional};
 use crate::observe::worker::WorkerMetrics;
 use crate::observe::Exporter;
@@ -177,6 +177,11 @@ pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSummary, 
         shared.clone(),
         statistics,
     )?;
+    // Late frames to a topic that does not exist would fail every
+    // transaction: say so now instead.
+    if let Some(late) = &opts.late_topic {
+        partitions_of(&consumer, late, Duration::from_secs(30))?;
+    }
     let targets = match &opts.until_offsets {
         Some(ends) => Some(ends.clone()),
         None if opts.until_end => Some(end_offsets(&consumer, &opts.topics.input)?),

@@ -16,10 +16,8 @@ pub struct WorkerSummary {
     /// Invalid records consumed (replayed ones included).
     pub invalid: u64,
     /// `invalid` by reason (`Invalid::code`).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub invalid_reasons: BTreeMap<String, u64>,
     /// Blank lines consumed (nothing to count).
-    #[serde(default)]
     pub blank: u64,
     /// Records consumed again after a hand-over or a rewind.
     pub replayed: u64,
@@ -31,16 +29,12 @@ pub struct WorkerSummary {
     /// Partitions taken away from this worker by rebalances.
     pub partitions_revoked: u64,
     /// Assignments received: one per rebalance this worker took part in.
-    #[serde(default)]
     pub rebalances: u64,
     /// Transactions committed and given up (exactly-once mode).
-    #[serde(default)]
     pub transactions_committed: u64,
-    #[serde(default)]
     pub transactions_aborted: u64,
     /// Transactional producers replaced by a fresh one (fenced, or unable
     /// to abort).
-    #[serde(default)]
     pub producer_replacements: u64,
 }
 

@@ -26,7 +26,8 @@ pub struct Pipeline {
     pub minutes: String,
     pub forward: String,
     pub dead_letter: String,
-    pub late: String,
+    /// The late topic, when this pipeline made one (`LATE_TOPIC`).
+    pub late: Option<String>,
     pub group: String,
     pub dir: tempfile::TempDir,
     /// A client properties file every command gets (`KAFKA_CLIENT_PROPERTIES`),
@@ -42,9 +43,11 @@ impl Pipeline {
 
     /// Fresh topics on `bootstrap` with `replication` replicas and `configs`.
     pub fn on(bootstrap: &str, tag: &str, replication: i32, configs: &[(&str, &str)]) -> Pipeline {
-        let p = Pipeline::named(bootstrap, tag, None);
+        let mut p = Pipeline::named(bootstrap, tag, None);
+        p.late = Some(unique_name(&format!("{tag}-late")));
         create_topic_with(&p.bootstrap, &p.input, PARTITIONS, replication, configs);
-        for t in [&p.seconds, &p.minutes, &p.forward, &p.dead_letter, &p.late] {
+        let late = p.late.as_ref().expect("set above");
+        for t in [&p.seconds, &p.minutes, &p.forward, &p.dead_letter, late] {
             create_topic_with(&p.bootstrap, t, 2, replication, configs);
         }
         p
@@ -59,7 +62,7 @@ impl Pipeline {
             minutes: unique_name(&format!("{tag}-min")),
             forward: unique_name(&format!("{tag}-fwd")),
             dead_letter: unique_name(&format!("{tag}-dlq")),
-            late: unique_name(&format!("{tag}-late")),
+            late: None,
             group: unique_name(&format!("{tag}-group")),
             dir: tempfile::tempdir().unwrap(),
             bootstrap: bootstrap.to_string(),
@@ -90,11 +93,14 @@ impl Pipeline {
             .env("MIN_METRICS_OUTPUT_TOPIC", &self.minutes)
             .env("OUTPUT_STREAM", &self.forward)
             .env("DEAD_LETTER_TOPIC", &self.dead_letter)
-            .env("LATE_TOPIC", &self.late)
+            .env_remove("LATE_TOPIC")
             .env("CONSUMER_GROUP_ID", &self.group)
             .env("RUST_LOG", "info");
         if let Some(path) = &self.client_properties {
             c.env("KAFKA_CLIENT_PROPERTIES", path);
+        }
+        if let Some(late) = &self.late {
+            c.env("LATE_TOPIC", late);
         }
         c
     }
