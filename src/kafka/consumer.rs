@@ -116,16 +116,21 @@ pub type GroupConsumer<H> = BaseConsumer<GroupContext<H>>;
 
 /// A consumer of `topic` in `group`. With `statistics`, librdkafka reports
 /// its statistics that often to [`Handover::statistics`] (unless the user's
-/// `-X statistics.interval.ms` says otherwise).
+/// `-X statistics.interval.ms` says otherwise). With `partition_eof`, a
+/// poll answers `PartitionEOF` once a partition is read to its end.
 pub fn group_consumer<H: Handover>(
     settings: &KafkaSettings,
     group: &str,
     topic: &str,
     handover: Arc<H>,
     statistics: Option<Duration>,
+    partition_eof: bool,
 ) -> Result<GroupConsumer<H>, Error> {
     let interval = statistics.map(|d| d.as_millis().to_string());
     let mut defaults = CONSUMER_DEFAULTS.to_vec();
+    if partition_eof {
+        defaults.push(("enable.partition.eof", "true"));
+    }
     if let Some(ms) = &interval {
         defaults.push(("statistics.interval.ms", ms));
     }

@@ -10,6 +10,8 @@
 //! - [`checkpoint`]: a partition's checkpoint as a committed offset plus
 //!   metadata;
 //! - [`producer`]: producers with delivery tracking, dead-letter headers;
+//! - [`limits`]: the record size limits of the output topics, read from
+//!   the cluster, and the producer settings they imply;
 //! - [`sink`]: a worker's outputs, transactional or at-least-once;
 //! - [`read`]: a topic read to its end (`show`, loadtest, tests);
 //! - [`retry`]: metadata calls retried while brokers fail over;
@@ -20,6 +22,7 @@ pub mod config;
 pub mod connect;
 pub mod consumer;
 pub mod error;
+pub mod limits;
 pub mod producer;
 pub mod properties;
 pub mod read;

@@ -16,6 +16,7 @@ use crate::core::frame::Invalid;
 use crate::error::Error;
 use crate::kafka::config::KafkaSettings;
 use crate::kafka::connect::{explain, refusal as refusal_of_code};
+use crate::kafka::limits::OutputLimits;
 
 /// Failures kept one by one for the final report; the rest are only counted.
 const KEPT_FAILURES: usize = 20;
@@ -25,6 +26,12 @@ const KEPT_FAILURES: usize = 20;
 pub struct Deliveries {
     pub delivered: AtomicU64,
     pub failed: AtomicU64,
+    /// Failures no retry or replay can heal: the record itself is refused
+    /// (too large for the producer or the topic, or malformed).
+    pub permanent: AtomicU64,
+    /// Positions are [`Position`]s of a worker (input partition and
+    /// offset), not ingest's line numbers.
+    pub worker_positions: bool,
     /// (position, error) of the first failures: a line number or an offset.
     pub failures: Mutex<Vec<(u64, String)>>,
     /// The first failure that was the cluster saying no (a missing ACL):
@@ -52,7 +59,15 @@ impl Deliveries {
                 *refused = Some(format!("cannot produce to {topic}: {}", explain(code)));
             }
         }
-        self.record_failure(position, detail);
+        if is_permanent(error) {
+            self.permanent.fetch_add(1, Ordering::Relaxed);
+        }
+        self.record_failure(position, format!("{topic}: {detail}"));
+    }
+
+    /// Failures no retry or replay can heal (see `permanent`).
+    pub fn permanent(&self) -> u64 {
+        self.permanent.load(Ordering::Relaxed)
     }
 
     /// [`Error::Kafka`] if the cluster refused a record (see `refused`).
@@ -75,6 +90,7 @@ impl Deliveries {
     /// Forgets failures of records whose transaction was aborted.
     pub fn reset(&self) {
         self.failed.store(0, Ordering::Relaxed);
+        self.permanent.store(0, Ordering::Relaxed);
         self.failures.lock().expect("poisoned").clear();
     }
 
@@ -82,9 +98,82 @@ impl Deliveries {
         let kept = self.failures.lock().expect("poisoned");
         let mut s = format!("{} record(s) not delivered", self.failed());
         for (position, error) in kept.iter() {
-            s.push_str(&format!("\n  at {position}: {error}"));
+            let at = if self.worker_positions {
+                Position::decode(*position).to_string()
+            } else {
+                position.to_string()
+            };
+            s.push_str(&format!("\n  at {at}: {error}"));
         }
         s
+    }
+}
+
+/// Whether a failed record would fail the same way on every retry: it is
+/// too large for the producer (`message.max.bytes`) or the topic
+/// (`max.message.bytes`), or the broker finds it malformed.
+fn is_permanent(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::MessageBatchTooLarge
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::InvalidMessageSize
+        )
+    )
+}
+
+/// What a worker's record came from, packed into the delivery opaque: the
+/// input record (partition and offset) it carries or describes, or the
+/// window a metric record closes. 48 bits of offset or window start, 15 of
+/// partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    Record { partition: i32, offset: u64 },
+    Window { partition: i32, start: u64 },
+}
+
+const WINDOW_BIT: u64 = 1 << 63;
+const LOW_48: u64 = (1 << 48) - 1;
+
+impl Position {
+    pub fn encode(self) -> usize {
+        let (flag, partition, value) = match self {
+            Position::Record { partition, offset } => (0, partition, offset),
+            Position::Window { partition, start } => (WINDOW_BIT, partition, start),
+        };
+        (flag | ((partition as u64 & 0x7fff) << 48) | (value & LOW_48)) as usize
+    }
+
+    pub fn decode(raw: u64) -> Position {
+        let partition = ((raw >> 48) & 0x7fff) as i32;
+        let value = raw & LOW_48;
+        if raw & WINDOW_BIT != 0 {
+            Position::Window {
+                partition,
+                start: value,
+            }
+        } else {
+            Position::Record {
+                partition,
+                offset: value,
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Position::Record { partition, offset } => {
+                write!(f, "input partition {partition} offset {offset}")
+            }
+            Position::Window { partition, start } => {
+                write!(f, "the window at {start} of input partition {partition}")
+            }
+        }
     }
 }
 
@@ -174,6 +263,30 @@ pub fn tracked_producer(
         .map_err(|e| Error::Kafka(format!("cannot create producer: {e}")))
 }
 
+/// A worker's producer: `defaults`, then the size settings the output
+/// topics' limits imply ([`OutputLimits::producer_properties`]); delivery
+/// opaques are [`Position`]s.
+pub fn worker_producer(
+    settings: &KafkaSettings,
+    defaults: &[(&str, &str)],
+    limits: &OutputLimits,
+) -> Result<TrackedProducer, Error> {
+    let sizes = limits.producer_properties();
+    let mut all = defaults.to_vec();
+    all.retain(|(k, _)| sizes.iter().all(|(s, _)| s != k));
+    all.extend(sizes.iter().map(|(k, v)| (*k, v.as_str())));
+    let context = TrackedDelivery {
+        deliveries: Arc::new(Deliveries {
+            worker_positions: true,
+            ..Deliveries::default()
+        }),
+    };
+    settings
+        .client_config(&all)
+        .create_with_context(context)
+        .map_err(|e| Error::Kafka(format!("cannot create producer: {e}")))
+}
+
 /// Sends one record, waiting while the local queue is full. A record the
 /// producer refuses outright (for example, larger than `message.max.bytes`)
 /// is counted as a failed delivery at `position`, never dropped silently.
@@ -252,6 +365,17 @@ pub const HEADER_OFFSET: &str = "timebucket.offset";
 pub const HEADER_LATE: &str = "timebucket.late";
 pub const HEADER_WINDOW: &str = "timebucket.window";
 pub const HEADER_WATERMARK: &str = "timebucket.watermark";
+/// The dead-lettered record's payload size in bytes, before any truncation.
+pub const HEADER_SIZE: &str = "timebucket.size";
+/// Present (value `true`) when the dead letter holds only the first bytes
+/// of the payload: all of it would not fit the dead-letter topic.
+pub const HEADER_TRUNCATED: &str = "timebucket.truncated";
+/// The output topic a valid frame was too large for (reason
+/// [`REASON_TOO_LARGE_FOR_TOPIC`]).
+pub const HEADER_TOPIC: &str = "timebucket.topic";
+/// Dead-letter reason of a valid frame, counted in its windows, that is too
+/// large for the topic it should also go to (`--forward`, the late topic).
+pub const REASON_TOO_LARGE_FOR_TOPIC: &str = "too_large_for_topic";
 
 /// Headers of a late frame: for which window kind it came late
 /// (`second`, or `minute` when it missed its minute too), that window's
@@ -296,14 +420,29 @@ pub enum Origin {
 }
 
 pub fn dead_letter_headers(reason: Invalid, origin: Origin) -> OwnedHeaders {
+    reason_headers(reason.code(), reason.describe(), origin)
+}
+
+/// Headers of a valid frame too large for `topic` (whose limit is `limit`).
+pub fn too_large_headers(topic: &str, limit: usize, origin: Origin) -> OwnedHeaders {
+    let detail = format!(
+        "a valid frame, counted, larger than {topic} takes (max.message.bytes {limit})"
+    );
+    reason_headers(REASON_TOO_LARGE_FOR_TOPIC, &detail, origin).insert(Header {
+        key: HEADER_TOPIC,
+        value: Some(topic),
+    })
+}
+
+fn reason_headers(reason: &str, detail: &str, origin: Origin) -> OwnedHeaders {
     let headers = OwnedHeaders::new()
         .insert(Header {
             key: HEADER_REASON,
-            value: Some(reason.code()),
+            value: Some(reason),
         })
         .insert(Header {
             key: HEADER_DETAIL,
-            value: Some(reason.describe()),
+            value: Some(detail),
         });
     match origin {
         Origin::Line(line) => headers.insert(Header {

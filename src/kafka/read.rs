@@ -150,3 +150,30 @@ pub fn end_offsets<C: ConsumerContext>(
     }
     Ok(ends)
 }
+
+/// The log start offset of `topic`/`partition` as librdkafka last learned
+/// it (from its fetch responses and offset lookups): no request to the
+/// broker, so cheap enough for every jump in offsets a consumer sees.
+/// `None` when the client knows nothing of the partition yet.
+pub fn cached_log_start<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer is valid while `consumer` lives, `topic`
+    // is a NUL-terminated string that outlives the call, and librdkafka
+    // only reads its cached offsets under its own lock into `low`/`high`.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && low >= 0)
+        .then_some(low)
+}

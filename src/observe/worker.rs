@@ -76,6 +76,8 @@ pub struct WorkerMetrics {
     aborted: Counter,
     transaction_seconds: Histogram,
     producer_replacements: Counter,
+    too_large_for_topic: Counter,
+    lost_to_retention: Counter,
     rebalances: Counter,
     partitions_revoked: Counter,
     owned: Gauge,
@@ -157,6 +159,16 @@ impl WorkerMetrics {
             "producer_replacements",
             "Transactional producers replaced by a fresh one (fenced, or unable to abort)",
         );
+        let too_large_for_topic = counter(
+            &mut r,
+            "frames_too_large_for_topic",
+            "Valid frames (counted) too large for the forward or late topic: dead-lettered as too_large_for_topic",
+        );
+        let lost_to_retention = counter(
+            &mut r,
+            "records_lost_to_retention",
+            "Input offsets removed by retention before this worker read them (each range logged as an error)",
+        );
         let rebalances = counter(
             &mut r,
             "rebalances",
@@ -206,6 +218,8 @@ impl WorkerMetrics {
             aborted,
             transaction_seconds,
             producer_replacements,
+            too_large_for_topic,
+            lost_to_retention,
             rebalances,
             partitions_revoked,
             owned,
@@ -241,6 +255,8 @@ impl WorkerMetrics {
         mirror(&self.committed, s.transactions_committed);
         mirror(&self.aborted, s.transactions_aborted);
         mirror(&self.producer_replacements, s.producer_replacements);
+        mirror(&self.too_large_for_topic, s.too_large_for_topic);
+        mirror(&self.lost_to_retention, s.lost_to_retention);
         mirror(&self.rebalances, s.rebalances);
         mirror(&self.partitions_revoked, s.partitions_revoked);
     }

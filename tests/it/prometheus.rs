@@ -141,6 +141,14 @@ fn expected(s: &WorkerSummary) -> Vec<(String, u64)> {
             "timebucket_producer_replacements_total".into(),
             s.producer_replacements,
         ),
+        (
+            "timebucket_frames_too_large_for_topic_total".into(),
+            s.too_large_for_topic,
+        ),
+        (
+            "timebucket_records_lost_to_retention_total".into(),
+            s.lost_to_retention,
+        ),
         ("timebucket_rebalances_total".into(), s.rebalances),
         (
             "timebucket_partitions_revoked_total".into(),

@@ -40,6 +40,7 @@ use crate::core::window::Closed;
 use crate::error::Error;
 use crate::kafka::config::{KafkaSettings, TopicNames};
 use crate::kafka::consumer::{self as group};
+use crate::kafka::limits::OutputLimits;
 use crate::kafka::read::{end_offsets, partitions_of};
 use crate::kafka::sink::{AtLeastOnce, Sink, Transactional};
 use crate::observe::worker::WorkerMetrics;
@@ -102,6 +103,11 @@ struct State {
     rewind: bool,
     /// An error met inside a rebalance callback, where it cannot be returned.
     fatal: Option<Error>,
+    /// Batch runs: the position each partition had when librdkafka said it
+    /// was read to its end (every offset from there to the end offset holds
+    /// nothing to read). Kept across rewinds, which librdkafka does not
+    /// announce the end again after.
+    at_end: HashMap<i32, u64>,
     /// Windows emitted since they were last made durable, and when that was.
     emit_pending: bool,
     last_emit_ms: Option<u64>,
@@ -137,11 +143,13 @@ pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSummary, 
     if let Some(e) = &exporter {
         info!(url = %format!("http://{}/metrics", e.addr()), "serving metrics, /healthz and /readyz");
     }
+    let limits = output_limits(&opts)?;
     let sink: Box<dyn Sink> = if opts.exactly_once {
         Box::new(Transactional::new(
             &opts.settings,
             opts.topics.clone(),
             opts.late_topic.clone(),
+            limits,
             &opts.group,
         )?)
     } else {
@@ -149,6 +157,7 @@ pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSummary, 
             &opts.settings,
             opts.topics.clone(),
             opts.late_topic.clone(),
+            limits,
         )?)
     };
     let shared = Arc::new(Shared {
@@ -161,6 +170,7 @@ pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSummary, 
             closed: Vec::new(),
             rewind: false,
             fatal: None,
+            at_end: HashMap::new(),
             emit_pending: false,
             last_emit_ms: None,
             first_record_ms: None,
@@ -170,12 +180,17 @@ pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSummary, 
     });
     // librdkafka's statistics carry the partitions' end offsets (for the lag).
     let statistics = exporter.as_ref().map(|_| poll::OBSERVE_INTERVAL);
+    // Batch runs learn that a partition is read to its end from
+    // librdkafka's end-of-partition events: its position alone may never
+    // reach the end offset (compacted or aborted records at the end).
+    let batch = opts.until_end || opts.until_offsets.is_some();
     let consumer = group::group_consumer(
         &opts.settings,
         &opts.group,
         &opts.topics.input,
         shared.clone(),
         statistics,
+        batch,
     )?;
     // Late frames to a topic that does not exist would fail every
     // transaction: say so now instead.
@@ -221,6 +236,19 @@ pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSummary, 
         linger(opts.metrics_linger, &stop);
     }
     result.map(|()| summary)
+}
+
+/// The record limits of the topics this worker writes to, from the cluster.
+fn output_limits(opts: &WorkerOptions) -> Result<OutputLimits, Error> {
+    let t = &opts.topics;
+    let mut topics = vec![t.seconds.as_str(), t.minutes.as_str(), t.dead_letter.as_str()];
+    if opts.forward {
+        topics.push(&t.forward);
+    }
+    if let Some(late) = &opts.late_topic {
+        topics.push(late);
+    }
+    OutputLimits::describe(&opts.settings, &topics)
 }
 
 /// Keeps the process (and its metrics endpoint) up for `linger`, or until

@@ -4,11 +4,16 @@
 //! closed windows, forward or dead-letter the record, or seek).
 //!
 //! A partition (re)starts exactly at its committed checkpoint, or at the
-//! log's first record when it has none. Records fetched from anywhere else
-//! (before a seek took effect, or after an aborted transaction) are dropped
-//! with [`Step::Seek`]. Records below the checkpoint's `handled_until` were
-//! fully handled by a previous owner: replaying them rebuilds the windows but
-//! sends no side output again (`replay` in [`Step`]).
+//! log's first record when it has none. A first record from anywhere else
+//! is dropped with [`Step::Seek`]. After that seek the first record is the
+//! first one there is at or after the start: one further on means the
+//! offsets between hold nothing to read (transaction markers, aborted or
+//! compacted records) or were removed by retention. The partition starts
+//! there and reports the [`Gap`], as it does for any later jump in offsets;
+//! the worker tells the two apart by the log's start offset. Records below
+//! the checkpoint's `handled_until` were fully handled by a previous owner:
+//! replaying them rebuilds the windows but sends no side output again
+//! (`replay` in [`Step`]).
 
 use crate::core::frame::{FrameParser, Invalid, Line};
 use crate::core::window::{Admission, Checkpoint, Closed, Watermark, WatermarkRule, Windows};
@@ -60,6 +65,14 @@ pub enum Step {
     Invalid { reason: Invalid, replay: bool },
 }
 
+/// Offsets skipped between two records read (or between the start and the
+/// first record): `from` up to, not including, `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    pub from: u64,
+    pub to: u64,
+}
+
 #[derive(Debug)]
 pub struct Partition {
     rules: Rules,
@@ -69,6 +82,11 @@ pub struct Partition {
     next_offset: Option<u64>,
     /// Records below this offset were handled by a previous owner.
     handled_until: u64,
+    /// A seek to the start was asked for: the next record is the first
+    /// there is from the start on.
+    sought: bool,
+    /// Offsets skipped by the last record, until [`Partition::take_gap`].
+    gap: Option<Gap>,
 }
 
 impl Partition {
@@ -83,6 +101,8 @@ impl Partition {
             windows,
             next_offset: None,
             handled_until,
+            sought: false,
+            gap: None,
         }
     }
 
@@ -97,17 +117,34 @@ impl Partition {
     ) -> Step {
         match self.next_offset {
             None => {
-                let (at_start, seek) = match self.start {
-                    Start::Checkpoint(cp) => {
-                        (offset == cp.resume_seq, SeekTo::Offset(cp.resume_seq))
+                let (at_start, expected, seek) = match self.start {
+                    Start::Checkpoint(cp) => (
+                        offset == cp.resume_seq,
+                        cp.resume_seq,
+                        SeekTo::Offset(cp.resume_seq),
+                    ),
+                    Start::Fresh { log_start } => {
+                        (offset <= log_start, log_start, SeekTo::Beginning)
                     }
-                    Start::Fresh { log_start } => (offset <= log_start, SeekTo::Beginning),
                 };
                 if !at_start {
-                    return Step::Seek(seek);
+                    if !self.sought || offset < expected {
+                        self.sought = true;
+                        return Step::Seek(seek);
+                    }
+                    self.gap = Some(Gap {
+                        from: expected,
+                        to: offset,
+                    });
                 }
             }
             Some(next) if offset < next => return Step::Duplicate,
+            Some(next) if offset > next => {
+                self.gap = Some(Gap {
+                    from: next,
+                    to: offset,
+                })
+            }
             Some(_) => {}
         }
         self.next_offset = Some(offset + 1);
@@ -131,6 +168,23 @@ impl Partition {
             Line::Blank => Step::Blank,
             Line::Invalid(reason) => Step::Invalid { reason, replay },
         }
+    }
+
+    /// Whether the partition has read its first record (it knows where it is).
+    pub fn started(&self) -> bool {
+        self.next_offset.is_some()
+    }
+
+    /// The offsets the last record skipped, once.
+    pub fn take_gap(&mut self) -> Option<Gap> {
+        self.gap.take()
+    }
+
+    /// Moves the position on to `offset` without reading: the offsets up to
+    /// it hold nothing to read (the end of input after compacted or aborted
+    /// records), or are gone (retention). Never moves back.
+    pub fn skip_to(&mut self, offset: u64) {
+        self.next_offset = Some(self.position().max(offset));
     }
 
     /// Whether any window is open.
@@ -264,6 +318,45 @@ mod tests {
         )));
     }
 
+    /// After the seek to its checkpoint, a record further on is the first
+    /// there is: the partition starts there and reports the gap.
+    #[test]
+    fn after_one_seek_a_later_first_record_starts_the_partition_with_a_gap() {
+        let mut first = Partition::new(Start::Fresh { log_start: 0 }, rules());
+        feed(&mut first, &stream(50));
+        let cp = first.checkpoint();
+        let mut p = Partition::new(Start::Checkpoint(cp), rules());
+        let mut closed = Vec::new();
+        let later = cp.resume_seq + 7;
+        let step = p.on_record(later, NOW, &frame(1100, "a"), &mut closed);
+        assert_eq!(step, Step::Seek(SeekTo::Offset(cp.resume_seq)));
+        assert_eq!(p.take_gap(), None);
+        let step = p.on_record(later, NOW, &frame(1100, "a"), &mut closed);
+        assert!(matches!(step, Step::Frame { .. }), "{step:?}");
+        assert_eq!(
+            p.take_gap(),
+            Some(Gap {
+                from: cp.resume_seq,
+                to: later
+            })
+        );
+        assert_eq!(p.take_gap(), None);
+        // A jump between records (a transaction marker) is a gap too.
+        p.on_record(later + 2, NOW, &frame(1100, "b"), &mut closed);
+        assert_eq!(
+            p.take_gap(),
+            Some(Gap {
+                from: later + 1,
+                to: later + 2
+            })
+        );
+        assert_eq!(p.position(), later + 3);
+        p.skip_to(later + 10);
+        assert_eq!(p.position(), later + 10);
+        p.skip_to(1);
+        assert_eq!(p.position(), later + 10);
+    }
+
     /// A new owner resuming from a checkpoint makes the same decisions as
     /// the old owner would have, and re-emits nothing.
     #[test]
@@ -301,7 +394,9 @@ mod tests {
         assert!(cp.resume_seq > 0 && cp.resume_seq < 100);
         let mut second = Partition::new(Start::Checkpoint(cp), rules());
         let mut closed = Vec::new();
-        for wrong in [0, cp.resume_seq + 1] {
+        // Before the checkpoint: always a seek (the one after the
+        // checkpoint is the first there is once a seek was made, see above).
+        for wrong in [0, cp.resume_seq - 1] {
             assert_eq!(
                 second.on_record(wrong, NOW, &frame(1000, "a"), &mut closed),
                 Step::Seek(SeekTo::Offset(cp.resume_seq))

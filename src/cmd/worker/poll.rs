@@ -10,18 +10,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
-use super::partition::{Partition, SeekTo, Start, Step};
+use super::partition::{Gap, Partition, SeekTo, Start, Step};
 use super::{unix_ms, Owned, Resume, Shared, State, WorkerOptions};
 use crate::core::window::Closed;
 use crate::error::Error;
 use crate::kafka::checkpoint::{add_checkpoint, committed_checkpoint, committed_checkpoints};
 use crate::kafka::connect::{refusal_of, refused, Refusal};
 use crate::kafka::consumer::{GroupConsumer, Handover, OffsetCommit};
+use crate::kafka::read::cached_log_start;
 use crate::kafka::retry;
 use crate::kafka::sink::{Commit, Late};
 use crate::observe::worker::PartitionFigures;
@@ -54,6 +56,12 @@ pub(super) fn run(
             info!("stop requested: committing and leaving the group");
             return commit_all(consumer, shared);
         }
+        // A commit given up below (last iteration) rewinds before any
+        // record is read again: a record read now could not be told from
+        // the first one after the checkpoint.
+        if std::mem::take(&mut shared.state().rewind) {
+            seek_to_checkpoints(consumer, shared)?;
+        }
         // In batch mode an empty queue may mean the end: check soon.
         let mut timeout = if targets.is_some() {
             Duration::from_millis(10)
@@ -83,6 +91,11 @@ pub(super) fn run(
                         record_time,
                         message.payload().unwrap_or(&[]),
                     )?;
+                }
+                // Batch runs: everything of the partition up to its end
+                // offset has been read.
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    on_end(consumer, shared, partition)?;
                 }
                 // A missing ACL (group, topic) never heals by itself;
                 // anything else (a broker restarting) librdkafka retries.
@@ -196,33 +209,8 @@ fn handle_record(
     payload: &[u8],
 ) -> Result<(), Error> {
     let opts = &shared.opts;
-    if !shared.state().partitions.contains_key(&partition) {
-        if opts.exactly_once {
-            // Reading the committed checkpoint may wait for another member's
-            // open transaction to resolve (up to its timeout). Commit ours
-            // first, so that none of ours stays open long enough to be aborted.
-            commit_all(consumer, shared)?;
-            if shared.state().rewind {
-                return Ok(());
-            }
-        }
-        let start = start_of(consumer, opts, partition)?;
-        let mut state = shared.state();
-        if let Start::Checkpoint(cp) = start {
-            state.resumes.push(Resume {
-                partition,
-                at_ms: unix_ms(),
-                resume: cp.resume_seq,
-                handled_until: cp.handled_until,
-            });
-        }
-        state.partitions.insert(
-            partition,
-            Owned {
-                partition: Partition::new(start, opts.rules),
-                last_record: Instant::now(),
-            },
-        );
+    if !own(consumer, shared, partition)? {
+        return Ok(());
     }
     let mut guard = shared.state();
     let state = &mut *guard;
@@ -233,6 +221,10 @@ fn handle_record(
     let step = owned
         .partition
         .on_record(offset, record_time, payload, &mut state.closed);
+    if let Some(gap) = owned.partition.take_gap() {
+        let lost = lost_to_retention(consumer, &opts.topics.input, partition, gap);
+        state.summary.lost_to_retention += lost;
+    }
     match step {
         Step::Seek(to) => {
             drop(guard);
@@ -266,8 +258,8 @@ fn handle_record(
             if replay {
                 state.summary.replayed += 1;
             } else {
-                if opts.forward {
-                    state.sink.forward(offset, payload);
+                if opts.forward && !state.sink.forward(partition, offset, payload) {
+                    state.summary.too_large_for_topic += 1;
                 }
                 if !counted.second {
                     state.summary.late_seconds += 1;
@@ -277,7 +269,9 @@ fn handle_record(
                         window: if counted.minute { ts } else { ts - ts % 60 },
                         watermark: owned.partition.watermark().map_or(0, |w| w.0),
                     };
-                    state.sink.late(partition, offset, payload, late);
+                    if !state.sink.late(partition, offset, payload, late) {
+                        state.summary.too_large_for_topic += 1;
+                    }
                 }
             }
         }
@@ -292,6 +286,108 @@ fn handle_record(
     }
     owned.last_record = Instant::now();
     emit(state, partition);
+    Ok(())
+}
+
+/// Makes `partition` an owned one (from its checkpoint or the log start)
+/// if it is not yet; `false` when a commit was given up on the way (the
+/// caller must wait for the rewind).
+fn own(consumer: &Worker, shared: &Shared, partition: i32) -> Result<bool, Error> {
+    let opts = &shared.opts;
+    if shared.state().partitions.contains_key(&partition) {
+        return Ok(true);
+    }
+    if opts.exactly_once {
+        // Reading the committed checkpoint may wait for another member's
+        // open transaction to resolve (up to its timeout). Commit ours
+        // first, so that none of ours stays open long enough to be aborted.
+        commit_all(consumer, shared)?;
+        if shared.state().rewind {
+            return Ok(false);
+        }
+    }
+    let start = start_of(consumer, opts, partition)?;
+    let mut state = shared.state();
+    if let Start::Checkpoint(cp) = start {
+        state.resumes.push(Resume {
+            partition,
+            at_ms: unix_ms(),
+            resume: cp.resume_seq,
+            handled_until: cp.handled_until,
+        });
+    }
+    state.partitions.insert(
+        partition,
+        Owned {
+            partition: Partition::new(start, opts.rules),
+            last_record: Instant::now(),
+        },
+    );
+    Ok(true)
+}
+
+/// How many offsets of `gap` retention removed: those below the log start
+/// offset librdkafka saw with the records (the rest of a gap held nothing
+/// to read: transaction markers, aborted or compacted records). Logged as
+/// an error naming the partition and the range.
+fn lost_to_retention(consumer: &Worker, topic: &str, partition: i32, gap: Gap) -> u64 {
+    let Some(low) = cached_log_start(consumer, topic, partition) else {
+        return 0;
+    };
+    let lost_to = (low as u64).min(gap.to);
+    if lost_to <= gap.from {
+        return 0;
+    }
+    let lost = lost_to - gap.from;
+    error!(
+        partition,
+        from = gap.from,
+        to = lost_to - 1,
+        records = lost,
+        "input records lost to retention before they were read: resuming at the log start"
+    );
+    lost
+}
+
+/// Batch runs: librdkafka read `partition` to its end (nothing from the
+/// position on is left to read). Notes that position; a partition without
+/// a record read yet is owned now, and retention that emptied it from its
+/// checkpoint on is counted.
+fn on_end(consumer: &Worker, shared: &Shared, partition: i32) -> Result<(), Error> {
+    let topic = &shared.opts.topics.input;
+    let assigned = consumer
+        .assignment()
+        .map_err(|e| Error::Kafka(format!("cannot read assignment: {e}")))?;
+    if assigned.find_partition(topic, partition).is_none() || !own(consumer, shared, partition)? {
+        return Ok(());
+    }
+    let mut state = shared.state();
+    let owned = state.partitions.get_mut(&partition).expect("owned above");
+    let mut position = owned.partition.position();
+    if !owned.partition.started() {
+        // Nothing was read from the start on: anything below the log start
+        // is gone.
+        let (low, _) = retry::with_backoff("partition offsets", Duration::from_secs(120), |left| {
+            consumer.fetch_watermarks(topic, partition, left)
+        })
+        .map_err(|e| Error::Kafka(format!("cannot read offsets of partition {partition}: {e}")))?;
+        let low = low.max(0) as u64;
+        if low > position {
+            error!(
+                partition,
+                from = position,
+                to = low - 1,
+                records = low - position,
+                "input records lost to retention before they were read: resuming at the log start"
+            );
+            state.summary.lost_to_retention += low - position;
+            let owned = state.partitions.get_mut(&partition).expect("owned above");
+            owned.partition.skip_to(low);
+            position = low;
+        }
+    }
+    info!(partition, position, "partition read to its end");
+    state.at_end.insert(partition, position);
     Ok(())
 }
 
@@ -375,6 +471,16 @@ fn drain_step(
     {
         let mut guard = shared.state();
         let state = &mut *guard;
+        // Read to the end offset, or to where librdkafka found nothing more
+        // to read: then the checkpoint moves on to the end offset, so that
+        // other members see the partition done.
+        let at_end = &state.at_end;
+        for (&p, o) in state.partitions.iter_mut() {
+            let position = o.partition.position();
+            if position < target(p) && at_end.get(&p).is_some_and(|&e| position >= e) {
+                o.partition.skip_to(target(p));
+            }
+        }
         let drained: Vec<i32> = state
             .partitions
             .iter()

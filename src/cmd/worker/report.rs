@@ -36,6 +36,13 @@ pub struct WorkerSummary {
     /// Transactional producers replaced by a fresh one (fenced, or unable
     /// to abort).
     pub producer_replacements: u64,
+    /// Valid frames (counted in their windows) too large for the forward or
+    /// late topic: dead-lettered as `too_large_for_topic` instead.
+    pub too_large_for_topic: u64,
+    /// Input offsets that retention (or delete-records) removed before this
+    /// worker read them: from a committed checkpoint or the position
+    /// reached up to the log's new start. Logged as errors with the range.
+    pub lost_to_retention: u64,
 }
 
 impl WorkerSummary {

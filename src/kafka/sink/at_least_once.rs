@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use rdkafka::topic_partition_list::TopicPartitionList;
 
-use super::{Commit, Late, Outputs, Sink};
+use super::{Commit, DeadLetter, Late, Outputs, Sink};
 use crate::core::frame::Invalid;
 use crate::core::window::Closed;
 use crate::error::Error;
 use crate::kafka::config::{KafkaSettings, TopicNames};
 use crate::kafka::consumer::OffsetCommit;
+use crate::kafka::limits::OutputLimits;
 use crate::kafka::producer::{self, TrackedProducer};
 
 pub struct AtLeastOnce {
@@ -24,10 +25,11 @@ impl AtLeastOnce {
         settings: &KafkaSettings,
         topics: TopicNames,
         late: Option<String>,
+        limits: OutputLimits,
     ) -> Result<AtLeastOnce, Error> {
         Ok(AtLeastOnce {
-            producer: producer::tracked_producer(settings, producer::WORKER_DEFAULTS)?,
-            outputs: Outputs { topics, late },
+            producer: producer::worker_producer(settings, producer::WORKER_DEFAULTS, &limits)?,
+            outputs: Outputs::new(topics, late, limits),
         })
     }
 }
@@ -37,18 +39,20 @@ impl Sink for AtLeastOnce {
         self.outputs.emit(&self.producer, partition, closed);
     }
 
-    fn forward(&mut self, offset: u64, payload: &[u8]) {
-        self.outputs.forward(&self.producer, offset, payload);
+    fn forward(&mut self, partition: i32, offset: u64, payload: &[u8]) -> bool {
+        self.outputs
+            .forward(&self.producer, partition, offset, payload)
     }
 
     fn dead_letter(&mut self, partition: i32, offset: u64, payload: &[u8], reason: Invalid) {
+        let reason = DeadLetter::Invalid(reason);
         self.outputs
             .dead_letter(&self.producer, partition, offset, payload, reason);
     }
 
-    fn late(&mut self, partition: i32, offset: u64, payload: &[u8], late: Late) {
+    fn late(&mut self, partition: i32, offset: u64, payload: &[u8], late: Late) -> bool {
         self.outputs
-            .late(&self.producer, partition, offset, payload, late);
+            .late(&self.producer, partition, offset, payload, late)
     }
 
     fn commit(

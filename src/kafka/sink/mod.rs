@@ -8,6 +8,7 @@
 mod at_least_once;
 mod transactional;
 
+use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 use rdkafka::topic_partition_list::TopicPartitionList;
 
@@ -20,7 +21,8 @@ use crate::core::window::Closed;
 use crate::error::Error;
 use crate::kafka::config::TopicNames;
 use crate::kafka::consumer::OffsetCommit;
-use crate::kafka::producer::{self, Origin, TrackedProducer};
+use crate::kafka::limits::OutputLimits;
+use crate::kafka::producer::{self, Origin, Position, TrackedProducer};
 
 /// What a commit achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,10 +52,14 @@ pub struct Late {
 /// is where they become durable or are given up as a whole.
 pub trait Sink: Send {
     fn emit(&mut self, partition: i32, closed: &Closed);
-    fn forward(&mut self, offset: u64, payload: &[u8]);
+    /// Forwards a valid frame unchanged; `false` when it is too large for
+    /// the forward topic and was dead-lettered instead (`too_large_for_topic`).
+    fn forward(&mut self, partition: i32, offset: u64, payload: &[u8]) -> bool;
+    /// Dead-letters an invalid record, truncated to fit the topic if need be.
     fn dead_letter(&mut self, partition: i32, offset: u64, payload: &[u8], reason: Invalid);
-    /// A late frame, unchanged, to the late topic (when there is one).
-    fn late(&mut self, partition: i32, offset: u64, payload: &[u8], late: Late);
+    /// A late frame, unchanged, to the late topic (when there is one);
+    /// `false` when it is too large for it and was dead-lettered instead.
+    fn late(&mut self, partition: i32, offset: u64, payload: &[u8], late: Late) -> bool;
     /// Makes everything sent so far durable together with `offsets` (the
     /// checkpoints of every owned partition).
     fn commit(
@@ -63,14 +69,33 @@ pub trait Sink: Send {
     ) -> Result<Commit, Error>;
 }
 
+/// Why a record goes to the dead-letter topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetter<'a> {
+    /// Not a frame.
+    Invalid(Invalid),
+    /// A valid frame (counted) too large for this output topic.
+    TooLargeFor(&'a str),
+}
+
 /// The records both sinks send, through one producer.
 struct Outputs {
     topics: TopicNames,
     /// Where late frames go, if anywhere.
     late: Option<String>,
+    /// The output topics' record limits.
+    limits: OutputLimits,
 }
 
 impl Outputs {
+    fn new(topics: TopicNames, late: Option<String>, limits: OutputLimits) -> Outputs {
+        Outputs {
+            topics,
+            late,
+            limits,
+        }
+    }
+
     fn emit(&self, producer: &TrackedProducer, partition: i32, closed: &Closed) {
         let record = MetricRecord::new(*closed, partition);
         let topic = match record.metric {
@@ -79,21 +104,48 @@ impl Outputs {
         };
         let key = record.key();
         let value = record.to_json();
+        let position = Position::Window {
+            partition,
+            start: closed.start(),
+        };
         producer::send(
             producer,
-            BaseRecord::with_opaque_to(topic, closed.start() as usize)
+            BaseRecord::with_opaque_to(topic, position.encode())
                 .key(key.as_bytes())
                 .payload(value.as_bytes()),
         );
     }
 
-    fn forward(&self, producer: &TrackedProducer, offset: u64, payload: &[u8]) {
+    /// Forwards a valid frame; `false` when it is too large for the forward
+    /// topic and was dead-lettered instead.
+    fn forward(
+        &self,
+        producer: &TrackedProducer,
+        partition: i32,
+        offset: u64,
+        payload: &[u8],
+    ) -> bool {
+        let topic = &self.topics.forward;
+        if !self.limits.fits(topic, payload.len(), 0) {
+            self.dead_letter(
+                producer,
+                partition,
+                offset,
+                payload,
+                DeadLetter::TooLargeFor(topic),
+            );
+            return false;
+        }
+        let position = Position::Record { partition, offset };
         producer::send(
             producer,
-            BaseRecord::with_opaque_to(&self.topics.forward, offset as usize).payload(payload),
+            BaseRecord::with_opaque_to(topic, position.encode()).payload(payload),
         );
+        true
     }
 
+    /// Sends a late frame to the late topic (if any); `false` when it is too
+    /// large for it and was dead-lettered instead.
     fn late(
         &self,
         producer: &TrackedProducer,
@@ -101,41 +153,99 @@ impl Outputs {
         offset: u64,
         payload: &[u8],
         late: Late,
-    ) {
-        let Some(topic) = &self.late else { return };
+    ) -> bool {
+        let Some(topic) = &self.late else {
+            return true;
+        };
+        let headers = producer::late_headers(
+            late.minute,
+            late.window,
+            late.watermark,
+            partition,
+            offset as i64,
+        );
+        if !self
+            .limits
+            .fits(topic, payload.len() + headers_bytes(&headers), headers.count())
+        {
+            self.dead_letter(
+                producer,
+                partition,
+                offset,
+                payload,
+                DeadLetter::TooLargeFor(topic),
+            );
+            return false;
+        }
+        let position = Position::Record { partition, offset };
         producer::send(
             producer,
-            BaseRecord::with_opaque_to(topic, offset as usize)
+            BaseRecord::with_opaque_to(topic, position.encode())
                 .payload(payload)
-                .headers(producer::late_headers(
-                    late.minute,
-                    late.window,
-                    late.watermark,
-                    partition,
-                    offset as i64,
-                )),
+                .headers(headers),
         );
+        true
     }
 
+    /// Dead-letters the record at `partition`/`offset`: its payload, cut
+    /// to what the dead-letter topic takes (header `timebucket.truncated`),
+    /// with its reason, origin and size.
     fn dead_letter(
         &self,
         producer: &TrackedProducer,
         partition: i32,
         offset: u64,
         payload: &[u8],
-        reason: Invalid,
+        reason: DeadLetter<'_>,
     ) {
+        let origin = Origin::Offset {
+            partition,
+            offset: offset as i64,
+        };
+        let mut headers = match reason {
+            DeadLetter::Invalid(invalid) => producer::dead_letter_headers(invalid, origin),
+            DeadLetter::TooLargeFor(topic) => producer::too_large_headers(
+                topic,
+                self.limits.limit(topic),
+                origin,
+            ),
+        }
+        .insert(Header {
+            key: producer::HEADER_SIZE,
+            value: Some(&payload.len().to_string()),
+        });
+        let topic = &self.topics.dead_letter;
+        // Room for the truncation header too, in case it is needed.
+        let truncated = Header {
+            key: producer::HEADER_TRUNCATED,
+            value: Some("true"),
+        };
+        let extra = truncated.key.len() + 4;
+        let budget = self.limits.payload_budget(
+            topic,
+            headers_bytes(&headers) + extra,
+            headers.count() + 1,
+        );
+        let kept = if payload.len() > budget {
+            headers = headers.insert(truncated);
+            &payload[..budget]
+        } else {
+            payload
+        };
+        let position = Position::Record { partition, offset };
         producer::send(
             producer,
-            BaseRecord::with_opaque_to(&self.topics.dead_letter, offset as usize)
-                .payload(payload)
-                .headers(producer::dead_letter_headers(
-                    reason,
-                    Origin::Offset {
-                        partition,
-                        offset: offset as i64,
-                    },
-                )),
+            BaseRecord::with_opaque_to(topic, position.encode())
+                .payload(kept)
+                .headers(headers),
         );
     }
+}
+
+/// The key and value bytes of `headers`.
+fn headers_bytes(headers: &OwnedHeaders) -> usize {
+    headers
+        .iter()
+        .map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len))
+        .sum()
 }

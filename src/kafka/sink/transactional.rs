@@ -16,7 +16,7 @@ use rdkafka::producer::{Producer, PurgeConfig};
 use rdkafka::topic_partition_list::TopicPartitionList;
 use tracing::warn;
 
-use super::{Commit, Late, Outputs, Sink};
+use super::{Commit, DeadLetter, Late, Outputs, Sink};
 use crate::core::frame::Invalid;
 use crate::core::window::Closed;
 use crate::error::Error;
@@ -24,6 +24,7 @@ use crate::kafka::config::{KafkaSettings, TopicNames};
 use crate::kafka::connect::{explain, refusal, refusal_of, refused};
 use crate::kafka::consumer::OffsetCommit;
 use crate::kafka::error::{Failure, TxnError};
+use crate::kafka::limits::OutputLimits;
 use crate::kafka::producer::{self, TrackedProducer};
 
 /// How long one transactional call may take; the transaction itself times
@@ -36,6 +37,7 @@ pub struct Transactional {
     producer: TrackedProducer,
     outputs: Outputs,
     settings: KafkaSettings,
+    limits: OutputLimits,
     /// Prefix of this worker's transactional ids.
     id_prefix: String,
 }
@@ -46,12 +48,14 @@ impl Transactional {
         settings: &KafkaSettings,
         topics: TopicNames,
         late: Option<String>,
+        limits: OutputLimits,
         group: &str,
     ) -> Result<Transactional, Error> {
         let id_prefix = format!("timebucket-{group}-{}", topics.input);
         let sink = Transactional {
-            producer: start_producer(settings, &id_prefix)?,
-            outputs: Outputs { topics, late },
+            producer: start_producer(settings, &limits, &id_prefix)?,
+            outputs: Outputs::new(topics, late, limits.clone()),
+            limits,
             settings: settings.clone(),
             id_prefix,
         };
@@ -84,8 +88,13 @@ impl Transactional {
         }
         // commit_transaction flushes first, through rdkafka's slow flush.
         producer::wait_delivered(producer, CALL_TIMEOUT);
-        retried("commit", || producer.commit_transaction(CALL_TIMEOUT))?;
+        // A record librdkafka refused outright (too large) is not part of
+        // the transaction, which would commit without it: check first.
         let deliveries = &producer.context().deliveries;
+        if deliveries.failed() > 0 {
+            return Err(TxnError::undelivered(deliveries.failure_report()));
+        }
+        retried("commit", || producer.commit_transaction(CALL_TIMEOUT))?;
         if deliveries.failed() > 0 {
             return Err(TxnError::undelivered(deliveries.failure_report()));
         }
@@ -109,7 +118,7 @@ impl Transactional {
         }
         if replace {
             warn!(error = %failed, "transactional producer unusable: starting a new one and replaying from the committed checkpoints");
-            let fresh = start_producer(&self.settings, &self.id_prefix)?;
+            let fresh = start_producer(&self.settings, &self.limits, &self.id_prefix)?;
             let old = std::mem::replace(&mut self.producer, fresh);
             old.purge(PurgeConfig::default().queue().inflight());
         }
@@ -122,18 +131,20 @@ impl Sink for Transactional {
         self.outputs.emit(&self.producer, partition, closed);
     }
 
-    fn forward(&mut self, offset: u64, payload: &[u8]) {
-        self.outputs.forward(&self.producer, offset, payload);
+    fn forward(&mut self, partition: i32, offset: u64, payload: &[u8]) -> bool {
+        self.outputs
+            .forward(&self.producer, partition, offset, payload)
     }
 
     fn dead_letter(&mut self, partition: i32, offset: u64, payload: &[u8], reason: Invalid) {
+        let reason = DeadLetter::Invalid(reason);
         self.outputs
             .dead_letter(&self.producer, partition, offset, payload, reason);
     }
 
-    fn late(&mut self, partition: i32, offset: u64, payload: &[u8], late: Late) {
+    fn late(&mut self, partition: i32, offset: u64, payload: &[u8], late: Late) -> bool {
         self.outputs
-            .late(&self.producer, partition, offset, payload, late);
+            .late(&self.producer, partition, offset, payload, late)
     }
 
     fn commit(
@@ -147,6 +158,14 @@ impl Sink for Transactional {
                 // A missing ACL would fail every replay the same way.
                 if let Some(refused) = producer::refusal(&self.producer) {
                     return Err(refused);
+                }
+                // So would a record too large for its topic: stop, naming it,
+                // with nothing of this transaction visible.
+                let deliveries = &self.producer.context().deliveries;
+                if deliveries.permanent() > 0 {
+                    let report = deliveries.failure_report();
+                    let _ = self.producer.abort_transaction(CALL_TIMEOUT);
+                    return Err(Error::Delivery(report));
                 }
                 if let Some(code) = failed.code.filter(|c| refusal(*c).is_some()) {
                     return Err(Error::Kafka(format!(
@@ -180,11 +199,15 @@ fn retried(call: &'static str, mut f: impl FnMut() -> KafkaResult<()>) -> Result
 }
 
 /// A producer ready for transactions, with an id of its own.
-fn start_producer(settings: &KafkaSettings, id_prefix: &str) -> Result<TrackedProducer, Error> {
+fn start_producer(
+    settings: &KafkaSettings,
+    limits: &OutputLimits,
+    id_prefix: &str,
+) -> Result<TrackedProducer, Error> {
     let id = transactional_id(id_prefix);
     let mut defaults = producer::TRANSACTIONAL_DEFAULTS.to_vec();
     defaults.push(("transactional.id", &id));
-    let producer = producer::tracked_producer(settings, &defaults)?;
+    let producer = producer::worker_producer(settings, &defaults, limits)?;
     producer
         .init_transactions(Duration::from_secs(30))
         .map_err(|e| match refusal_of(&e) {
