@@ -87,7 +87,11 @@ impl OutputLimits {
                 }
             };
             let limit = limit.unwrap_or(KAFKA_DEFAULT_LIMIT);
-            info!(topic, max_message_bytes = limit, "output topic record limit");
+            info!(
+                topic,
+                max_message_bytes = limit,
+                "output topic record limit"
+            );
             limits.insert(topic.to_string(), limit);
         }
         Ok(OutputLimits { limits })
@@ -117,12 +121,25 @@ impl OutputLimits {
     /// largest limit (librdkafka refuses larger records locally),
     /// `batch.size` within the smallest one.
     pub fn producer_properties(&self) -> [(&'static str, String); 2] {
-        let largest = self.limits.values().copied().max().unwrap_or(KAFKA_DEFAULT_LIMIT);
-        let smallest = self.limits.values().copied().min().unwrap_or(KAFKA_DEFAULT_LIMIT);
+        let largest = self
+            .limits
+            .values()
+            .copied()
+            .max()
+            .unwrap_or(KAFKA_DEFAULT_LIMIT);
+        let smallest = self
+            .limits
+            .values()
+            .copied()
+            .min()
+            .unwrap_or(KAFKA_DEFAULT_LIMIT);
         // librdkafka wants message.max.bytes at least 1000 and batch.size
         // at most message.max.bytes.
         let max = largest.max(1_000);
-        let batch = BATCH_SIZE.min(smallest.saturating_sub(FRAMING)).max(1).min(max);
+        let batch = BATCH_SIZE
+            .min(smallest.saturating_sub(FRAMING))
+            .max(1)
+            .min(max);
         [
             ("message.max.bytes", max.to_string()),
             ("batch.size", batch.to_string()),

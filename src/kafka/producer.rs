@@ -425,9 +425,8 @@ pub fn dead_letter_headers(reason: Invalid, origin: Origin) -> OwnedHeaders {
 
 /// Headers of a valid frame too large for `topic` (whose limit is `limit`).
 pub fn too_large_headers(topic: &str, limit: usize, origin: Origin) -> OwnedHeaders {
-    let detail = format!(
-        "a valid frame, counted, larger than {topic} takes (max.message.bytes {limit})"
-    );
+    let detail =
+        format!("a valid frame, counted, larger than {topic} takes (max.message.bytes {limit})");
     reason_headers(REASON_TOO_LARGE_FOR_TOPIC, &detail, origin).insert(Header {
         key: HEADER_TOPIC,
         value: Some(topic),

@@ -12,6 +12,7 @@ mod common;
 mod aggregate_cli;
 mod compose;
 mod dashboard;
+mod edges;
 mod faults;
 mod generate;
 mod golden;

@@ -241,7 +241,11 @@ pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSummary, 
 /// The record limits of the topics this worker writes to, from the cluster.
 fn output_limits(opts: &WorkerOptions) -> Result<OutputLimits, Error> {
     let t = &opts.topics;
-    let mut topics = vec![t.seconds.as_str(), t.minutes.as_str(), t.dead_letter.as_str()];
+    let mut topics = vec![
+        t.seconds.as_str(),
+        t.minutes.as_str(),
+        t.dead_letter.as_str(),
+    ];
     if opts.forward {
         topics.push(&t.forward);
     }

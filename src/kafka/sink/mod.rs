@@ -164,10 +164,11 @@ impl Outputs {
             partition,
             offset as i64,
         );
-        if !self
-            .limits
-            .fits(topic, payload.len() + headers_bytes(&headers), headers.count())
-        {
+        if !self.limits.fits(
+            topic,
+            payload.len() + headers_bytes(&headers),
+            headers.count(),
+        ) {
             self.dead_letter(
                 producer,
                 partition,
@@ -204,11 +205,9 @@ impl Outputs {
         };
         let mut headers = match reason {
             DeadLetter::Invalid(invalid) => producer::dead_letter_headers(invalid, origin),
-            DeadLetter::TooLargeFor(topic) => producer::too_large_headers(
-                topic,
-                self.limits.limit(topic),
-                origin,
-            ),
+            DeadLetter::TooLargeFor(topic) => {
+                producer::too_large_headers(topic, self.limits.limit(topic), origin)
+            }
         }
         .insert(Header {
             key: producer::HEADER_SIZE,
@@ -221,11 +220,9 @@ impl Outputs {
             value: Some("true"),
         };
         let extra = truncated.key.len() + 4;
-        let budget = self.limits.payload_budget(
-            topic,
-            headers_bytes(&headers) + extra,
-            headers.count() + 1,
-        );
+        let budget =
+            self.limits
+                .payload_budget(topic, headers_bytes(&headers) + extra, headers.count() + 1);
         let kept = if payload.len() > budget {
             headers = headers.insert(truncated);
             &payload[..budget]
