@@ -9,10 +9,11 @@ use std::time::Duration;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance,
 };
+use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::ClientContext;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::error::Error;
 use crate::kafka::config::KafkaSettings;
@@ -81,6 +82,16 @@ pub struct GroupContext<H> {
 impl<H: Handover> ClientContext for GroupContext<H> {
     fn stats(&self, statistics: Statistics) {
         self.handover.statistics(&statistics);
+    }
+
+    /// As rdkafka's default, except that the end of a partition (asked for
+    /// by batch runs) is news, not an error.
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::PartitionEOF(_)) {
+            debug!("librdkafka: {error}: {reason}");
+        } else {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
     }
 }
 

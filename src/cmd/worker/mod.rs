@@ -10,6 +10,8 @@
 //! another value.
 //!
 //! - [`partition`]: the pure per-partition state machine;
+//! - [`ends`]: gaps in a partition's offsets (lost to retention or not)
+//!   and its end for `--until-end`;
 //! - [`poll`]: the loop: records, rebalances, commits, idle and drained
 //!   partitions, rewinds after an aborted transaction;
 //! - [`report`]: the typed run report.
@@ -21,6 +23,7 @@
 //! The sink is [`Transactional`] (exactly-once, the default) or
 //! [`AtLeastOnce`].
 
+mod ends;
 pub mod partition;
 mod poll;
 pub mod report;
@@ -108,6 +111,9 @@ struct State {
     /// nothing to read). Kept across rewinds, which librdkafka does not
     /// announce the end again after.
     at_end: HashMap<i32, u64>,
+    /// Partitions read to their end while a rewind was pending: their end
+    /// is noted once it is done.
+    pending_end: Vec<i32>,
     /// Windows emitted since they were last made durable, and when that was.
     emit_pending: bool,
     last_emit_ms: Option<u64>,
@@ -171,6 +177,7 @@ pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSummary, 
             rewind: false,
             fatal: None,
             at_end: HashMap::new(),
+            pending_end: Vec::new(),
             emit_pending: false,
             last_emit_ms: None,
             first_record_ms: None,

@@ -1,8 +1,8 @@
 //! The worker's loop: polls records in batches, hands each to its
 //! partition's state machine and carries out the [`Step`] it returns;
-//! commits every interval; closes idle (live) or drained (`--until-end`)
-//! partitions; rewinds after a commit was given up; and hands partitions
-//! over on rebalance ([`Handover`]).
+//! commits every interval; closes idle (live) or drained (`--until-end`,
+//! see [`super::ends`]) partitions; rewinds after a commit was given up;
+//! and hands partitions over on rebalance ([`Handover`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,16 +14,16 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
-use super::partition::{Gap, Partition, SeekTo, Start, Step};
+use super::ends::{drain_step, lost_to_retention, on_end};
+use super::partition::{Partition, SeekTo, Start, Step};
 use super::{unix_ms, Owned, Resume, Shared, State, WorkerOptions};
 use crate::core::window::Closed;
 use crate::error::Error;
-use crate::kafka::checkpoint::{add_checkpoint, committed_checkpoint, committed_checkpoints};
+use crate::kafka::checkpoint::{add_checkpoint, committed_checkpoint};
 use crate::kafka::connect::{refusal_of, refused, Refusal};
 use crate::kafka::consumer::{GroupConsumer, Handover, OffsetCommit};
-use crate::kafka::read::cached_log_start;
 use crate::kafka::retry;
 use crate::kafka::sink::{Commit, Late};
 use crate::observe::worker::PartitionFigures;
@@ -37,7 +37,7 @@ const POLL_BATCH: usize = 512;
 /// librdkafka reports its statistics (end offsets) when metrics are served.
 pub(super) const OBSERVE_INTERVAL: Duration = Duration::from_secs(1);
 
-type Worker = GroupConsumer<Shared>;
+pub(super) type Worker = GroupConsumer<Shared>;
 
 pub(super) fn run(
     consumer: &Worker,
@@ -61,6 +61,11 @@ pub(super) fn run(
         // the first one after the checkpoint.
         if std::mem::take(&mut shared.state().rewind) {
             seek_to_checkpoints(consumer, shared)?;
+            // librdkafka does not announce an end it announced before.
+            let ended = std::mem::take(&mut shared.state().pending_end);
+            for p in ended {
+                on_end(consumer, shared, p)?;
+            }
         }
         // In batch mode an empty queue may mean the end: check soon.
         let mut timeout = if targets.is_some() {
@@ -292,7 +297,7 @@ fn handle_record(
 /// Makes `partition` an owned one (from its checkpoint or the log start)
 /// if it is not yet; `false` when a commit was given up on the way (the
 /// caller must wait for the rewind).
-fn own(consumer: &Worker, shared: &Shared, partition: i32) -> Result<bool, Error> {
+pub(super) fn own(consumer: &Worker, shared: &Shared, partition: i32) -> Result<bool, Error> {
     let opts = &shared.opts;
     if shared.state().partitions.contains_key(&partition) {
         return Ok(true);
@@ -326,73 +331,8 @@ fn own(consumer: &Worker, shared: &Shared, partition: i32) -> Result<bool, Error
     Ok(true)
 }
 
-/// How many offsets of `gap` retention removed: those below the log start
-/// offset librdkafka saw with the records (the rest of a gap held nothing
-/// to read: transaction markers, aborted or compacted records). Logged as
-/// an error naming the partition and the range.
-fn lost_to_retention(consumer: &Worker, topic: &str, partition: i32, gap: Gap) -> u64 {
-    let Some(low) = cached_log_start(consumer, topic, partition) else {
-        return 0;
-    };
-    let lost_to = (low as u64).min(gap.to);
-    if lost_to <= gap.from {
-        return 0;
-    }
-    let lost = lost_to - gap.from;
-    error!(
-        partition,
-        from = gap.from,
-        to = lost_to - 1,
-        records = lost,
-        "input records lost to retention before they were read: resuming at the log start"
-    );
-    lost
-}
-
-/// Batch runs: librdkafka read `partition` to its end (nothing from the
-/// position on is left to read). Notes that position; a partition without
-/// a record read yet is owned now, and retention that emptied it from its
-/// checkpoint on is counted.
-fn on_end(consumer: &Worker, shared: &Shared, partition: i32) -> Result<(), Error> {
-    let topic = &shared.opts.topics.input;
-    let assigned = consumer
-        .assignment()
-        .map_err(|e| Error::Kafka(format!("cannot read assignment: {e}")))?;
-    if assigned.find_partition(topic, partition).is_none() || !own(consumer, shared, partition)? {
-        return Ok(());
-    }
-    let mut state = shared.state();
-    let owned = state.partitions.get_mut(&partition).expect("owned above");
-    let mut position = owned.partition.position();
-    if !owned.partition.started() {
-        // Nothing was read from the start on: anything below the log start
-        // is gone.
-        let (low, _) = retry::with_backoff("partition offsets", Duration::from_secs(120), |left| {
-            consumer.fetch_watermarks(topic, partition, left)
-        })
-        .map_err(|e| Error::Kafka(format!("cannot read offsets of partition {partition}: {e}")))?;
-        let low = low.max(0) as u64;
-        if low > position {
-            error!(
-                partition,
-                from = position,
-                to = low - 1,
-                records = low - position,
-                "input records lost to retention before they were read: resuming at the log start"
-            );
-            state.summary.lost_to_retention += low - position;
-            let owned = state.partitions.get_mut(&partition).expect("owned above");
-            owned.partition.skip_to(low);
-            position = low;
-        }
-    }
-    info!(partition, position, "partition read to its end");
-    state.at_end.insert(partition, position);
-    Ok(())
-}
-
 /// Sends the windows in `state.closed` for `partition`.
-fn emit(state: &mut State, partition: i32) {
+pub(super) fn emit(state: &mut State, partition: i32) {
     if state.closed.is_empty() {
         return;
     }
@@ -450,76 +390,6 @@ fn close_idle(shared: &Shared, idle: Duration) {
             emit(state, p);
         }
     }
-}
-
-/// Batch mode: closes the windows of every owned partition that reached its
-/// end offset (its end of input), and says whether the whole topic is done:
-/// every partition drained and its windows closed, here or by another member
-/// (as its committed checkpoint shows). Waiting for the whole topic, not just
-/// the owned partitions, lets the group finish the job even when a member
-/// dies or an assignment is briefly empty during a cooperative rebalance.
-fn drain_step(
-    consumer: &Worker,
-    shared: &Shared,
-    targets: &HashMap<i32, i64>,
-) -> Result<bool, Error> {
-    if !consumer.context().joined.load(Ordering::SeqCst) {
-        return Ok(false);
-    }
-    let target = |p: i32| targets.get(&p).copied().unwrap_or(0).max(0) as u64;
-    let mut unknown = Vec::new();
-    {
-        let mut guard = shared.state();
-        let state = &mut *guard;
-        // Read to the end offset, or to where librdkafka found nothing more
-        // to read: then the checkpoint moves on to the end offset, so that
-        // other members see the partition done.
-        let at_end = &state.at_end;
-        for (&p, o) in state.partitions.iter_mut() {
-            let position = o.partition.position();
-            if position < target(p) && at_end.get(&p).is_some_and(|&e| position >= e) {
-                o.partition.skip_to(target(p));
-            }
-        }
-        let drained: Vec<i32> = state
-            .partitions
-            .iter()
-            .filter(|(&p, o)| o.partition.position() >= target(p) && o.partition.has_open_windows())
-            .map(|(&p, _)| p)
-            .collect();
-        for p in drained {
-            let owned = state.partitions.get_mut(&p).expect("listed above");
-            owned.partition.close_all(&mut state.closed);
-            info!(
-                partition = p,
-                windows = state.closed.len(),
-                "partition drained: closed its windows"
-            );
-            emit(state, p);
-        }
-        for &p in targets.keys() {
-            match state.partitions.get(&p) {
-                Some(o) if o.partition.position() < target(p) => return Ok(false),
-                Some(_) => {}
-                None if target(p) == 0 => {}
-                None => unknown.push(p),
-            }
-        }
-    }
-    if unknown.is_empty() {
-        return Ok(true);
-    }
-    let committed = committed_checkpoints(
-        consumer,
-        &shared.opts.topics.input,
-        &unknown,
-        Duration::from_secs(120),
-    )?;
-    Ok(unknown.iter().all(|p| {
-        committed
-            .get(p)
-            .is_some_and(|cp| cp.resume_seq >= target(*p))
-    }))
 }
 
 /// Seeks every owned partition back to its committed checkpoint, after an
@@ -581,7 +451,7 @@ fn observe_partitions(consumer: &Worker, shared: &Shared) {
 
 /// Makes everything emitted durable together with the checkpoint of every
 /// owned partition.
-fn commit_all(consumer: &Worker, shared: &Shared) -> Result<(), Error> {
+pub(super) fn commit_all(consumer: &Worker, shared: &Shared) -> Result<(), Error> {
     commit_state(shared, &mut shared.state(), consumer)
 }
 
