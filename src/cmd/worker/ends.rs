@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
 use super::partition::Gap;
 use super::poll::{emit, own, Worker};
@@ -81,7 +81,8 @@ pub(super) fn on_end(consumer: &Worker, shared: &Shared, partition: i32) -> Resu
             position = low;
         }
     }
-    info!(partition, position, "partition read to its end");
+    // Debug: a live batch (`--until-offsets`) reaches the end often.
+    debug!(partition, position, "partition read to its end");
     state.at_end.insert(partition, position);
     Ok(())
 }

@@ -85,14 +85,19 @@ struct Outputs {
     late: Option<String>,
     /// The output topics' record limits.
     limits: OutputLimits,
+    /// The largest frame the forward topic takes (looked up once: every
+    /// valid frame is checked against it).
+    forward_payload_limit: usize,
 }
 
 impl Outputs {
     fn new(topics: TopicNames, late: Option<String>, limits: OutputLimits) -> Outputs {
+        let forward_payload_limit = limits.payload_budget(&topics.forward, 0, 0);
         Outputs {
             topics,
             late,
             limits,
+            forward_payload_limit,
         }
     }
 
@@ -126,7 +131,7 @@ impl Outputs {
         payload: &[u8],
     ) -> bool {
         let topic = &self.topics.forward;
-        if !self.limits.fits(topic, payload.len(), 0) {
+        if payload.len() > self.forward_payload_limit {
             self.dead_letter(
                 producer,
                 partition,
