@@ -54,6 +54,11 @@ pub(super) fn run(
             info!("stop requested: committing and leaving the group");
             return commit_all(consumer, shared);
         }
+        shared.watch.check(|| {
+            "the worker stops rather than judge frames by the old count \
+             (README \"Partition count\")"
+                .to_string()
+        })?;
         // In batch mode an empty queue may mean the end: check soon.
         let mut timeout = if targets.is_some() {
             Duration::from_millis(10)
@@ -197,6 +202,7 @@ fn handle_record(
 ) -> Result<(), Error> {
     let opts = &shared.opts;
     if !shared.state().partitions.contains_key(&partition) {
+        super::guard::check_partition(&shared.watch, partition)?;
         if opts.exactly_once {
             // Reading the committed checkpoint may wait for another member's
             // open transaction to resolve (up to its timeout). Commit ours
@@ -219,7 +225,8 @@ fn handle_record(
         state.partitions.insert(
             partition,
             Owned {
-                partition: Partition::new(start, opts.rules),
+                partition: Partition::new(start, opts.rules)
+                    .guarded(shared.routing, partition as u32),
                 last_record: Instant::now(),
             },
         );
@@ -310,22 +317,34 @@ fn emit(state: &mut State, partition: i32) {
     }
 }
 
-/// Where `partition` starts: its committed checkpoint, or the log start.
+/// Where `partition` starts: its committed checkpoint, or the log start
+/// (no commit, or one without a valid checkpoint and `restart`).
 fn start_of(consumer: &Worker, opts: &WorkerOptions, partition: i32) -> Result<Start, Error> {
     let topic = &opts.topics.input;
-    if let Some(cp) = committed_checkpoint(consumer, topic, partition, Duration::from_secs(120))? {
-        info!(
-            partition,
-            resume = cp.resume_seq,
-            handled_until = cp.handled_until,
-            "resuming partition from checkpoint"
-        );
-        return Ok(Start::Checkpoint(cp));
-    }
-    let (low, _) = retry::with_backoff("partition offsets", Duration::from_secs(120), |left| {
+    let (low, high) = retry::with_backoff("partition offsets", Duration::from_secs(120), |left| {
         consumer.fetch_watermarks(topic, partition, left)
     })
     .map_err(|e| Error::Kafka(format!("cannot read offsets of partition {partition}: {e}")))?;
+    if let Some(committed) =
+        committed_checkpoint(consumer, topic, partition, Duration::from_secs(120))?
+    {
+        let now = unix_ms() / 1000;
+        let log_end = high.max(0) as u64;
+        if let Some(cp) = super::guard::usable(opts, partition, committed, log_end, now)? {
+            info!(
+                partition,
+                resume = cp.resume_seq,
+                handled_until = cp.handled_until,
+                "resuming partition from checkpoint"
+            );
+            return Ok(Start::Checkpoint(cp));
+        }
+        warn!(
+            partition,
+            log_start = low,
+            "recomputing partition from the log start (--on-missing-checkpoint=restart)"
+        );
+    }
     Ok(Start::Fresh {
         log_start: low.max(0) as u64,
     })
@@ -412,6 +431,7 @@ fn drain_step(
     Ok(unknown.iter().all(|p| {
         committed
             .get(p)
+            .and_then(|c| c.checkpoint())
             .is_some_and(|cp| cp.resume_seq >= target(*p))
     }))
 }
@@ -425,7 +445,9 @@ fn seek_to_checkpoints(consumer: &Worker, shared: &Shared) -> Result<(), Error> 
         .map_err(|e| Error::Kafka(format!("cannot read assignment: {e}")))?;
     for elem in assignment.elements() {
         let p = elem.partition();
-        let offset = match committed_checkpoint(consumer, topic, p, Duration::from_secs(120))? {
+        // Without a valid checkpoint: the start decides again at the first record.
+        let committed = committed_checkpoint(consumer, topic, p, Duration::from_secs(120))?;
+        let offset = match committed.as_ref().and_then(|c| c.checkpoint()) {
             Some(cp) => Offset::Offset(cp.resume_seq as i64),
             None => Offset::Beginning,
         };

@@ -1,0 +1,100 @@
+//! What a worker refuses to take on trust: a committed offset without a
+//! valid checkpoint ([`usable`], decided by [`OnMissingCheckpoint`]), and a
+//! record from a partition the routing at start does not know
+//! ([`check_partition`]). The routing guard on frames themselves is in
+//! [`super::partition`].
+
+use tracing::error;
+
+use super::WorkerOptions;
+use crate::core::window::{Checkpoint, MAX_TS};
+use crate::error::Error;
+use crate::kafka::checkpoint::{check_bounds, Bounds, Committed};
+
+/// Clock skew allowed between the producers (records' timestamps) and this
+/// worker when bounding a checkpoint's times by the clock.
+const CLOCK_SKEW_SECS: u64 = 86_400;
+
+/// What a worker does with a committed offset that carries no valid
+/// checkpoint (after `kafka-consumer-groups --reset-offsets`, or foreign or
+/// crafted metadata).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OnMissingCheckpoint {
+    /// Stop with exit code 11 naming the partition and how to recover.
+    #[default]
+    Fail,
+    /// Recompute the partition from the log start, ignoring the offset.
+    Restart,
+}
+
+/// The checkpoint to resume `partition` from: `Some` for a valid one,
+/// `None` to start from the log start (`restart`), or
+/// [`Error::Checkpoint`] (`fail`). `log_end` is the partition's end offset,
+/// `now` the wall clock (unix seconds).
+pub fn usable(
+    opts: &WorkerOptions,
+    partition: i32,
+    committed: Committed,
+    log_end: u64,
+    now: u64,
+) -> Result<Option<Checkpoint>, Error> {
+    let max_ts = match opts.rules.max_future {
+        Some(ahead) => now
+            .saturating_add(ahead)
+            .saturating_add(CLOCK_SKEW_SECS)
+            .min(MAX_TS),
+        None => opts.rules.parser.max_ts,
+    };
+    let bounds = Bounds { log_end, max_ts };
+    let (offset, metadata, why) = match committed {
+        Committed::Checkpoint(cp) => match check_bounds(&cp, &bounds) {
+            Ok(()) => return Ok(Some(cp)),
+            Err(why) => (cp.resume_seq, String::new(), why),
+        },
+        Committed::Unusable(u) => (u.offset, u.metadata, u.why),
+    };
+    let topic = &opts.topics.input;
+    error!(
+        partition,
+        offset,
+        metadata = %metadata,
+        reason = %why,
+        policy = ?opts.on_missing_checkpoint,
+        "committed offset of group {} on {topic}/{partition} has no valid checkpoint",
+        opts.group
+    );
+    match opts.on_missing_checkpoint {
+        OnMissingCheckpoint::Restart => Ok(None),
+        OnMissingCheckpoint::Fail => Err(Error::Checkpoint(format!(
+            "partition {partition} of {topic}: the offset {offset} committed by group {group} \
+             carries no valid timebucket checkpoint ({why}); resuming there could emit windows \
+             again with other values, so the worker stops. To recompute the partition from the \
+             log start (the same values when the log is complete, see README \"Offset resets\"), \
+             rerun once with --on-missing-checkpoint=restart (ON_MISSING_CHECKPOINT=restart), or \
+             with every worker stopped: kafka-consumer-groups.sh --bootstrap-server {bootstrap} \
+             --group {group} --topic {topic}:{partition} --delete-offsets --execute",
+            group = opts.group,
+            bootstrap = opts.settings.bootstrap,
+        ))),
+    }
+}
+
+/// A record from `partition` when the input topic had `count` partitions
+/// at start: the count changed under the worker, which stops rather than
+/// judge routing by the old count.
+pub fn check_partition(
+    watch: &crate::kafka::topics::PartitionWatch,
+    partition: i32,
+) -> Result<(), Error> {
+    if partition >= 0 && (partition as u32) < watch.expected() {
+        return Ok(());
+    }
+    let now = watch.changed().unwrap_or(partition as u32 + 1);
+    Err(watch.error(
+        now,
+        &format!(
+            "the worker got a record from partition {partition} and stops rather than \
+             judge frames by the old count (README \"Partition count\")"
+        ),
+    ))
+}
