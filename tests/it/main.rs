@@ -15,6 +15,7 @@ mod dashboard;
 mod faults;
 mod generate;
 mod golden;
+mod guard;
 mod ingest;
 mod kafka_smoke;
 mod loadtest;
