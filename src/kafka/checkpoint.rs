@@ -71,7 +71,7 @@ pub struct Bounds {
     /// past it was ever read.
     pub log_end: u64,
     /// The largest `ts` a frame may have had when it was read (`--max-ts`,
-    /// or now + `--max-future` + a day of clock skew).
+    /// or now + `--max-future` + a week of clock skew).
     pub max_ts: u64,
 }
 

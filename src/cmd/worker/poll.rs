@@ -321,13 +321,26 @@ fn emit(state: &mut State, partition: i32) {
 /// (no commit, or one without a valid checkpoint and `restart`).
 fn start_of(consumer: &Worker, opts: &WorkerOptions, partition: i32) -> Result<Start, Error> {
     let topic = &opts.topics.input;
-    let (low, high) = retry::with_backoff("partition offsets", Duration::from_secs(120), |left| {
-        consumer.fetch_watermarks(topic, partition, left)
-    })
-    .map_err(|e| Error::Kafka(format!("cannot read offsets of partition {partition}: {e}")))?;
-    if let Some(committed) =
-        committed_checkpoint(consumer, topic, partition, Duration::from_secs(120))?
-    {
+    let watermarks = || {
+        retry::with_backoff("partition offsets", Duration::from_secs(120), |left| {
+            consumer.fetch_watermarks(topic, partition, left)
+        })
+        .map_err(|e| Error::Kafka(format!("cannot read offsets of partition {partition}: {e}")))
+    };
+    let committed = committed_checkpoint(consumer, topic, partition, Duration::from_secs(120))?;
+    let (mut low, mut high) = watermarks()?;
+    // A leader elected a moment ago may answer an end offset below what was
+    // read before: ask again before judging a checkpoint beyond it.
+    let needed = committed
+        .as_ref()
+        .and_then(|c| c.checkpoint())
+        .map_or(0, |cp| cp.handled_until);
+    let patience = Instant::now() + Duration::from_secs(10);
+    while (high.max(0) as u64) < needed && Instant::now() < patience {
+        std::thread::sleep(Duration::from_millis(500));
+        (low, high) = watermarks()?;
+    }
+    if let Some(committed) = committed {
         let now = unix_ms() / 1000;
         let log_end = high.max(0) as u64;
         if let Some(cp) = super::guard::usable(opts, partition, committed, log_end, now)? {
