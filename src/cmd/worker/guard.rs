@@ -9,7 +9,7 @@ use tracing::error;
 use super::WorkerOptions;
 use crate::core::window::{Checkpoint, MAX_TS};
 use crate::error::Error;
-use crate::kafka::checkpoint::{check_bounds, Bounds, Committed};
+use crate::kafka::checkpoint::{check_bounds, encode_checkpoint, Bounds, Committed};
 
 /// Clock skew allowed between the producers (records' timestamps bound the
 /// frames' `ts`) and this worker when bounding a checkpoint's times by the
@@ -51,7 +51,7 @@ pub fn usable(
     let (offset, metadata, why) = match committed {
         Committed::Checkpoint(cp) => match check_bounds(&cp, &bounds) {
             Ok(()) => return Ok(Some(cp)),
-            Err(why) => (cp.resume_seq, String::new(), why),
+            Err(why) => (cp.resume_seq, encode_checkpoint(&cp), why),
         },
         Committed::Unusable(u) => (u.offset, u.metadata, u.why),
     };
@@ -99,4 +99,94 @@ pub fn check_partition(
              judge frames by the old count (README \"Partition count\")"
         ),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::frame::FrameParser;
+    use crate::core::window::WatermarkRule;
+    use crate::kafka::checkpoint::decode_checkpoint;
+    use crate::kafka::config::{KafkaSettings, TopicNames};
+    use crate::kafka::topics::PartitionWatch;
+    use std::time::Duration;
+
+    const NOW: u64 = 1_700_000_000;
+
+    fn opts(policy: OnMissingCheckpoint) -> WorkerOptions {
+        WorkerOptions {
+            settings: KafkaSettings::new("127.0.0.1:1"),
+            group: "g".into(),
+            topics: TopicNames::default(),
+            forward: false,
+            late_topic: None,
+            rules: crate::cmd::worker::Rules {
+                watermark: WatermarkRule::default(),
+                parser: FrameParser::default(),
+                max_future: Some(86_400),
+            },
+            bucket_secs: 900,
+            on_missing_checkpoint: policy,
+            idle_flush: None,
+            until_end: true,
+            print_interval: 0,
+            commit_interval: Duration::from_secs(1),
+            exactly_once: true,
+            throttle: None,
+            until_offsets: None,
+            report_file: None,
+            metrics_addr: None,
+            metrics_linger: Duration::ZERO,
+        }
+    }
+
+    fn committed(offset: u64, meta: &str) -> Committed {
+        match decode_checkpoint(offset, meta) {
+            Ok(cp) => Committed::Checkpoint(cp),
+            Err(why) => Committed::Unusable(crate::kafka::checkpoint::Unusable {
+                offset,
+                metadata: meta.into(),
+                why,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_commit_without_a_valid_checkpoint_fails_or_restarts_as_told() {
+        let good = format!("tb2;clock=1/{NOW};handled=12;emitted=-;floor=-");
+        let crafted = format!("tb2;clock=1/-;handled=12;emitted={};floor=-", u64::MAX);
+        let fail = opts(OnMissingCheckpoint::Fail);
+        let cp = usable(&fail, 3, committed(10, &good), 20, NOW).unwrap();
+        assert_eq!(cp.map(|c| c.handled_until), Some(12));
+        for (meta, end, why) in [
+            ("", 20, "no metadata"),
+            (crafted.as_str(), 20, "in the future"),
+            (good.as_str(), 11, "beyond the log end 11"),
+        ] {
+            let err = usable(&fail, 3, committed(10, meta), end, NOW).unwrap_err();
+            let text = err.to_string();
+            assert_eq!(err.exit_code(), 11, "{text}");
+            assert!(
+                text.contains("partition 3 of") && text.contains(why),
+                "{text}"
+            );
+            assert!(text.contains("--on-missing-checkpoint=restart"), "{text}");
+            assert!(text.contains("--delete-offsets"), "{text}");
+            let restart = opts(OnMissingCheckpoint::Restart);
+            assert_eq!(
+                usable(&restart, 3, committed(10, meta), end, NOW).unwrap(),
+                None
+            );
+        }
+    }
+
+    #[test]
+    fn a_record_beyond_the_partition_count_at_start_stops_the_worker() {
+        let settings = KafkaSettings::new("127.0.0.1:1");
+        let watch = PartitionWatch::start(&settings, "in", 4, Duration::from_secs(600)).unwrap();
+        assert!(check_partition(&watch, 3).is_ok());
+        let err = check_partition(&watch, 5).unwrap_err();
+        assert_eq!(err.exit_code(), 10);
+        assert!(err.to_string().contains("changed from 4 to 6"), "{err}");
+    }
 }
