@@ -5,12 +5,16 @@
 //! Also what a worker's metrics cost it: one `WorkerMetrics::publish` per
 //! poll batch (up to 512 records), beside the parse + count of one frame.
 //!
+//! And what the routing guard costs a worker's partition state machine:
+//! `Partition::on_record` over the same frames, guarded and not.
+//!
 //! Run: `cargo bench --bench parse_count`
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 use timebucket::cmd::generate::{generate, GenerateOptions};
-use timebucket::cmd::worker::WorkerSummary;
+use timebucket::cmd::worker::partition::Start;
+use timebucket::cmd::worker::{Partition, Rules, WorkerSummary};
 use timebucket::core::bucket::Routing;
 use timebucket::core::frame::{FrameParser, Line};
 use timebucket::core::partitioned::PartitionedWindows;
@@ -77,6 +81,40 @@ fn bench(c: &mut Criterion) {
             windows.take_closed().count()
         })
     });
+    group.finish();
+
+    // One partition, so that the guard lets every frame through: the
+    // figures differ only by the route check itself.
+    let rules = Rules {
+        watermark: WatermarkRule::default(),
+        parser,
+        max_future: None,
+    };
+    let routing = Routing::new(900, 1).unwrap();
+    let mut group = c.benchmark_group("worker partition");
+    group.throughput(Throughput::Bytes(data.len() as u64));
+    group.sample_size(20);
+    for guarded in [false, true] {
+        let name = if guarded {
+            "on_record, routing guard"
+        } else {
+            "on_record, no guard (baseline)"
+        };
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut p = Partition::new(Start::Fresh { log_start: 0 }, rules);
+                if guarded {
+                    p = p.guarded(routing, 0);
+                }
+                let mut closed = Vec::new();
+                for (offset, line) in lines(black_box(&data)).enumerate() {
+                    p.on_record(offset as u64, None, line, &mut closed);
+                    closed.clear();
+                }
+                p.position()
+            })
+        });
+    }
     group.finish();
 
     let metrics = WorkerMetrics::new();

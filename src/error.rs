@@ -35,11 +35,21 @@ pub enum Error {
     /// A health or readiness check failed (`timebucket health`).
     #[error("not healthy: {0}")]
     Unhealthy(String),
+    /// The input topic's partition count changed under a running `ingest`
+    /// or `worker`, or `topics` refuses to change it while it is in use:
+    /// time buckets would route to other partitions than before.
+    #[error("input partitions: {0}")]
+    Partitions(String),
+    /// A committed offset without a valid timebucket checkpoint (an offset
+    /// reset, foreign or crafted metadata), and `--on-missing-checkpoint=fail`.
+    #[error("no valid checkpoint: {0}")]
+    Checkpoint(String),
 }
 
 impl Error {
     /// Exit code for the binary: 2 usage/config, 3 input, 4 output,
-    /// 5 kafka, 6 drift, 7 delivery, 8 wrong results, 9 not healthy.
+    /// 5 kafka, 6 drift, 7 delivery, 8 wrong results, 9 not healthy,
+    /// 10 input partition count changed (or would), 11 no valid checkpoint.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) => 2,
@@ -50,6 +60,8 @@ impl Error {
             Error::Delivery(_) => 7,
             Error::Mismatch(_) => 8,
             Error::Unhealthy(_) => 9,
+            Error::Partitions(_) => 10,
+            Error::Checkpoint(_) => 11,
         }
     }
 }

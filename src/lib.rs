@@ -14,7 +14,8 @@
 //! output record; `compare` tells how two window sets differ.
 //!
 //! [`kafka`]: all Kafka glue. `config` (client properties), `topics`
-//! (definitions in `topics/` and their setup), `consumer` (the group
+//! (definitions in `topics/` and their setup; the input's partition count:
+//! changed only with `--allow-repartition`, watched while jobs run), `consumer` (the group
 //! consumer and its rebalance hand-over), `checkpoint` (a partition's
 //! checkpoint as committed offset + metadata), `producer` (delivery
 //! tracking, dead-letter headers), `sink` (a worker's outputs:
@@ -25,7 +26,7 @@
 //! `aggregate` (the offline reference), `ingest` (file → input topic by
 //! time bucket), `worker` (the thin loop: `partition` is the pure
 //! per-partition state machine, `poll` drives it, `report` is the typed run
-//! report), `show` (a metric topic as a table), `dashboard` (a live web page
+//! report, `guard` refuses checkpoints and partitions it cannot trust), `show` (a metric topic as a table), `dashboard` (a live web page
 //! read from the topics), `loadtest` (the pipeline under load beside Kafka's
 //! perf tools, one file per job).
 //!

@@ -7,7 +7,9 @@ use clap::Args;
 
 use super::KafkaArgs;
 use crate::error::Error;
-use crate::kafka::topics::{apply_overrides, ensure_topics, load_specs, Overrides};
+use crate::kafka::topics::{
+    apply_overrides, ensure_topics, load_specs, repartition_input, Overrides, ROLE_INPUT,
+};
 
 #[derive(Args, Debug)]
 pub struct TopicsArgs {
@@ -23,6 +25,11 @@ pub struct TopicsArgs {
     /// Seconds to wait for the cluster: each request, and new topics to show up.
     #[arg(long, env = "TOPICS_TIMEOUT_SECS", default_value_t = 60)]
     pub timeout_secs: u64,
+    /// Raise the input topic's partition count to --input-partitions (or
+    /// its definition's) even though it is in use: frames already in it
+    /// were routed by the old count (see README, "Partition count").
+    #[arg(long, env = "ALLOW_REPARTITION")]
+    pub allow_repartition: bool,
     #[command(flatten)]
     pub kafka: KafkaArgs,
 }
@@ -36,11 +43,16 @@ impl TopicsArgs {
             ..Overrides::from_names(&self.kafka.topics())
         };
         apply_overrides(&mut specs, &overrides)?;
-        let report = ensure_topics(
-            &self.kafka.connect()?,
-            &specs,
-            Duration::from_secs(self.timeout_secs.max(1)),
-        )?;
+        let settings = self.kafka.connect()?;
+        let timeout = Duration::from_secs(self.timeout_secs.max(1));
+        if let Some(input) = specs.iter().find(|s| s.role == ROLE_INPUT) {
+            if let Some((before, after)) =
+                repartition_input(&settings, input, self.allow_repartition, timeout)?
+            {
+                println!("repartitioned {} from {before} to {after}", input.name);
+            }
+        }
+        let report = ensure_topics(&settings, &specs, timeout)?;
         print!("{report}");
         report.check()
     }

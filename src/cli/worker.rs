@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{KafkaArgs, MetricsArgs, WindowArgs};
-use crate::cmd::worker::{parse_offsets, run, WorkerOptions};
+use crate::cmd::worker::{parse_offsets, run, OnMissingCheckpoint, WorkerOptions};
 use crate::error::Error;
 
 #[derive(Args, Debug)]
@@ -58,6 +58,11 @@ pub struct WorkerArgs {
     /// `started` once the worker has joined, then the final summary.
     #[arg(long, hide = true)]
     pub report_file: Option<PathBuf>,
+    /// A committed offset without a valid timebucket checkpoint (offsets
+    /// reset, foreign or crafted metadata): `fail` stops with exit code 11
+    /// naming the partition; `restart` recomputes it from the log start.
+    #[arg(long, env = "ON_MISSING_CHECKPOINT", value_enum, default_value_t = OnMissingCheckpoint::Fail)]
+    pub on_missing_checkpoint: OnMissingCheckpoint,
     /// Loadtest: like --until-end with the end offsets given, PARTITION=OFFSET,...
     #[arg(long, hide = true, conflicts_with = "until_end")]
     pub until_offsets: Option<String>,
@@ -73,6 +78,8 @@ impl WorkerArgs {
             forward: self.forward,
             late_topic: self.late_topic,
             rules: self.window.rules(),
+            bucket_secs: self.window.bucket_seconds,
+            on_missing_checkpoint: self.on_missing_checkpoint,
             idle_flush: (self.idle_flush > 0).then(|| Duration::from_secs(self.idle_flush)),
             until_end: self.until_end,
             print_interval: self.print_interval,

@@ -18,6 +18,7 @@ use crate::error::Error;
 use crate::input::{LineReader, RawLine};
 use crate::kafka::config::{KafkaSettings, TopicNames};
 use crate::kafka::producer::{self, Origin};
+use crate::kafka::topics::{PartitionWatch, WATCH_INTERVAL};
 use crate::observe::ingest::IngestMetrics;
 use crate::observe::Exporter;
 
@@ -69,6 +70,13 @@ pub fn ingest(input: impl Read, opts: &IngestOptions) -> Result<IngestSummary, E
         Duration::from_secs(30),
     )?;
     let routing = Routing::new(opts.bucket_secs, partitions)?;
+    // Partitions added while this runs would route buckets elsewhere.
+    let watch = PartitionWatch::start(
+        &opts.settings,
+        &opts.topics.input,
+        partitions,
+        WATCH_INTERVAL,
+    )?;
     info!(topic = %opts.topics.input, partitions, "ingesting");
     metrics.producing();
     let deliveries = producer.context().deliveries.clone();
@@ -94,6 +102,9 @@ pub fn ingest(input: impl Read, opts: &IngestOptions) -> Result<IngestSummary, E
         })?;
         let Some(line) = raw else { break };
         let line_no = line.number;
+        if watch.changed().is_some() {
+            return Err(repartitioned(&watch, &producer, line_no));
+        }
         // A missing ACL fails every record at once: stop instead of reading on.
         if line_no % 4096 == 0 {
             if let Some(refused) = producer::refusal(&producer) {
@@ -113,7 +124,7 @@ pub fn ingest(input: impl Read, opts: &IngestOptions) -> Result<IngestSummary, E
                     producer::send(
                         &producer,
                         BaseRecord::with_opaque_to(&opts.topics.input, line_no as usize)
-                            .partition(routing.partition(frame.ts) as i32)
+                            .partition(routing.route(frame.ts, &frame.uid) as i32)
                             .payload(bytes),
                     );
                     if line_no % 4096 == 0 {
@@ -163,6 +174,31 @@ pub fn ingest(input: impl Read, opts: &IngestOptions) -> Result<IngestSummary, E
         elapsed: started.elapsed(),
     };
     flushed.map(|()| summary)
+}
+
+/// Ingest stops at `line_no` because the partition count changed: the
+/// lines before it were produced by the old count (delivered now, or
+/// named as not delivered); that line and the rest of the input were not.
+fn repartitioned(
+    watch: &PartitionWatch,
+    producer: &producer::TrackedProducer,
+    line_no: u64,
+) -> Error {
+    let flushed = producer::flush(producer, Duration::from_secs(600));
+    let delivered = producer.context().deliveries.delivered();
+    let delivery = match flushed {
+        Ok(()) => format!("all {delivered} records produced before it are delivered"),
+        Err(e) => format!("{delivered} records delivered, and {e}"),
+    };
+    let now = watch.changed().unwrap_or_default();
+    watch.error(
+        now,
+        &format!(
+            "ingest stopped before line {line_no}: the lines before it were routed by the old \
+             count ({delivery}); line {line_no} and the rest of the input were not produced \
+             (README \"Partition count\")"
+        ),
+    )
 }
 
 fn unix_now() -> u64 {

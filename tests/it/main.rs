@@ -16,6 +16,7 @@ mod edges;
 mod faults;
 mod generate;
 mod golden;
+mod guard;
 mod ingest;
 mod kafka_smoke;
 mod loadtest;

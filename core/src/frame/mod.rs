@@ -39,10 +39,15 @@ pub enum Invalid {
     MissingUid,
     DuplicateUid,
     BadUid,
+    /// A valid frame read from a partition its `ts` does not route to (a
+    /// foreign producer, or a partition count changed under a running
+    /// ingest): counting it would split its minute over two partitions.
+    /// The parser never returns it; the worker's routing guard does.
+    WrongPartition,
 }
 
 impl Invalid {
-    pub const ALL: [Invalid; 11] = [
+    pub const ALL: [Invalid; 12] = [
         Invalid::TooLarge,
         Invalid::NotUtf8,
         Invalid::NotJson,
@@ -54,6 +59,7 @@ impl Invalid {
         Invalid::MissingUid,
         Invalid::DuplicateUid,
         Invalid::BadUid,
+        Invalid::WrongPartition,
     ];
 
     /// Stable machine name, used in counters and dead-letter headers.
@@ -70,6 +76,7 @@ impl Invalid {
             Invalid::MissingUid => "missing_uid",
             Invalid::DuplicateUid => "duplicate_uid",
             Invalid::BadUid => "bad_uid",
+            Invalid::WrongPartition => "wrong_partition",
         }
     }
 
@@ -87,6 +94,9 @@ impl Invalid {
             Invalid::MissingUid => "root object has no \"uid\"",
             Invalid::DuplicateUid => "root object has more than one \"uid\"",
             Invalid::BadUid => "\"uid\" is not a non-empty string",
+            Invalid::WrongPartition => {
+                "frame's time bucket routes to another partition of the input topic"
+            }
         }
     }
 

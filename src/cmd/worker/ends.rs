@@ -153,6 +153,7 @@ pub(super) fn drain_step(
     Ok(unknown.iter().all(|p| {
         committed
             .get(p)
+            .and_then(|c| c.checkpoint())
             .is_some_and(|cp| cp.resume_seq >= target(*p))
     }))
 }

@@ -14,7 +14,11 @@
 //!   and its end for `--until-end`;
 //! - [`poll`]: the loop: records, rebalances, commits, idle and drained
 //!   partitions, rewinds after an aborted transaction;
-//! - [`report`]: the typed run report.
+//! - [`report`]: the typed run report;
+//! - [`guard`]: what the worker refuses to take on trust: committed offsets
+//!   without a valid checkpoint, records from partitions beyond the count
+//!   at start. A [`PartitionWatch`] stops the worker when the input's
+//!   partition count changes; the routing guard on frames is in [`partition`].
 //!
 //! With `--metrics-addr` the worker serves its Prometheus metrics,
 //! `/healthz` and `/readyz` ([`crate::observe`]); the counters mirror the
@@ -24,6 +28,7 @@
 //! [`AtLeastOnce`].
 
 mod ends;
+pub mod guard;
 pub mod partition;
 mod poll;
 pub mod report;
@@ -36,9 +41,11 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
+pub use guard::OnMissingCheckpoint;
 pub use partition::{Partition, Rules};
 pub use report::{Phase, Resume, WorkerReport, WorkerSummary};
 
+use crate::core::bucket::Routing;
 use crate::core::window::Closed;
 use crate::error::Error;
 use crate::kafka::config::{KafkaSettings, TopicNames};
@@ -46,6 +53,7 @@ use crate::kafka::consumer::{self as group};
 use crate::kafka::limits::OutputLimits;
 use crate::kafka::read::{end_offsets, partitions_of};
 use crate::kafka::sink::{AtLeastOnce, Sink, Transactional};
+use crate::kafka::topics::{partition_count, PartitionWatch, WATCH_INTERVAL};
 use crate::observe::worker::WorkerMetrics;
 use crate::observe::Exporter;
 
@@ -60,6 +68,11 @@ pub struct WorkerOptions {
     pub late_topic: Option<String>,
     /// The watermark rule and the frame bounds.
     pub rules: Rules,
+    /// Time-bucket length: with the input's partition count, the routing
+    /// every frame is checked against (`--bucket-seconds`, as ingest's).
+    pub bucket_secs: u64,
+    /// What to do with a committed offset without a valid checkpoint.
+    pub on_missing_checkpoint: OnMissingCheckpoint,
     /// Close a partition's windows after this long without a new frame (a
     /// processing-time decision: live runs only, never with `until_end`).
     pub idle_flush: Option<Duration>,
@@ -123,6 +136,11 @@ struct State {
 
 struct Shared {
     opts: WorkerOptions,
+    /// The input's routing at start: frames it sends elsewhere are
+    /// dead-lettered as `wrong_partition`.
+    routing: Routing,
+    /// Stops the worker when the input's partition count changes.
+    watch: PartitionWatch,
     state: Mutex<State>,
     metrics: Arc<WorkerMetrics>,
 }
@@ -166,8 +184,13 @@ pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSummary, 
             limits,
         )?)
     };
+    let count = partition_count(&opts.settings, &opts.topics.input, Duration::from_secs(30))?;
+    let routing = Routing::new(opts.bucket_secs, count)?;
+    let watch = PartitionWatch::start(&opts.settings, &opts.topics.input, count, WATCH_INTERVAL)?;
     let shared = Arc::new(Shared {
         opts: opts.clone(),
+        routing,
+        watch,
         state: Mutex::new(State {
             partitions: BTreeMap::new(),
             sink,
@@ -209,7 +232,7 @@ pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSummary, 
         None if opts.until_end => Some(end_offsets(&consumer, &opts.topics.input)?),
         None => None,
     };
-    info!(group = %opts.group, topic = %opts.topics.input, until_end = opts.until_end, exactly_once = opts.exactly_once, "worker started");
+    info!(group = %opts.group, topic = %opts.topics.input, partitions = count, until_end = opts.until_end, exactly_once = opts.exactly_once, "worker started");
     write_report(&opts, &report);
 
     let result = poll::run(&consumer, &shared, targets.as_ref(), &stop);

@@ -14,7 +14,13 @@
 //! the checkpoint's `handled_until` were fully handled by a previous owner:
 //! replaying them rebuilds the windows but sends no side output again
 //! (`replay` in [`Step`]).
+//!
+//! The routing guard ([`Partition::guarded`]): a frame whose `ts` routes to
+//! another partition is not counted but dead-lettered as
+//! [`Invalid::WrongPartition`]; counting it would split its minute over two
+//! partitions, each emitting the same window key with part of the count.
 
+use crate::core::bucket::Routing;
 use crate::core::frame::{FrameParser, Invalid, Line};
 use crate::core::window::{Admission, Checkpoint, Closed, Watermark, WatermarkRule, Windows};
 
@@ -87,6 +93,8 @@ pub struct Partition {
     sought: bool,
     /// Offsets skipped by the last record, until [`Partition::take_gap`].
     gap: Option<Gap>,
+    /// The input topic's routing and this partition's number in it.
+    guard: Option<(Routing, u32)>,
 }
 
 impl Partition {
@@ -103,6 +111,15 @@ impl Partition {
             handled_until,
             sought: false,
             gap: None,
+            guard: None,
+        }
+    }
+
+    /// Counts only the frames that `routing` sends to partition `id`.
+    pub fn guarded(self, routing: Routing, id: u32) -> Partition {
+        Partition {
+            guard: Some((routing, id)),
+            ..self
         }
     }
 
@@ -154,6 +171,16 @@ impl Partition {
             _ => self.rules.parser,
         };
         match parser.parse(payload) {
+            Line::Frame(frame)
+                if self
+                    .guard
+                    .is_some_and(|(r, id)| r.route(frame.ts, &frame.uid) != id) =>
+            {
+                Step::Invalid {
+                    reason: Invalid::WrongPartition,
+                    replay,
+                }
+            }
             Line::Frame(frame) => {
                 let counted = self.windows.record(offset, frame.ts, &frame.uid);
                 if let Some(wm) = self.windows.watermark() {
@@ -521,6 +548,61 @@ mod tests {
             p.on_record(4, None, &frame(3_000_000_000, "a"), &mut closed),
             Step::Frame { .. }
         ));
+    }
+
+    /// A frame routed elsewhere is dead-lettered, not counted: the windows
+    /// are those of the other frames alone, and a replay does not
+    /// dead-letter it again.
+    #[test]
+    fn the_routing_guard_refuses_frames_of_another_partition() {
+        let routing = Routing::new(60, 2).unwrap();
+        // Minute 16 (ts 960..1019) routes to partition 0, minute 17 to 1.
+        assert_eq!(routing.route(1000, "a"), 0);
+        assert_eq!(routing.route(1030, "a"), 1);
+        let records: Vec<(u64, Vec<u8>)> = vec![
+            (0, frame(1000, "a")),
+            (1, frame(1030, "stray")),
+            (2, frame(1001, "b")),
+        ];
+        let mut p = Partition::new(Start::Fresh { log_start: 0 }, rules()).guarded(routing, 0);
+        let (steps, _) = feed(&mut p, &records);
+        assert!(on_time(&steps[0]) && on_time(&steps[2]), "{steps:?}");
+        assert_eq!(
+            steps[1],
+            Step::Invalid {
+                reason: Invalid::WrongPartition,
+                replay: false
+            }
+        );
+        let mut closed = Vec::new();
+        p.close_all(&mut closed);
+        assert_eq!(
+            closed
+                .iter()
+                .filter(|c| matches!(c, Closed::Minute { .. }))
+                .collect::<Vec<_>>(),
+            vec![&Closed::Minute {
+                start: 960,
+                frames: 2,
+                unique_users: 2
+            }]
+        );
+        let cp = Checkpoint {
+            resume_seq: 0,
+            ..p.checkpoint()
+        };
+        let mut again = Partition::new(Start::Checkpoint(cp), rules()).guarded(routing, 0);
+        let (steps, _) = feed(&mut again, &records);
+        assert_eq!(
+            steps[1],
+            Step::Invalid {
+                reason: Invalid::WrongPartition,
+                replay: true
+            }
+        );
+        // Unguarded, the same frame is counted (what main did).
+        let mut open = Partition::new(Start::Fresh { log_start: 0 }, rules());
+        assert!(on_time(&feed(&mut open, &records).0[1]));
     }
 
     #[test]

@@ -67,6 +67,11 @@ pub(super) fn run(
                 on_end(consumer, shared, p)?;
             }
         }
+        shared.watch.check(|| {
+            "the worker stops rather than judge frames by the old count \
+             (README \"Partition count\")"
+                .to_string()
+        })?;
         // In batch mode an empty queue may mean the end: check soon.
         let mut timeout = if targets.is_some() {
             Duration::from_millis(10)
@@ -302,6 +307,7 @@ pub(super) fn own(consumer: &Worker, shared: &Shared, partition: i32) -> Result<
     if shared.state().partitions.contains_key(&partition) {
         return Ok(true);
     }
+    super::guard::check_partition(&shared.watch, partition)?;
     if opts.exactly_once {
         // Reading the committed checkpoint may wait for another member's
         // open transaction to resolve (up to its timeout). Commit ours
@@ -324,7 +330,7 @@ pub(super) fn own(consumer: &Worker, shared: &Shared, partition: i32) -> Result<
     state.partitions.insert(
         partition,
         Owned {
-            partition: Partition::new(start, opts.rules),
+            partition: Partition::new(start, opts.rules).guarded(shared.routing, partition as u32),
             last_record: Instant::now(),
         },
     );
@@ -346,22 +352,47 @@ pub(super) fn emit(state: &mut State, partition: i32) {
     }
 }
 
-/// Where `partition` starts: its committed checkpoint, or the log start.
+/// Where `partition` starts: its committed checkpoint, or the log start
+/// (no commit, or one without a valid checkpoint and `restart`).
 fn start_of(consumer: &Worker, opts: &WorkerOptions, partition: i32) -> Result<Start, Error> {
     let topic = &opts.topics.input;
-    if let Some(cp) = committed_checkpoint(consumer, topic, partition, Duration::from_secs(120))? {
-        info!(
-            partition,
-            resume = cp.resume_seq,
-            handled_until = cp.handled_until,
-            "resuming partition from checkpoint"
-        );
-        return Ok(Start::Checkpoint(cp));
+    let watermarks = || {
+        retry::with_backoff("partition offsets", Duration::from_secs(120), |left| {
+            consumer.fetch_watermarks(topic, partition, left)
+        })
+        .map_err(|e| Error::Kafka(format!("cannot read offsets of partition {partition}: {e}")))
+    };
+    let committed = committed_checkpoint(consumer, topic, partition, Duration::from_secs(120))?;
+    let (mut low, mut high) = watermarks()?;
+    // A leader elected a moment ago may answer an end offset below what was
+    // read before: ask again before judging a checkpoint beyond it.
+    let needed = committed
+        .as_ref()
+        .and_then(|c| c.checkpoint())
+        .map_or(0, |cp| cp.handled_until);
+    let patience = Instant::now() + Duration::from_secs(10);
+    while (high.max(0) as u64) < needed && Instant::now() < patience {
+        std::thread::sleep(Duration::from_millis(500));
+        (low, high) = watermarks()?;
     }
-    let (low, _) = retry::with_backoff("partition offsets", Duration::from_secs(120), |left| {
-        consumer.fetch_watermarks(topic, partition, left)
-    })
-    .map_err(|e| Error::Kafka(format!("cannot read offsets of partition {partition}: {e}")))?;
+    if let Some(committed) = committed {
+        let now = unix_ms() / 1000;
+        let log_end = high.max(0) as u64;
+        if let Some(cp) = super::guard::usable(opts, partition, committed, log_end, now)? {
+            info!(
+                partition,
+                resume = cp.resume_seq,
+                handled_until = cp.handled_until,
+                "resuming partition from checkpoint"
+            );
+            return Ok(Start::Checkpoint(cp));
+        }
+        warn!(
+            partition,
+            log_start = low,
+            "recomputing partition from the log start (--on-missing-checkpoint=restart)"
+        );
+    }
     Ok(Start::Fresh {
         log_start: low.max(0) as u64,
     })
@@ -401,7 +432,9 @@ fn seek_to_checkpoints(consumer: &Worker, shared: &Shared) -> Result<(), Error> 
         .map_err(|e| Error::Kafka(format!("cannot read assignment: {e}")))?;
     for elem in assignment.elements() {
         let p = elem.partition();
-        let offset = match committed_checkpoint(consumer, topic, p, Duration::from_secs(120))? {
+        // Without a valid checkpoint: the start decides again at the first record.
+        let committed = committed_checkpoint(consumer, topic, p, Duration::from_secs(120))?;
+        let offset = match committed.as_ref().and_then(|c| c.checkpoint()) {
             Some(cp) => Offset::Offset(cp.resume_seq as i64),
             None => Offset::Beginning,
         };

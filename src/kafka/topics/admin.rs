@@ -326,14 +326,14 @@ fn refuse_unauthorized<'a>(
 
 /// What the cluster's metadata says about one topic.
 #[derive(Debug)]
-struct TopicState {
-    error: Option<RDKafkaErrorCode>,
-    partitions: Vec<PartitionState>,
+pub(super) struct TopicState {
+    pub(super) error: Option<RDKafkaErrorCode>,
+    pub(super) partitions: Vec<PartitionState>,
 }
 
 #[derive(Debug)]
-struct PartitionState {
-    id: i32,
+pub(super) struct PartitionState {
+    pub(super) id: i32,
     leader: i32,
     replicas: usize,
     error: Option<RDKafkaErrorCode>,
@@ -388,7 +388,7 @@ impl TopicState {
 
 /// Topics in the cluster's metadata (all of them, or just `topic`), leaving
 /// out those the cluster says do not exist.
-fn snapshot(
+pub(super) fn snapshot(
     admin: &AdminClient<DefaultClientContext>,
     topic: Option<&str>,
     timeout: Duration,
@@ -420,14 +420,16 @@ fn snapshot(
     Ok(topics)
 }
 
-fn admin_client(settings: &KafkaSettings) -> Result<AdminClient<DefaultClientContext>, Error> {
+pub(super) fn admin_client(
+    settings: &KafkaSettings,
+) -> Result<AdminClient<DefaultClientContext>, Error> {
     settings
         .client_config(ADMIN_DEFAULTS)
         .create()
         .map_err(|e| Error::Kafka(format!("cannot create admin client: {e}")))
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
