@@ -212,8 +212,11 @@ pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSummary, 
     let statistics = exporter.as_ref().map(|_| poll::OBSERVE_INTERVAL);
     // Batch runs learn that a partition is read to its end from
     // librdkafka's end-of-partition events: its position alone may never
-    // reach the end offset (compacted or aborted records at the end).
-    let batch = opts.until_end || opts.until_offsets.is_some();
+    // reach the end offset (compacted or aborted records at the end). Only
+    // when the end offsets are read at start: an end reached then is at or
+    // past them. Given end offsets (`--until-offsets`, before the input is
+    // written) may be ahead of an end librdkafka announces.
+    let batch = opts.until_end && opts.until_offsets.is_none();
     let consumer = group::group_consumer(
         &opts.settings,
         &opts.group,
