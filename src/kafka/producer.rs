@@ -25,6 +25,9 @@ const KEPT_FAILURES: usize = 20;
 pub struct Deliveries {
     pub delivered: AtomicU64,
     pub failed: AtomicU64,
+    /// Of `failed`, those the producer refused when they were sent (too
+    /// large): never queued, so never part of a transaction.
+    pub refused_at_send: AtomicU64,
     /// (position, error) of the first failures: a line number or an offset.
     pub failures: Mutex<Vec<(u64, String)>>,
     /// The first failure that was the cluster saying no (a missing ACL):
@@ -33,6 +36,13 @@ pub struct Deliveries {
 }
 
 impl Deliveries {
+    /// Failures after a record was queued (timeouts, the broker refusing
+    /// it): inside a transaction, each one fails that transaction.
+    pub fn failed_in_flight(&self) -> u64 {
+        self.failed()
+            .saturating_sub(self.refused_at_send.load(Ordering::Relaxed))
+    }
+
     pub fn failed(&self) -> u64 {
         self.failed.load(Ordering::Relaxed)
     }
@@ -75,6 +85,7 @@ impl Deliveries {
     /// Forgets failures of records whose transaction was aborted.
     pub fn reset(&self) {
         self.failed.store(0, Ordering::Relaxed);
+        self.refused_at_send.store(0, Ordering::Relaxed);
         self.failures.lock().expect("poisoned").clear();
     }
 
@@ -188,7 +199,9 @@ pub fn send(producer: &TrackedProducer, mut record: BaseRecord<'_, [u8], [u8], u
                     continue;
                 }
                 let position = returned.delivery_opaque as u64;
-                producer.context().deliveries.record_error(
+                let deliveries = &producer.context().deliveries;
+                deliveries.refused_at_send.fetch_add(1, Ordering::Relaxed);
+                deliveries.record_error(
                     position,
                     returned.topic,
                     &e,

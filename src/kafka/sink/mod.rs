@@ -6,7 +6,7 @@
 //! then offsets committed).
 
 mod at_least_once;
-mod transactional;
+pub(crate) mod transactional;
 
 use rdkafka::producer::BaseRecord;
 use rdkafka::topic_partition_list::TopicPartitionList;
