@@ -201,12 +201,7 @@ pub fn send(producer: &TrackedProducer, mut record: BaseRecord<'_, [u8], [u8], u
                 let position = returned.delivery_opaque as u64;
                 let deliveries = &producer.context().deliveries;
                 deliveries.refused_at_send.fetch_add(1, Ordering::Relaxed);
-                deliveries.record_error(
-                    position,
-                    returned.topic,
-                    &e,
-                    e.to_string(),
-                );
+                deliveries.record_error(position, returned.topic, &e, e.to_string());
                 return;
             }
         }

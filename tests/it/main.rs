@@ -16,6 +16,7 @@ mod faults;
 mod generate;
 mod golden;
 mod ingest;
+mod ingest_resume;
 mod kafka_smoke;
 mod loadtest;
 mod pipeline;

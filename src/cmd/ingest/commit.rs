@@ -123,10 +123,7 @@ impl Transactions {
     }
 
     /// Sends one record inside the open transaction (opening one if needed).
-    pub(super) fn send(
-        &mut self,
-        record: BaseRecord<'_, [u8], [u8], usize>,
-    ) -> Result<(), Error> {
+    pub(super) fn send(&mut self, record: BaseRecord<'_, [u8], [u8], usize>) -> Result<(), Error> {
         self.begin()?;
         producer::send(&self.producer, record);
         self.records += 1;

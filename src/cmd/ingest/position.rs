@@ -155,10 +155,16 @@ mod tests {
         run.count_invalid(Invalid::NotJson);
         run.count_invalid(Invalid::NotJson);
         let p = start.advanced(&run, &[4]);
-        assert_eq!((p.line, p.bytes, p.valid, p.blank, p.failed), (10, 300, 7, 1, 1));
+        assert_eq!(
+            (p.line, p.bytes, p.valid, p.blank, p.failed),
+            (10, 300, 7, 1, 1)
+        );
         assert_eq!(p.invalid["not_json"], 2);
         let q = p.advanced(&run, &[]);
-        assert_eq!((q.line, q.bytes, q.failed_lines.clone()), (20, 600, vec![4]));
+        assert_eq!(
+            (q.line, q.bytes, q.failed_lines.clone()),
+            (20, 600, vec![4])
+        );
         assert_eq!(q.summary().invalid_total(), 4);
         let back: Position = serde_json::from_slice(&q.to_json()).unwrap();
         assert_eq!(back, q);

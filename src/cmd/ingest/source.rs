@@ -154,8 +154,8 @@ impl Source {
             }
             Rest::Stream(mut s) => {
                 let skip = offset - head_len;
-                let skipped = io::copy(&mut (&mut s).take(skip), &mut io::sink())
-                    .map_err(input_error)?;
+                let skipped =
+                    io::copy(&mut (&mut s).take(skip), &mut io::sink()).map_err(input_error)?;
                 if skipped < skip {
                     return Err(input_error(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -195,14 +195,20 @@ mod tests {
         assert!(!fp.matches(b"{\"ts\":9}\n{\"ts\":2}\n"));
         assert!(!fp.matches(b"{\"ts\":1}\n"), "shorter than the fingerprint");
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c, "the published FNV-1a vector");
+        assert_eq!(
+            fnv1a(b"a"),
+            0xaf63_dc4c_8601_ec8c,
+            "the published FNV-1a vector"
+        );
     }
 
     #[test]
     fn a_file_starts_at_any_offset_before_or_after_its_head() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("in.jsonl");
-        let text: Vec<u8> = (0..100_000u32).flat_map(|i| format!("{i}\n").into_bytes()).collect();
+        let text: Vec<u8> = (0..100_000u32)
+            .flat_map(|i| format!("{i}\n").into_bytes())
+            .collect();
         std::fs::write(&path, &text).unwrap();
         let path = path.to_str().unwrap();
         for offset in [0, 7, FINGERPRINT_BYTES as u64, 200_000, text.len() as u64] {
@@ -210,7 +216,11 @@ mod tests {
             assert_eq!(source.head.len(), FINGERPRINT_BYTES);
             assert_eq!(source.reaches(offset), Some(true));
             let mut rest = Vec::new();
-            source.starting_at(offset).unwrap().read_to_end(&mut rest).unwrap();
+            source
+                .starting_at(offset)
+                .unwrap()
+                .read_to_end(&mut rest)
+                .unwrap();
             assert_eq!(rest, &text[offset as usize..], "offset {offset}");
         }
         let source = Source::open(path, None).unwrap();
@@ -223,7 +233,9 @@ mod tests {
         use std::io::Write;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("in.jsonl.gz");
-        let text: Vec<u8> = (0..50_000u32).flat_map(|i| format!("{i}\n").into_bytes()).collect();
+        let text: Vec<u8> = (0..50_000u32)
+            .flat_map(|i| format!("{i}\n").into_bytes())
+            .collect();
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&text).unwrap();
         std::fs::write(&path, gz.finish().unwrap()).unwrap();
@@ -232,7 +244,11 @@ mod tests {
         assert_eq!(source.id.as_deref(), Some("feed"));
         assert_eq!(source.reaches(1), None);
         let mut rest = Vec::new();
-        source.starting_at(100_000).unwrap().read_to_end(&mut rest).unwrap();
+        source
+            .starting_at(100_000)
+            .unwrap()
+            .read_to_end(&mut rest)
+            .unwrap();
         assert_eq!(rest, &text[100_000..]);
         let short = Source::open(path, None).unwrap();
         assert!(matches!(

@@ -61,9 +61,10 @@ pub(super) fn ingest_data(
         restart: false,
         commit_every: crate::cmd::ingest::CommitEvery::DEFAULT,
     };
-    let path = data.path.to_str().ok_or_else(|| {
-        Error::Config(format!("data file {} is not UTF-8", data.path.display()))
-    })?;
+    let path = data
+        .path
+        .to_str()
+        .ok_or_else(|| Error::Config(format!("data file {} is not UTF-8", data.path.display())))?;
     let summary = ingest(path, &ingest_opts)?;
     if summary.read.valid != data.frames || summary.delivered != data.frames {
         return Err(Error::Delivery(format!(
