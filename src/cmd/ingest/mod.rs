@@ -117,7 +117,7 @@ pub fn ingest(path: &str, opts: &IngestOptions) -> Result<IngestSummary, Error> 
         );
     };
 
-    let progress = Progress::new(source.len());
+    let progress = Progress::new(source.file_len());
     let started = Instant::now();
     let input = source.starting_at(base.bytes)?;
     let mut reader =

@@ -84,7 +84,7 @@ impl Source {
             path: path.into(),
             reason,
         };
-        let plain = path != "-" && !Path::new(path).extension().is_some_and(|e| e == "gz");
+        let plain = path != "-" && Path::new(path).extension().is_none_or(|e| e != "gz");
         let mut rest = if plain {
             let file = File::open(path).map_err(input_error)?;
             let len = file.metadata().map_err(input_error)?.len();
@@ -124,7 +124,7 @@ impl Source {
     }
 
     /// The source's length if it is a plain file (for the progress bar).
-    pub fn len(&self) -> Option<u64> {
+    pub fn file_len(&self) -> Option<u64> {
         match self.rest {
             Rest::File(_, len) => Some(len),
             Rest::Stream(_) => None,
