@@ -77,6 +77,17 @@ impl<R: Read> LineReader<R> {
         }
     }
 
+    /// A reader of input that starts after line `line_no`, at byte `bytes`
+    /// of the whole (ingest resuming a source): numbers and offsets go on
+    /// from there.
+    pub fn resuming(inner: R, max_line: usize, line_no: u64, bytes: u64) -> Self {
+        LineReader {
+            line_no,
+            bytes,
+            ..LineReader::new(inner, max_line)
+        }
+    }
+
     /// 1-based number of the line last returned.
     pub fn line_no(&self) -> u64 {
         self.line_no

@@ -24,7 +24,9 @@
 //!
 //! [`cmd`]: one module per job. `generate` (challenge-like frames),
 //! `aggregate` (the offline reference), `ingest` (file → input topic by
-//! time bucket), `worker` (the thin loop: `partition` is the pure
+//! time bucket, exactly once: `source` is the file's identity and position,
+//! `position` the progress record, `commit` the transactions that hold both
+//! records and position), `worker` (the thin loop: `partition` is the pure
 //! per-partition state machine, `poll` drives it, `report` is the typed run
 //! report, `guard` refuses checkpoints and partitions it cannot trust), `show` (a metric topic as a table), `dashboard` (a live web page
 //! read from the topics), `loadtest` (the pipeline under load beside Kafka's

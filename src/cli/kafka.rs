@@ -93,6 +93,9 @@ pub struct KafkaArgs {
     /// Dead-letter topic for invalid frames.
     #[arg(long, env = "DEAD_LETTER_TOPIC", default_value = "frames-dead-letter")]
     pub dead_letter_topic: String,
+    /// Ingest's progress topic (compacted): where each source file has got to.
+    #[arg(long, env = "INGEST_PROGRESS_TOPIC", default_value = "ingest-progress")]
+    pub progress_topic: String,
 }
 
 impl KafkaArgs {
@@ -112,6 +115,7 @@ impl KafkaArgs {
             minutes: self.minutes_topic.clone(),
             forward: self.output_stream.clone(),
             dead_letter: self.dead_letter_topic.clone(),
+            progress: self.progress_topic.clone(),
         }
     }
 }

@@ -394,6 +394,8 @@ pub struct TopicNames {
     pub minutes: String,
     pub forward: String,
     pub dead_letter: String,
+    /// Ingest's progress per source file (compacted; see `cmd::ingest`).
+    pub progress: String,
 }
 
 impl Default for TopicNames {
@@ -404,6 +406,7 @@ impl Default for TopicNames {
             minutes: "metrics-minute".into(),
             forward: "frames-forward".into(),
             dead_letter: "frames-dead-letter".into(),
+            progress: "ingest-progress".into(),
         }
     }
 }

@@ -32,6 +32,9 @@ pub struct Deliveries {
     /// Positions are [`Position`]s of a worker (input partition and
     /// offset), not ingest's line numbers.
     pub worker_positions: bool,
+    /// Of `failed`, those the producer refused when they were sent (too
+    /// large): never queued, so never part of a transaction.
+    pub refused_at_send: AtomicU64,
     /// (position, error) of the first failures: a line number or an offset.
     pub failures: Mutex<Vec<(u64, String)>>,
     /// The first failure that was the cluster saying no (a missing ACL):
@@ -40,6 +43,13 @@ pub struct Deliveries {
 }
 
 impl Deliveries {
+    /// Failures after a record was queued (timeouts, the broker refusing
+    /// it): inside a transaction, each one fails that transaction.
+    pub fn failed_in_flight(&self) -> u64 {
+        self.failed()
+            .saturating_sub(self.refused_at_send.load(Ordering::Relaxed))
+    }
+
     pub fn failed(&self) -> u64 {
         self.failed.load(Ordering::Relaxed)
     }
@@ -91,6 +101,7 @@ impl Deliveries {
     pub fn reset(&self) {
         self.failed.store(0, Ordering::Relaxed);
         self.permanent.store(0, Ordering::Relaxed);
+        self.refused_at_send.store(0, Ordering::Relaxed);
         self.failures.lock().expect("poisoned").clear();
     }
 
@@ -301,12 +312,9 @@ pub fn send(producer: &TrackedProducer, mut record: BaseRecord<'_, [u8], [u8], u
                     continue;
                 }
                 let position = returned.delivery_opaque as u64;
-                producer.context().deliveries.record_error(
-                    position,
-                    returned.topic,
-                    &e,
-                    e.to_string(),
-                );
+                let deliveries = &producer.context().deliveries;
+                deliveries.refused_at_send.fetch_add(1, Ordering::Relaxed);
+                deliveries.record_error(position, returned.topic, &e, e.to_string());
                 return;
             }
         }

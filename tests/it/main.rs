@@ -18,6 +18,7 @@ mod generate;
 mod golden;
 mod guard;
 mod ingest;
+mod ingest_resume;
 mod kafka_smoke;
 mod loadtest;
 mod pipeline;

@@ -35,6 +35,7 @@ fn unique_specs(tag: &str) -> Vec<TopicSpec> {
         minutes: crate::common::unique_name(&format!("{tag}-min")),
         forward: crate::common::unique_name(&format!("{tag}-fwd")),
         dead_letter: crate::common::unique_name(&format!("{tag}-dlq")),
+        progress: crate::common::unique_name(&format!("{tag}-progress")),
     };
     apply_overrides(&mut specs, &Overrides::from_names(&names)).unwrap();
     specs
@@ -77,7 +78,7 @@ fn shipped_definitions_agree_with_the_cli_defaults() {
         specs.iter().all(|s| s.replication == 1),
         "single-broker defaults"
     );
-    for role in ["metrics-second", ROLE_MINUTES] {
+    for role in ["metrics-second", ROLE_MINUTES, "ingest-progress"] {
         assert_eq!(
             by_role[role]
                 .configs

@@ -2,7 +2,6 @@
 //! sampled and checked.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -22,7 +21,7 @@ use super::report::{Check, Rate, RunReport};
 use super::topics::RunTopics;
 use super::topics::{create_topics, delete_run};
 use super::workers::{spawn_worker, wait_started, wait_workers};
-use super::{io_error, parser, unix_ms, DataSet, LoadtestOptions};
+use super::{parser, unix_ms, DataSet, LoadtestOptions};
 use crate::core::compare::WindowSet;
 
 /// (busy, total) jiffies of all cores, from /proc/stat.
@@ -55,14 +54,18 @@ pub(super) fn ingest_data(
         parser: parser(),
         max_future: None,
         bucket_secs: DEFAULT_BUCKET_SECS,
-        input_len: Some(data.bytes),
         log_invalid: 20,
         metrics_addr: None,
         metrics_linger: Duration::ZERO,
+        source_id: None,
+        restart: false,
+        commit_every: crate::cmd::ingest::CommitEvery::DEFAULT,
     };
-    let input =
-        File::open(&data.path).map_err(io_error(format!("cannot open {}", data.path.display())))?;
-    let summary = ingest(input, &ingest_opts)?;
+    let path = data
+        .path
+        .to_str()
+        .ok_or_else(|| Error::Config(format!("data file {} is not UTF-8", data.path.display())))?;
+    let summary = ingest(path, &ingest_opts)?;
     if summary.read.valid != data.frames || summary.delivered != data.frames {
         return Err(Error::Delivery(format!(
             "ingest read {} valid frames and delivered {}, expected {}",

@@ -35,6 +35,7 @@ pub(super) fn create_topics(
         minutes: format!("{prefix}-min"),
         forward: format!("{prefix}-fwd"),
         dead_letter: format!("{prefix}-dlq"),
+        progress: format!("{prefix}-progress"),
     };
     let mut specs = load_specs(&opts.topics_dir)?;
     let overrides = Overrides {

@@ -6,7 +6,7 @@
 //! then offsets committed).
 
 mod at_least_once;
-mod transactional;
+pub(crate) mod transactional;
 
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::BaseRecord;

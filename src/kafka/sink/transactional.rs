@@ -185,7 +185,10 @@ impl Sink for Transactional {
 }
 
 /// Makes a transactional call, again while librdkafka says it may.
-fn retried(call: &'static str, mut f: impl FnMut() -> KafkaResult<()>) -> Result<(), TxnError> {
+pub(crate) fn retried(
+    call: &'static str,
+    mut f: impl FnMut() -> KafkaResult<()>,
+) -> Result<(), TxnError> {
     let mut attempts = 0;
     loop {
         let Err(e) = f() else { return Ok(()) };

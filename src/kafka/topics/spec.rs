@@ -19,13 +19,16 @@ pub const ROLE_MINUTES: &str = "metrics-minute";
 pub const ROLE_FORWARD: &str = "frames-forward";
 /// Invalid frames with their reason ([`TopicNames::dead_letter`]).
 pub const ROLE_DEAD_LETTER: &str = "dead-letter";
+/// Ingest's committed position per source ([`TopicNames::progress`]).
+pub const ROLE_PROGRESS: &str = "ingest-progress";
 /// Every role a definition file may name.
-pub const ROLES: [&str; 5] = [
+pub const ROLES: [&str; 6] = [
     ROLE_INPUT,
     ROLE_SECONDS,
     ROLE_MINUTES,
     ROLE_FORWARD,
     ROLE_DEAD_LETTER,
+    ROLE_PROGRESS,
 ];
 
 /// Kafka's longest legal topic name.
@@ -227,13 +230,14 @@ impl Overrides {
 }
 
 /// The (role, name) pairs of a [`TopicNames`].
-pub fn role_names(names: &TopicNames) -> [(&'static str, &str); 5] {
+pub fn role_names(names: &TopicNames) -> [(&'static str, &str); 6] {
     [
         (ROLE_INPUT, &names.input),
         (ROLE_SECONDS, &names.seconds),
         (ROLE_MINUTES, &names.minutes),
         (ROLE_FORWARD, &names.forward),
         (ROLE_DEAD_LETTER, &names.dead_letter),
+        (ROLE_PROGRESS, &names.progress),
     ]
 }
 

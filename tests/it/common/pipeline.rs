@@ -26,6 +26,8 @@ pub struct Pipeline {
     pub minutes: String,
     pub forward: String,
     pub dead_letter: String,
+    /// Ingest's progress topic (compacted, one partition).
+    pub progress: String,
     /// The late topic, when this pipeline made one (`LATE_TOPIC`).
     pub late: Option<String>,
     pub group: String,
@@ -50,6 +52,9 @@ impl Pipeline {
         for t in [&p.seconds, &p.minutes, &p.forward, &p.dead_letter, late] {
             create_topic_with(&p.bootstrap, t, 2, replication, configs);
         }
+        let mut compact = configs.to_vec();
+        compact.push(("cleanup.policy", "compact"));
+        create_topic_with(&p.bootstrap, &p.progress, 1, replication, &compact);
         p
     }
 
@@ -62,6 +67,7 @@ impl Pipeline {
             minutes: unique_name(&format!("{tag}-min")),
             forward: unique_name(&format!("{tag}-fwd")),
             dead_letter: unique_name(&format!("{tag}-dlq")),
+            progress: unique_name(&format!("{tag}-progress")),
             late: None,
             group: unique_name(&format!("{tag}-group")),
             dir: tempfile::tempdir().unwrap(),
@@ -93,6 +99,7 @@ impl Pipeline {
             .env("MIN_METRICS_OUTPUT_TOPIC", &self.minutes)
             .env("OUTPUT_STREAM", &self.forward)
             .env("DEAD_LETTER_TOPIC", &self.dead_letter)
+            .env("INGEST_PROGRESS_TOPIC", &self.progress)
             .env_remove("LATE_TOPIC")
             .env("CONSUMER_GROUP_ID", &self.group)
             .env("RUST_LOG", "info");
