@@ -21,7 +21,7 @@ use super::perf::{consumer_perf, producer_perf};
 use super::report::{Check, Rate, RunReport};
 use super::topics::RunTopics;
 use super::topics::{create_topics, delete_run};
-use super::workers::{spawn_worker, wait_started, wait_workers};
+use super::workers::{spawn_worker, wait_started, wait_workers, WorkerProcess};
 use super::{io_error, parser, unix_ms, DataSet, LoadtestOptions};
 use crate::core::compare::WindowSet;
 
@@ -49,6 +49,19 @@ pub(super) fn ingest_data(
     data: &DataSet,
     topics: &RunTopics,
 ) -> Result<crate::cmd::ingest::IngestSummary, Error> {
+    let input =
+        File::open(&data.path).map_err(io_error(format!("cannot open {}", data.path.display())))?;
+    ingest_from(opts, data, topics, input)
+}
+
+/// Ingests `input` (the data file, or the soak's paced reader of it) and
+/// checks that every frame of `data` was delivered.
+pub(super) fn ingest_from(
+    opts: &LoadtestOptions,
+    data: &DataSet,
+    topics: &RunTopics,
+    input: impl std::io::Read,
+) -> Result<crate::cmd::ingest::IngestSummary, Error> {
     let ingest_opts = IngestOptions {
         settings: opts.settings.clone(),
         topics: topics.names.clone(),
@@ -60,8 +73,6 @@ pub(super) fn ingest_data(
         metrics_addr: None,
         metrics_linger: Duration::ZERO,
     };
-    let input =
-        File::open(&data.path).map_err(io_error(format!("cannot open {}", data.path.display())))?;
     let summary = ingest(input, &ingest_opts)?;
     if summary.read.valid != data.frames || summary.delivered != data.frames {
         return Err(Error::Delivery(format!(
@@ -86,7 +97,7 @@ pub(super) fn run_one(ctx: &RunContext<'_>, partitions: u32, workers: u32) -> Ru
     let prefix = format!("{}-{tag}", ctx.prefix);
     let dir = opts.cache_dir.join("runs").join(&prefix);
     let mut report = RunReport {
-        mode: if opts.live { "live" } else { "sequential" }.into(),
+        mode: super::mode_name(opts).into(),
         partitions,
         workers,
         forward: opts.forward,
@@ -111,7 +122,11 @@ pub(super) fn run_one(ctx: &RunContext<'_>, partitions: u32, workers: u32) -> Ru
     };
     report.input_topic = topics.names.input.clone();
     info!(partitions, workers, input = %topics.names.input, mode = %report.mode, "run starting");
-    if let Err(failure) = measure(ctx, &topics, &dir, &mut report) {
+    let measured = match &opts.soak {
+        Some(soak) => super::soak::measure(ctx, soak, &topics, &dir, &mut report),
+        None => measure(ctx, &topics, &dir, &mut report),
+    };
+    if let Err(failure) = measured {
         report.failure = Some(failure);
     }
     if report.failure.is_none() {
@@ -196,6 +211,20 @@ pub(super) fn measure(
     dir: &Path,
     report: &mut RunReport,
 ) -> Result<(), String> {
+    measure_with(ctx, topics, report, |report, lag| {
+        ingest_and_process(ctx, topics, dir, report, lag)
+    })
+}
+
+/// `process` (ingest and the workers; returns the unix ms of ingest's start
+/// and of its last delivery), with the lag sampler and the observer
+/// alongside.
+pub(super) fn measure_with(
+    ctx: &RunContext<'_>,
+    topics: &RunTopics,
+    report: &mut RunReport,
+    process: impl FnOnce(&mut RunReport, &LagSignal) -> Result<(u64, u64), String>,
+) -> Result<(), String> {
     let opts = ctx.opts;
     let data = ctx.data;
     let lag_signal = LagSignal::default();
@@ -221,7 +250,7 @@ pub(super) fn measure(
                 Duration::from_secs(60),
             )
         });
-        let result = ingest_and_process(ctx, topics, dir, report, &lag_signal);
+        let result = process(report, &lag_signal);
         lag_signal.stop.store(true, Ordering::SeqCst);
         finish_observer.store(true, Ordering::SeqCst);
         report.lag_samples = lag.join().unwrap_or_default();
@@ -317,7 +346,18 @@ pub(super) fn ingest_and_process(
     };
     wait_workers(&mut workers, Instant::now() + opts.phase_timeout)?;
     report.machine_cpu_processing_pct = busy_pct(cpu_processing_start, cpu_jiffies());
-    for w in &workers {
+    collect_figures(report, &workers, data)?;
+    Ok((ingest_start_ms, ingest_done_ms))
+}
+
+/// The finished workers' reports, and the processing rate and peak memory
+/// drawn from them.
+pub(super) fn collect_figures(
+    report: &mut RunReport,
+    workers: &[WorkerProcess],
+    data: &DataSet,
+) -> Result<(), String> {
+    for w in workers {
         let figures = w.finished_report()?;
         report.worker_figures.push(figures);
     }
@@ -344,5 +384,5 @@ pub(super) fn ingest_and_process(
         .filter_map(|w| w.peak_rss_kb)
         .max()
         .map(|kb| kb as f64 * 1024.0 / 1e6);
-    Ok((ingest_start_ms, ingest_done_ms))
+    Ok(())
 }

@@ -136,6 +136,7 @@ pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSummary, 
     };
     if let Some(e) = &exporter {
         info!(url = %format!("http://{}/metrics", e.addr()), "serving metrics, /healthz and /readyz");
+        report.metrics_addr = Some(e.addr().to_string());
     }
     let sink: Box<dyn Sink> = if opts.exactly_once {
         Box::new(Transactional::new(
