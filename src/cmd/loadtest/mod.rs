@@ -41,6 +41,12 @@
 //! - peak memory (VmHWM) and CPU time of each worker, and the share of the
 //!   machine's CPU in use during ingest and during processing.
 //!
+//! With `--duration` (and `--live`) every run is a *soak* instead
+//! ([`soak`]): the workers under a steady live load with `ts` = now for that
+//! long, sampled over time (RSS, lag, late frames, event-time delay), then
+//! drained, checked the same way, and given a memory verdict
+//! ([`soak_report`]).
+//!
 //! Results go to a table on stdout, row by row as runs finish, and to a JSON
 //! (or, by extension, CSV) file for plotting. A run whose windows differ from
 //! `aggregate` is reported `WRONG`, and the command then fails.

@@ -49,7 +49,7 @@ use crate::observe::http::get;
 
 /// Seconds between the data file's start and the first frame: the topics
 /// and the workers are set up meanwhile.
-const SETUP_SECONDS: u64 = 20;
+const SETUP_SECONDS: u64 = 12;
 
 /// The sample interval: as asked, else 1/120 of the duration within 0.5-10 s.
 pub fn sample_interval(soak: &SoakOptions) -> Duration {
