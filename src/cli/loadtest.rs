@@ -1,6 +1,7 @@
 //! `timebucket loadtest`: options; the work is in [`crate::cmd::loadtest`].
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 
@@ -53,6 +54,29 @@ pub struct LoadtestArgs {
     /// Start the workers first and ingest while they run (else ingest, then workers --until-end).
     #[arg(long)]
     pub live: bool,
+    /// Soak: with --live, keep the workers under a live load this long
+    /// (e.g. 90s, 10m, 1h; a bare number is seconds): frames at --rate per
+    /// second with ts = now, then drain and check; samples each worker's
+    /// memory, lag, late frames and event-time delay (--frames and --start
+    /// do not apply).
+    #[arg(long, env = "LOADTEST_DURATION", requires = "live", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Soak: largest delay in seconds of a delayed frame (generate -d).
+    #[arg(long, default_value_t = 10)]
+    pub max_delay: u32,
+    /// Soak: percent of frames delayed by 1..=--max-delay seconds (generate -p).
+    #[arg(long, default_value_t = 5.0)]
+    pub delay_percent: f64,
+    /// Soak: sample the workers every this many ms [default: the duration / 120, within 500-10000].
+    #[arg(long)]
+    pub sample_interval_ms: Option<u64>,
+    /// Soak: memory is flat if the last quarter's median RSS exceeds the
+    /// first quarter's by at most this percent...
+    #[arg(long, default_value_t = 10.0)]
+    pub rss_growth_pct: f64,
+    /// ...or by at most this many MB, whichever is larger.
+    #[arg(long, default_value_t = 8.0)]
+    pub rss_growth_mb: f64,
     /// Report file: JSON, or CSV if the name ends in .csv.
     #[arg(short = 'o', long, default_value = "target/loadtest/loadtest.json")]
     pub output: PathBuf,
@@ -160,6 +184,18 @@ impl LoadtestArgs {
             repeat: args.repeat.max(1),
             output: Some(args.output.clone()),
             command: redact_command_line(std::env::args()).join(" "),
+            soak: args
+                .duration
+                .map(|duration| crate::cmd::loadtest::SoakOptions {
+                    duration,
+                    max_delay: args.max_delay,
+                    delay_percent: args.delay_percent,
+                    sample_interval: args
+                        .sample_interval_ms
+                        .map(|ms| Duration::from_millis(ms.max(100))),
+                    rss_growth_pct: args.rss_growth_pct,
+                    rss_growth_mb: args.rss_growth_mb,
+                }),
         };
         let report = crate::cmd::loadtest::run(&opts, &mut std::io::stdout().lock())?;
         eprintln!("report written to {}", args.output.display());
@@ -170,6 +206,53 @@ impl LoadtestArgs {
                 report.runs.len()
             )));
         }
+        let grown = report.memory_grown();
+        if grown > 0 {
+            return Err(Error::Mismatch(format!(
+                "{grown} of {} soak runs: worker memory was not flat (see the memory verdict)",
+                report.runs.len()
+            )));
+        }
         Ok(())
+    }
+}
+
+/// A duration: a number with a unit, `s`, `m` or `h` (`90s`, `10m`, `1h`),
+/// or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (number, unit) = match t.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let scale = match unit.trim() {
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        other => return Err(format!("unknown unit {other:?} in {text:?}: use s, m or h")),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("expected a number and a unit (90s, 10m, 1h), got {text:?}"))?;
+    let secs = value * scale;
+    if !(secs >= 1.0 && secs.is_finite()) {
+        return Err(format!("{text:?}: a soak lasts at least 1 s"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_seconds_minutes_and_hours() {
+        assert_eq!(parse_duration("20s"), Ok(Duration::from_secs(20)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        for bad in ["", "10x", "m", "0s", "-5s", "10 min"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{KafkaArgs, MetricsArgs, WindowArgs};
-use crate::cmd::worker::{parse_offsets, run, OnMissingCheckpoint, WorkerOptions};
+use crate::cmd::worker::{parse_offsets, run, OnMissingCheckpoint, Targets, WorkerOptions};
 use crate::error::Error;
 
 #[derive(Args, Debug)]
@@ -63,7 +63,8 @@ pub struct WorkerArgs {
     /// naming the partition; `restart` recomputes it from the log start.
     #[arg(long, env = "ON_MISSING_CHECKPOINT", value_enum, default_value_t = OnMissingCheckpoint::Fail)]
     pub on_missing_checkpoint: OnMissingCheckpoint,
-    /// Loadtest: like --until-end with the end offsets given, PARTITION=OFFSET,...
+    /// Loadtest: like --until-end with the end offsets given, PARTITION=OFFSET,...,
+    /// or @FILE: a file that will hold them once the input is complete.
     #[arg(long, hide = true, conflicts_with = "until_end")]
     pub until_offsets: Option<String>,
 }
@@ -89,7 +90,10 @@ impl WorkerArgs {
             until_offsets: self
                 .until_offsets
                 .as_deref()
-                .map(parse_offsets)
+                .map(|list| match list.strip_prefix('@') {
+                    Some(path) => Ok(Targets::Awaited(path.into())),
+                    None => parse_offsets(list).map(Targets::Known),
+                })
                 .transpose()?,
             report_file: self.report_file,
             metrics_linger: self.metrics.linger(),

@@ -247,3 +247,127 @@ fn at_least_once_is_measured_and_checked_too() {
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+#[test]
+fn a_short_soak_samples_every_worker_checks_every_window_and_judges_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let out = loadtest(
+        dir.path(),
+        &[
+            "--live",
+            "--duration",
+            "20s",
+            "--rate",
+            "50",
+            "--partitions",
+            "2",
+            "--workers",
+            "2",
+            "--no-kafka-tools",
+            "--sample-interval-ms",
+            "500",
+            // A 20 s run is mostly warm-up: this test checks that the
+            // verdict is drawn, not the bound (the 10-minute run does).
+            "--rss-growth-mb",
+            "200",
+            "-o",
+            report.to_str().unwrap(),
+        ],
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("memory verdict: flat"), "{stdout}");
+
+    let json: LoadtestReport = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(json.mode, "soak");
+    assert_eq!(json.runs.len(), 1);
+    let run = &json.runs[0];
+    assert!(run.check.correct, "{run:#?}");
+    assert_eq!(run.check.verdict, "correct");
+    assert!(run.check.windows_expected > 20, "{:?}", run.check);
+    // 20 s at 50 frames/s, give or take the generator's uneven seconds.
+    assert!(
+        (500..=2000).contains(&json.data.frames),
+        "{} frames",
+        json.data.frames
+    );
+    // ts = now: the frames' time is the run's.
+    let now = timebucket::cmd::loadtest::unix_ms() / 1000;
+    assert!(
+        json.data.last_ts + 600 > now && json.data.last_ts < now,
+        "{:?}",
+        json.data
+    );
+
+    let soak = run.soak.as_ref().expect("the soak's figures");
+    assert_eq!(soak.duration_seconds, 20.0);
+    let produced = soak.production_seconds.unwrap();
+    assert!((15.0..40.0).contains(&produced), "produced in {produced} s");
+    assert!(soak.drain_seconds.is_some());
+    // Samples for every worker, all along, while producing and after.
+    let producing: Vec<_> = soak.samples.iter().filter(|s| s.producing).collect();
+    assert!(producing.len() >= 15, "{} samples", producing.len());
+    for s in &soak.samples {
+        let ids: Vec<u32> = s.workers.iter().map(|w| w.worker).collect();
+        assert_eq!(ids, vec![0, 1], "{s:?}");
+    }
+    for s in &producing {
+        for w in &s.workers {
+            assert!(w.rss_kb.unwrap() > 1000, "{s:?}");
+            assert!(w.frames.is_some() && w.late_seconds.is_some(), "{s:?}");
+            assert!(w.owned_partitions.is_some(), "{s:?}");
+        }
+    }
+    let last = producing.last().unwrap();
+    assert!(last.produced > 0 && last.produced <= json.data.frames);
+    let counted: u64 = last.workers.iter().filter_map(|w| w.frames).sum();
+    assert!(counted > 0, "{last:?}");
+    // The watermark follows the clock: the worker with the stream closes
+    // windows a few seconds behind now (lateness 5 s plus the window).
+    let delays: Vec<i64> = producing
+        .iter()
+        .flat_map(|s| s.workers.iter().filter_map(|w| w.event_time_delay_seconds))
+        .collect();
+    assert!(!delays.is_empty());
+    let least = *delays.iter().min().unwrap();
+    assert!((0..=30).contains(&least), "{delays:?}");
+    // 5 % of frames are 1-10 s late: about half of those miss their second.
+    let late: u64 = run
+        .worker_figures
+        .iter()
+        .map(|w| w.summary.late_seconds)
+        .sum();
+    assert!(late > 0, "{:?}", run.worker_figures);
+
+    // The memory verdict is drawn for every worker.
+    let m = &soak.memory;
+    assert!(m.flat, "{m:?}");
+    assert_eq!(m.verdict, "flat");
+    assert_eq!(m.bound_mb, 200.0);
+    assert_eq!(m.workers.len(), 2);
+    for w in &m.workers {
+        assert!(w.first_quarter_mb.unwrap() > 1.0, "{w:?}");
+        assert!(w.last_quarter_mb.unwrap() > 1.0, "{w:?}");
+        assert!(w.growth_mb.is_some() && w.growth_pct.is_some(), "{w:?}");
+        assert!(w.flat);
+    }
+}
+
+#[test]
+fn a_soak_needs_live_and_a_valid_duration() {
+    for (args, why) in [
+        (&["--duration", "20s"][..], "--live"),
+        (&["--live", "--duration", "20x"][..], "unit"),
+    ] {
+        let bad = Command::new(BIN)
+            .arg("loadtest")
+            .args(args)
+            .args(["--no-kafka-tools", "-b", "127.0.0.1:1"])
+            .env_remove("LOADTEST_DURATION")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&bad.stderr);
+        assert_eq!(bad.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(why), "{stderr}");
+    }
+}

@@ -16,7 +16,8 @@ pub mod commit;
 pub mod position;
 pub mod source;
 
-use std::sync::atomic::Ordering;
+pub use source::Source;
+pub use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rdkafka::producer::{BaseRecord, Producer};
@@ -37,7 +38,6 @@ use bar::Progress;
 pub use commit::CommitEvery;
 use commit::Transactions;
 pub use position::Position;
-use source::Source;
 
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
@@ -84,7 +84,13 @@ pub struct IngestSummary {
     pub elapsed: Duration,
 }
 
+/// Ingests the file at `path` (`-`: stdin; `.gz` is decompressed).
 pub fn ingest(path: &str, opts: &IngestOptions) -> Result<IngestSummary, Error> {
+    ingest_source(Source::open(path, opts.source_id.as_deref())?, opts)
+}
+
+/// Ingests an opened [`Source`].
+pub fn ingest_source(source: Source, opts: &IngestOptions) -> Result<IngestSummary, Error> {
     let metrics = std::sync::Arc::new(IngestMetrics::new());
     let exporter = match &opts.metrics_addr {
         Some(addr) => Some(Exporter::serve(
@@ -97,7 +103,6 @@ pub fn ingest(path: &str, opts: &IngestOptions) -> Result<IngestSummary, Error> 
     if let Some(e) = &exporter {
         info!(url = %format!("http://{}/metrics", e.addr()), "serving metrics, /healthz and /readyz");
     }
-    let source = Source::open(path, opts.source_id.as_deref())?;
     let (mut txn, base) = resume(&source, opts)?;
     let partitions = crate::kafka::topics::partition_count(
         &opts.settings,
@@ -127,6 +132,7 @@ pub fn ingest(path: &str, opts: &IngestOptions) -> Result<IngestSummary, Error> 
 
     let progress = Progress::new(source.file_len());
     let started = Instant::now();
+    let resumable = source.id.is_some();
     let input = source.starting_at(base.bytes)?;
     let mut reader =
         LineReader::resuming(input, opts.parser.max_frame_bytes, base.line, base.bytes);
@@ -245,7 +251,7 @@ pub fn ingest(path: &str, opts: &IngestOptions) -> Result<IngestSummary, Error> 
         failed: txn.committed.failed,
         failed_lines: txn.committed.failed_lines.clone(),
         resumed_at: base.line,
-        resumable: opts.source_id.is_some() || path != "-",
+        resumable,
         read,
         partitions,
         elapsed: started.elapsed(),

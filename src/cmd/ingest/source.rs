@@ -85,7 +85,7 @@ impl Source {
             reason,
         };
         let plain = path != "-" && Path::new(path).extension().is_none_or(|e| e != "gz");
-        let mut rest = if plain {
+        let rest = if plain {
             let file = File::open(path).map_err(input_error)?;
             let len = file.metadata().map_err(input_error)?.len();
             Rest::File(file, len)
@@ -102,6 +102,20 @@ impl Source {
                     .to_string(),
             ),
         };
+        Source::with_head(path, id, rest)
+    }
+
+    /// A source read from `input` (forward only), named `name` in messages;
+    /// resumable only with a `source_id`. Loadtest's paced feed is one.
+    pub fn stream(
+        name: &str,
+        input: Box<dyn Read + Send>,
+        source_id: Option<&str>,
+    ) -> Result<Source, Error> {
+        Source::with_head(name, source_id.map(str::to_string), Rest::Stream(input))
+    }
+
+    fn with_head(path: &str, id: Option<String>, mut rest: Rest) -> Result<Source, Error> {
         let mut head = Vec::with_capacity(FINGERPRINT_BYTES);
         let reader: &mut dyn Read = match &mut rest {
             Rest::File(f, _) => f,
@@ -110,7 +124,10 @@ impl Source {
         reader
             .take(FINGERPRINT_BYTES as u64)
             .read_to_end(&mut head)
-            .map_err(input_error)?;
+            .map_err(|reason| Error::Input {
+                path: path.into(),
+                reason,
+            })?;
         Ok(Source {
             path: path.to_string(),
             id,

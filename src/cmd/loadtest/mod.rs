@@ -41,6 +41,12 @@
 //! - peak memory (VmHWM) and CPU time of each worker, and the share of the
 //!   machine's CPU in use during ingest and during processing.
 //!
+//! With `--duration` (and `--live`) every run is a *soak* instead
+//! ([`soak`]): the workers under a steady live load with `ts` = now for that
+//! long, sampled over time (RSS, lag, late frames, event-time delay), then
+//! drained, checked the same way, and given a memory verdict
+//! ([`soak_report`]).
+//!
 //! Results go to a table on stdout, row by row as runs finish, and to a JSON
 //! (or, by extension, CSV) file for plotting. A run whose windows differ from
 //! `aggregate` is reported `WRONG`, and the command then fails.
@@ -48,9 +54,12 @@
 mod check;
 mod data;
 mod observe;
+mod pace;
 mod perf;
 mod report;
 mod run;
+pub mod soak;
+pub mod soak_report;
 mod topics;
 mod workers;
 
@@ -75,6 +84,7 @@ use data::*;
 pub use perf::{parse_consumer_perf, parse_producer_perf};
 pub use report::*;
 use run::*;
+pub use soak_report::{MemoryVerdict, SoakReport, SoakSample, WorkerMemory, WorkerSample};
 pub const LATENESS: u64 = 5;
 /// Frames of the data file used as `kafka-producer-perf-test` payloads.
 pub const PERF_SAMPLE_FRAMES: u64 = 10_000;
@@ -193,10 +203,28 @@ pub struct LoadtestOptions {
     pub output: Option<PathBuf>,
     /// The command line, recorded in the report.
     pub command: String,
+    /// A soak (`--live --duration`) instead of the batch runs.
+    pub soak: Option<SoakOptions>,
+}
+
+/// The soak's options (see [`soak`]).
+#[derive(Debug, Clone)]
+pub struct SoakOptions {
+    /// How long the live load lasts.
+    pub duration: Duration,
+    /// Disorder: `delay_percent` % of frames are 1..=`max_delay` s late.
+    pub max_delay: u32,
+    pub delay_percent: f64,
+    /// `None`: 1/120 of the duration, within 0.5-10 s.
+    pub sample_interval: Option<Duration>,
+    /// Memory is flat when the last quarter's median RSS exceeds the first
+    /// quarter's by at most this percent, or this many MB (the larger).
+    pub rss_growth_pct: f64,
+    pub rss_growth_mb: f64,
 }
 
 /// The cached data file and what the run needs to know about it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct DataSet {
     pub path: PathBuf,
     pub frames: u64,
@@ -274,24 +302,11 @@ pub fn run(opts: &LoadtestOptions, out: &mut dyn Write) -> Result<LoadtestReport
         Error::NoTopic(_) => Ok(0),
         e => Err(e),
     })?;
+    if let Some(soak) = &opts.soak {
+        return soak::run(opts, soak, out);
+    }
     let data = prepare_data(opts)?;
-    let started = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let mut report = LoadtestReport {
-        command: opts.command.clone(),
-        date: iso8601_utc(started),
-        machine: Machine::probe(),
-        bootstrap: opts.settings.bootstrap.clone(),
-        mode: if opts.live { "live" } else { "sequential" }.into(),
-        exactly_once: !opts.at_least_once,
-        forward: opts.forward,
-        commit_interval_ms: opts.commit_interval_ms,
-        kafka_tool: opts.kafka_tool.as_ref().map(KafkaTool::describe),
-        perf_payload: opts.kafka_tool.as_ref().map(|_| opts.perf_payload),
-        data: data.clone(),
-        runs: Vec::new(),
-    };
+    let mut report = new_report(opts, data.clone());
     write_header(out, &report).map_err(Error::Output)?;
     let ctx = RunContext {
         opts,
@@ -323,6 +338,36 @@ pub fn run(opts: &LoadtestOptions, out: &mut dyn Write) -> Result<LoadtestReport
     }
     write_footer(out, &report).map_err(Error::Output)?;
     Ok(report)
+}
+
+/// The report before its first run.
+fn new_report(opts: &LoadtestOptions, data: DataSet) -> LoadtestReport {
+    let started = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    LoadtestReport {
+        command: opts.command.clone(),
+        date: iso8601_utc(started),
+        machine: Machine::probe(),
+        bootstrap: opts.settings.bootstrap.clone(),
+        mode: mode_name(opts).into(),
+        exactly_once: !opts.at_least_once,
+        forward: opts.forward,
+        commit_interval_ms: opts.commit_interval_ms,
+        kafka_tool: opts.kafka_tool.as_ref().map(KafkaTool::describe),
+        perf_payload: opts.kafka_tool.as_ref().map(|_| opts.perf_payload),
+        data,
+        runs: Vec::new(),
+    }
+}
+
+/// `soak`, `live` or `sequential`.
+fn mode_name(opts: &LoadtestOptions) -> &'static str {
+    match (&opts.soak, opts.live) {
+        (Some(_), _) => "soak",
+        (None, true) => "live",
+        (None, false) => "sequential",
+    }
 }
 
 #[cfg(test)]

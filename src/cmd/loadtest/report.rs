@@ -110,6 +110,8 @@ pub struct RunReport {
     /// Set when the run could not finish (the check is then not correct).
     pub failure: Option<String>,
     pub logs: PathBuf,
+    /// The soak's samples and memory verdict (`--live --duration`).
+    pub soak: Option<super::SoakReport>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

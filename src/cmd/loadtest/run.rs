@@ -2,6 +2,7 @@
 //! sampled and checked.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use crate::cmd::ingest::{ingest, IngestOptions};
+use crate::cmd::ingest::{ingest_source, IngestOptions, Source};
 use crate::core::bucket::DEFAULT_BUCKET_SECS;
 use crate::error::Error;
 
@@ -20,8 +21,10 @@ use super::perf::{consumer_perf, producer_perf};
 use super::report::{Check, Rate, RunReport};
 use super::topics::RunTopics;
 use super::topics::{create_topics, delete_run};
-use super::workers::{spawn_worker, wait_started, wait_workers};
-use super::{parser, unix_ms, DataSet, LoadtestOptions};
+use super::workers::{
+    ends_file, publish_ends, spawn_worker, wait_started, wait_workers, WorkerProcess,
+};
+use super::{io_error, parser, unix_ms, DataSet, LoadtestOptions};
 use crate::core::compare::WindowSet;
 
 /// (busy, total) jiffies of all cores, from /proc/stat.
@@ -48,6 +51,19 @@ pub(super) fn ingest_data(
     data: &DataSet,
     topics: &RunTopics,
 ) -> Result<crate::cmd::ingest::IngestSummary, Error> {
+    let input =
+        File::open(&data.path).map_err(io_error(format!("cannot open {}", data.path.display())))?;
+    ingest_from(opts, data, topics, input)
+}
+
+/// Ingests `input` (the data file, or the soak's paced reader of it) and
+/// checks that every frame of `data` was delivered.
+pub(super) fn ingest_from(
+    opts: &LoadtestOptions,
+    data: &DataSet,
+    topics: &RunTopics,
+    input: impl std::io::Read + Send + 'static,
+) -> Result<crate::cmd::ingest::IngestSummary, Error> {
     let ingest_opts = IngestOptions {
         settings: opts.settings.clone(),
         topics: topics.names.clone(),
@@ -61,11 +77,9 @@ pub(super) fn ingest_data(
         restart: false,
         commit_every: crate::cmd::ingest::CommitEvery::DEFAULT,
     };
-    let path = data
-        .path
-        .to_str()
-        .ok_or_else(|| Error::Config(format!("data file {} is not UTF-8", data.path.display())))?;
-    let summary = ingest(path, &ingest_opts)?;
+    // One-off runs: not resumable, so no progress is kept.
+    let source = Source::stream(&data.path.display().to_string(), Box::new(input), None)?;
+    let summary = ingest_source(source, &ingest_opts)?;
     if summary.read.valid != data.frames || summary.delivered != data.frames {
         return Err(Error::Delivery(format!(
             "ingest read {} valid frames and delivered {}, expected {}",
@@ -89,7 +103,7 @@ pub(super) fn run_one(ctx: &RunContext<'_>, partitions: u32, workers: u32) -> Ru
     let prefix = format!("{}-{tag}", ctx.prefix);
     let dir = opts.cache_dir.join("runs").join(&prefix);
     let mut report = RunReport {
-        mode: if opts.live { "live" } else { "sequential" }.into(),
+        mode: super::mode_name(opts).into(),
         partitions,
         workers,
         forward: opts.forward,
@@ -114,7 +128,11 @@ pub(super) fn run_one(ctx: &RunContext<'_>, partitions: u32, workers: u32) -> Ru
     };
     report.input_topic = topics.names.input.clone();
     info!(partitions, workers, input = %topics.names.input, mode = %report.mode, "run starting");
-    if let Err(failure) = measure(ctx, &topics, &dir, &mut report) {
+    let measured = match &opts.soak {
+        Some(soak) => super::soak::measure(ctx, soak, &topics, &dir, &mut report),
+        None => measure(ctx, &topics, &dir, &mut report),
+    };
+    if let Err(failure) = measured {
         report.failure = Some(failure);
     }
     if report.failure.is_none() {
@@ -199,6 +217,20 @@ pub(super) fn measure(
     dir: &Path,
     report: &mut RunReport,
 ) -> Result<(), String> {
+    measure_with(ctx, topics, report, |report, lag| {
+        ingest_and_process(ctx, topics, dir, report, lag)
+    })
+}
+
+/// `process` (ingest and the workers; returns the unix ms of ingest's start
+/// and of its last delivery), with the lag sampler and the observer
+/// alongside.
+pub(super) fn measure_with(
+    ctx: &RunContext<'_>,
+    topics: &RunTopics,
+    report: &mut RunReport,
+    process: impl FnOnce(&mut RunReport, &LagSignal) -> Result<(u64, u64), String>,
+) -> Result<(), String> {
     let opts = ctx.opts;
     let data = ctx.data;
     let lag_signal = LagSignal::default();
@@ -224,7 +256,7 @@ pub(super) fn measure(
                 Duration::from_secs(60),
             )
         });
-        let result = ingest_and_process(ctx, topics, dir, report, &lag_signal);
+        let result = process(report, &lag_signal);
         lag_signal.stop.store(true, Ordering::SeqCst);
         finish_observer.store(true, Ordering::SeqCst);
         report.lag_samples = lag.join().unwrap_or_default();
@@ -263,7 +295,7 @@ pub(super) fn ingest_and_process(
 ) -> Result<(u64, u64), String> {
     let opts = ctx.opts;
     let data = ctx.data;
-    let until = opts.live.then(|| report.partition_frames.clone());
+    let until = opts.live.then(|| ends_file(dir));
     let mut workers = Vec::new();
     let cpu_processing_start;
     if opts.live {
@@ -286,6 +318,12 @@ pub(super) fn ingest_and_process(
     let ingested = ingest_data(opts, data, topics);
     let ingest_done_ms = unix_ms();
     let cpu1 = cpu_jiffies();
+    let ingested = ingested.and_then(|s| {
+        if opts.live {
+            publish_ends(opts, topics, dir)?;
+        }
+        Ok(s)
+    });
     let summary = match ingested {
         Ok(s) => s,
         Err(e) => {
@@ -320,7 +358,18 @@ pub(super) fn ingest_and_process(
     };
     wait_workers(&mut workers, Instant::now() + opts.phase_timeout)?;
     report.machine_cpu_processing_pct = busy_pct(cpu_processing_start, cpu_jiffies());
-    for w in &workers {
+    collect_figures(report, &workers, data)?;
+    Ok((ingest_start_ms, ingest_done_ms))
+}
+
+/// The finished workers' reports, and the processing rate and peak memory
+/// drawn from them.
+pub(super) fn collect_figures(
+    report: &mut RunReport,
+    workers: &[WorkerProcess],
+    data: &DataSet,
+) -> Result<(), String> {
+    for w in workers {
         let figures = w.finished_report()?;
         report.worker_figures.push(figures);
     }
@@ -347,5 +396,5 @@ pub(super) fn ingest_and_process(
         .filter_map(|w| w.peak_rss_kb)
         .max()
         .map(|kb| kb as f64 * 1024.0 / 1e6);
-    Ok((ingest_start_ms, ingest_done_ms))
+    Ok(())
 }

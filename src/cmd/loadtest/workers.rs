@@ -39,7 +39,7 @@ pub(super) fn spawn_worker(
     topics: &RunTopics,
     dir: &Path,
     index: u32,
-    until: Option<&[u64]>,
+    until: Option<&Path>,
 ) -> Result<WorkerProcess, Error> {
     let report = dir.join(format!("worker-{index}.json"));
     let log = dir.join(format!("worker-{index}.log"));
@@ -78,12 +78,8 @@ pub(super) fn spawn_worker(
         .arg(&report);
     match until {
         Some(ends) => {
-            let list: Vec<String> = ends
-                .iter()
-                .enumerate()
-                .map(|(p, n)| format!("{p}={n}"))
-                .collect();
-            cmd.args(["--until-offsets", &list.join(",")]);
+            cmd.arg("--until-offsets")
+                .arg(format!("@{}", ends.display()));
         }
         None => {
             cmd.arg("--until-end");
@@ -174,4 +170,34 @@ pub(super) fn wait_started(workers: &[WorkerProcess], deadline: Instant) -> Resu
         workers[0].log.display(),
         tail(&workers[0].log, 15)
     ))
+}
+
+/// Where a live run's workers learn its end offsets: [`publish_ends`]
+/// writes them there once the input is complete.
+pub(super) fn ends_file(dir: &Path) -> std::path::PathBuf {
+    dir.join("ends")
+}
+
+/// Writes the input topic's end offsets to [`ends_file`] (renamed into
+/// place, so a worker reads all or nothing). Only now are they known: the
+/// transaction markers of ingest take offsets as well as the frames.
+pub(super) fn publish_ends(
+    opts: &LoadtestOptions,
+    topics: &RunTopics,
+    dir: &Path,
+) -> Result<(), Error> {
+    let consumer: rdkafka::consumer::BaseConsumer = opts
+        .settings
+        .client_config(&[("group.id", "timebucket-reader")])
+        .create()
+        .map_err(|e| Error::Kafka(format!("cannot create a client: {e}")))?;
+    let ends = crate::kafka::read::end_offsets(&consumer, &topics.names.input)?;
+    let mut list: Vec<(i32, i64)> = ends.into_iter().collect();
+    list.sort();
+    let text: Vec<String> = list.iter().map(|(p, o)| format!("{p}={o}")).collect();
+    let path = ends_file(dir);
+    let tmp = dir.join("ends.tmp");
+    std::fs::write(&tmp, text.join(","))
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| Error::Config(format!("cannot write {}: {e}", path.display())))
 }

@@ -4,6 +4,7 @@
 //! offsets, or to where librdkafka finds nothing more to read).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -44,6 +45,48 @@ fn log_lost(partition: i32, from: u64, to: u64) -> u64 {
         "input records lost to retention before they were read: resuming at the log start"
     );
     lost
+}
+
+/// Where a batch run ends (`--until-end`, `--until-offsets`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Targets {
+    /// A live run: no end.
+    None,
+    /// These end offsets.
+    Known(HashMap<i32, i64>),
+    /// The end offsets written to this file (`PARTITION=OFFSET,...`) once
+    /// the input is complete: loadtest's live runs, whose input ends at
+    /// offsets no one knows before it is written (transaction markers take
+    /// offsets too). Until the file appears the run is live.
+    Awaited(PathBuf),
+}
+
+impl Targets {
+    /// Whether the run ends once its input is read (so poll more often).
+    pub fn batch(&self) -> bool {
+        !matches!(self, Targets::None)
+    }
+
+    /// The end offsets, if known by now.
+    pub(super) fn resolve(&mut self) -> Result<Option<&HashMap<i32, i64>>, Error> {
+        if let Targets::Awaited(path) = self {
+            // The writer renames the file into place: it is whole or absent.
+            match std::fs::read_to_string(&*path) {
+                Ok(list) => *self = Targets::Known(super::parse_offsets(&list)?),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => {
+                    return Err(Error::Config(format!(
+                        "cannot read the end offsets in {}: {e}",
+                        path.display()
+                    )))
+                }
+            }
+        }
+        Ok(match self {
+            Targets::Known(ends) => Some(ends),
+            _ => None,
+        })
+    }
 }
 
 /// Batch runs: librdkafka read `partition` to its end (nothing from the
@@ -87,6 +130,22 @@ pub(super) fn on_end(consumer: &Worker, shared: &Shared, partition: i32) -> Resu
     Ok(())
 }
 
+/// The consumer's fetch positions in `topic`: the offset after the last
+/// record handed over, or after markers and aborted records it skipped.
+fn consumed_positions(consumer: &Worker, topic: &str) -> HashMap<i32, u64> {
+    let Ok(positions) = consumer.position() else {
+        return HashMap::new();
+    };
+    positions
+        .elements_for_topic(topic)
+        .iter()
+        .filter_map(|e| match e.offset() {
+            rdkafka::Offset::Offset(o) if o >= 0 => Some((e.partition(), o as u64)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Batch mode: closes the windows of every owned partition that reached its
 /// end offset (its end of input), and says whether the whole topic is done:
 /// every partition drained and its windows closed, here or by another member
@@ -109,10 +168,17 @@ pub(super) fn drain_step(
         // Read to the end offset, or to where librdkafka found nothing more
         // to read: then the checkpoint moves on to the end offset, so that
         // other members see the partition done.
+        //
+        // The consumer's own position moves past transaction markers and
+        // aborted records, which are never handed over: at or past the end
+        // offset it says the same.
+        let consumed = consumed_positions(consumer, &shared.opts.topics.input);
         let at_end = &state.at_end;
         for (&p, o) in state.partitions.iter_mut() {
             let position = o.partition.position();
-            if position < target(p) && at_end.get(&p).is_some_and(|&e| position >= e) {
+            let ended = at_end.get(&p).is_some_and(|&e| position >= e)
+                || consumed.get(&p).is_some_and(|&c| c >= target(p));
+            if position < target(p) && ended {
                 o.partition.skip_to(target(p));
             }
         }

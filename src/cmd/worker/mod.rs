@@ -28,6 +28,7 @@
 //! [`AtLeastOnce`].
 
 mod ends;
+pub use ends::Targets;
 pub mod guard;
 pub mod partition;
 mod poll;
@@ -87,7 +88,8 @@ pub struct WorkerOptions {
     pub throttle: Option<u64>,
     /// Like `until_end`, with the end offsets given (`loadtest --live`
     /// starts workers before the input is produced; hidden `--until-offsets`).
-    pub until_offsets: Option<HashMap<i32, i64>>,
+    /// `--until-offsets`: given end offsets, or a file that will hold them.
+    pub until_offsets: Option<Targets>,
     /// Where to write the [`WorkerReport`] (hidden `--report-file`).
     pub report_file: Option<PathBuf>,
     /// Serve `/metrics`, `/healthz` and `/readyz` on this `HOST:PORT`.
@@ -166,6 +168,7 @@ pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSummary, 
     };
     if let Some(e) = &exporter {
         info!(url = %format!("http://{}/metrics", e.addr()), "serving metrics, /healthz and /readyz");
+        report.metrics_addr = Some(e.addr().to_string());
     }
     let limits = output_limits(&opts)?;
     let sink: Box<dyn Sink> = if opts.exactly_once {
@@ -230,15 +233,15 @@ pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSummary, 
     if let Some(late) = &opts.late_topic {
         partitions_of(&consumer, late, Duration::from_secs(30))?;
     }
-    let targets = match &opts.until_offsets {
-        Some(ends) => Some(ends.clone()),
-        None if opts.until_end => Some(end_offsets(&consumer, &opts.topics.input)?),
-        None => None,
+    let mut targets = match &opts.until_offsets {
+        Some(ends) => ends.clone(),
+        None if opts.until_end => Targets::Known(end_offsets(&consumer, &opts.topics.input)?),
+        None => Targets::None,
     };
     info!(group = %opts.group, topic = %opts.topics.input, partitions = count, until_end = opts.until_end, exactly_once = opts.exactly_once, "worker started");
     write_report(&opts, &report);
 
-    let result = poll::run(&consumer, &shared, targets.as_ref(), &stop);
+    let result = poll::run(&consumer, &shared, &mut targets, &stop);
     // Leaving the group revokes what we own; the handover commits it.
     drop(consumer);
     let state = shared.state();
@@ -313,7 +316,8 @@ fn unix_ms() -> u64 {
 
 /// Parses `--until-offsets`: `PARTITION=END_OFFSET,...`.
 pub fn parse_offsets(list: &str) -> Result<HashMap<i32, i64>, Error> {
-    list.split(',')
+    list.trim()
+        .split(',')
         .filter(|s| !s.trim().is_empty())
         .map(|item| {
             let parsed = item

@@ -4,7 +4,7 @@
 //! see [`super::ends`]) partitions; rewinds after a commit was given up;
 //! and hands partitions over on rebalance ([`Handover`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tracing::{info, warn};
 
-use super::ends::{drain_step, lost_to_retention, on_end};
+use super::ends::{drain_step, lost_to_retention, on_end, Targets};
 use super::partition::{Partition, SeekTo, Start, Step};
 use super::{unix_ms, Owned, Resume, Shared, State, WorkerOptions};
 use crate::core::window::Closed;
@@ -42,7 +42,7 @@ pub(super) type Worker = GroupConsumer<Shared>;
 pub(super) fn run(
     consumer: &Worker,
     shared: &Arc<Shared>,
-    targets: Option<&HashMap<i32, i64>>,
+    targets: &mut Targets,
     stop: &AtomicBool,
 ) -> Result<(), Error> {
     let opts = &shared.opts;
@@ -73,7 +73,7 @@ pub(super) fn run(
                 .to_string()
         })?;
         // In batch mode an empty queue may mean the end: check soon.
-        let mut timeout = if targets.is_some() {
+        let mut timeout = if targets.batch() {
             Duration::from_millis(10)
         } else {
             Duration::from_millis(100)
@@ -150,7 +150,7 @@ pub(super) fn run(
             seek_to_checkpoints(consumer, shared)?;
         }
 
-        let due = Duration::from_millis(if queue_empty && targets.is_some() {
+        let due = Duration::from_millis(if queue_empty && targets.batch() {
             20
         } else {
             200
@@ -159,10 +159,10 @@ pub(super) fn run(
             last_check = Instant::now();
             // Batch runs close windows by their end offsets, never by a pause
             // (a broker failover must not change their results).
-            if let Some(idle) = opts.idle_flush.filter(|_| targets.is_none()) {
+            if let Some(idle) = opts.idle_flush.filter(|_| !targets.batch()) {
                 close_idle(shared, idle);
             }
-            if let Some(targets) = targets {
+            if let Some(targets) = targets.resolve()? {
                 if drain_step(consumer, shared, targets)? {
                     commit_all(consumer, shared)?;
                     // An aborted final transaction means replaying, not done.

@@ -107,6 +107,9 @@ pub struct WorkerReport {
     /// one that polls, parses and counts).
     pub cpu_ms: Option<u64>,
     pub main_thread_cpu_ms: Option<u64>,
+    /// Where `/metrics` is served (`--metrics-addr`, the bound port when
+    /// given port 0), so that `loadtest` can scrape it.
+    pub metrics_addr: Option<String>,
     pub ok: bool,
 }
 
@@ -124,6 +127,7 @@ impl WorkerReport {
             peak_rss_kb: None,
             cpu_ms: None,
             main_thread_cpu_ms: None,
+            metrics_addr: None,
             ok: true,
         }
     }
