@@ -1,8 +1,15 @@
-//! Time buckets: how a frame's `ts` picks its partition of the input topic.
+//! Time buckets: how a frame's `ts` (and, with shards, its `uid`) picks its
+//! partition of the input topic.
 //!
 //! `bucket = ts div B`, `partition = bucket mod P`. B is a multiple of 60, so
 //! a minute never straddles two buckets and every window is counted whole in
 //! one partition: exact results with no cross-worker merge.
+//!
+//! With S shards per bucket (`P mod S = 0`, G = P / S bucket groups):
+//! `partition = (bucket mod G)·S + toPositive(murmur2(uid)) mod S`, murmur2
+//! as Kafka's default partitioner ([`crate::murmur2`]). A uid always lands in
+//! one shard of its bucket, so a minute's distinct users are the sum of its
+//! shards' distinct counts. S = 1 is the unsharded routing, unchanged.
 
 /// Routing options that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -16,6 +23,7 @@ pub const DEFAULT_BUCKET_SECS: u64 = 900;
 pub struct Routing {
     bucket_secs: u64,
     partitions: u32,
+    shards: u32,
 }
 
 impl Routing {
@@ -31,7 +39,46 @@ impl Routing {
         Ok(Routing {
             bucket_secs,
             partitions,
+            shards: 1,
         })
+    }
+
+    /// Each bucket spread over `shards` partitions by the uid's murmur2;
+    /// `partitions` must be a multiple of `shards`. One shard is [`Routing::new`].
+    pub fn sharded(bucket_secs: u64, partitions: u32, shards: u32) -> Result<Routing, BadRouting> {
+        let routing = Routing::new(bucket_secs, partitions)?;
+        if shards == 0 || partitions % shards != 0 {
+            return Err(BadRouting(format!(
+                "{partitions} partitions cannot hold {shards} shards per bucket: \
+                 the partition count must be a positive multiple of the shard count"
+            )));
+        }
+        Ok(Routing { shards, ..routing })
+    }
+
+    /// Shards per bucket (1: unsharded).
+    pub fn shards(&self) -> u32 {
+        self.shards
+    }
+
+    /// The partition of a frame: its bucket's first partition plus its uid's
+    /// shard. Without shards, [`Routing::partition`].
+    pub fn route(&self, ts: u64, uid: &str) -> u32 {
+        self.partition(ts) + self.shard_of(uid)
+    }
+
+    /// The shard of a uid within its bucket: `toPositive(murmur2(uid)) mod S`.
+    pub fn shard_of(&self, uid: &str) -> u32 {
+        if self.shards == 1 {
+            return 0;
+        }
+        crate::murmur2::positive_murmur2(uid.as_bytes()) % self.shards
+    }
+
+    /// The first partition of the shard group that holds `partition`: the
+    /// partition every shard of that bucket group names in merged records.
+    pub fn group_first(&self, partition: u32) -> u32 {
+        partition - partition % self.shards
     }
 
     pub fn bucket_secs(&self) -> u64 {
@@ -46,8 +93,10 @@ impl Routing {
         ts / self.bucket_secs
     }
 
+    /// The bucket's partition, or with shards the first of its S partitions.
     pub fn partition(&self, ts: u64) -> u32 {
-        (self.bucket(ts) % u64::from(self.partitions)) as u32
+        let groups = u64::from(self.partitions / self.shards);
+        (self.bucket(ts) % groups) as u32 * self.shards
     }
 }
 
@@ -72,7 +121,31 @@ mod tests {
     }
 
     #[test]
+    fn shards_spread_a_bucket_by_kafkas_murmur2_of_the_uid() {
+        let r = Routing::sharded(900, 8, 4).unwrap();
+        let ts = 1468244384; // bucket 1631382, group 1631382 mod 2 = 0
+                             // Kafka's UtilsTest: murmur2("21") = -973932308, "abc" = 479470107.
+        let p21 = ((-973_932_308i32 as u32) & 0x7fff_ffff) % 4;
+        assert_eq!(r.route(ts, "21"), p21);
+        assert_eq!(r.route(ts, "abc"), 479_470_107 % 4);
+        assert_eq!(r.route(ts + 900, "abc"), 4 + 479_470_107 % 4);
+        assert_eq!(r.group_first(r.route(ts + 900, "21")), 4);
+        // Every uid of a bucket stays inside its group of S partitions.
+        for i in 0..1000 {
+            let uid = format!("{i:x}");
+            assert_eq!(r.route(ts, &uid) / 4, 0);
+            assert_eq!(r.route(ts, &uid) % 4, r.shard_of(&uid));
+        }
+        // One shard is the unsharded routing.
+        let one = Routing::sharded(900, 8, 1).unwrap();
+        assert_eq!(one, Routing::new(900, 8).unwrap());
+        assert_eq!(one.route(ts, "abc"), one.partition(ts));
+    }
+
+    #[test]
     fn rejects_bad_config() {
+        assert!(Routing::sharded(900, 8, 3).is_err());
+        assert!(Routing::sharded(900, 8, 0).is_err());
         assert!(Routing::new(90, 4).is_err());
         assert!(Routing::new(0, 4).is_err());
         assert!(Routing::new(900, 0).is_err());

@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::KafkaArgs;
 use crate::error::Error;
-use crate::kafka::topics::{apply_overrides, ensure_topics, load_specs, Overrides};
+use crate::kafka::topics::{apply_overrides, ensure_topics, load_specs, Overrides, ROLE_PARTIALS};
 
 #[derive(Args, Debug)]
 pub struct TopicsArgs {
@@ -25,6 +25,9 @@ pub struct TopicsArgs {
     pub timeout_secs: u64,
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    /// Name of the partials topic (role partials; sharded buckets).
+    #[arg(long, env = "PARTIALS_TOPIC", default_value = "metrics-partials")]
+    pub partials_topic: String,
 }
 
 impl TopicsArgs {
@@ -33,7 +36,7 @@ impl TopicsArgs {
         let overrides = Overrides {
             input_partitions: self.input_partitions,
             replication: self.replication_factor,
-            ..Overrides::from_names(&self.kafka.topics())
+            ..Overrides::from_names(&self.kafka.topics()).name(ROLE_PARTIALS, &self.partials_topic)
         };
         apply_overrides(&mut specs, &overrides)?;
         let report = ensure_topics(

@@ -1,5 +1,6 @@
 //! `timebucket ingest`: reads `stream.jsonl` and produces every valid frame,
-//! bytes unchanged, to partition `bucket mod P` of the input topic, where P
+//! bytes unchanged, to partition `bucket mod P` of the input topic (with S
+//! shards, `Routing::route`: `(bucket mod P/S)·S + murmur2(uid) mod S`), where P
 //! is the topic's real partition count. Invalid lines go to the dead-letter
 //! topic with their reason and line number; nothing stops the run, and every
 //! record is accounted for before it ends. With `--metrics-addr` it serves
@@ -31,6 +32,8 @@ pub struct IngestOptions {
     /// timestamp); `None`: the parser's own bound only (`--max-ts`).
     pub max_future: Option<u64>,
     pub bucket_secs: u64,
+    /// Shards per bucket (1: none): the partition is `Routing::route`.
+    pub shards: u32,
     /// Total input size, for the progress bar's ETA (unknown for stdin).
     pub input_len: Option<u64>,
     /// How many invalid lines to log one by one before only counting them.
@@ -68,7 +71,7 @@ pub fn ingest(input: impl Read, opts: &IngestOptions) -> Result<IngestSummary, E
         &opts.topics.input,
         Duration::from_secs(30),
     )?;
-    let routing = Routing::new(opts.bucket_secs, partitions)?;
+    let routing = Routing::sharded(opts.bucket_secs, partitions, opts.shards)?;
     info!(topic = %opts.topics.input, partitions, "ingesting");
     metrics.producing();
     let deliveries = producer.context().deliveries.clone();
@@ -113,7 +116,7 @@ pub fn ingest(input: impl Read, opts: &IngestOptions) -> Result<IngestSummary, E
                     producer::send(
                         &producer,
                         BaseRecord::with_opaque_to(&opts.topics.input, line_no as usize)
-                            .partition(routing.partition(frame.ts) as i32)
+                            .partition(routing.route(frame.ts, &frame.uid) as i32)
                             .payload(bytes),
                     );
                     if line_no % 4096 == 0 {

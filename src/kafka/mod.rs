@@ -11,6 +11,8 @@
 //!   metadata;
 //! - [`producer`]: producers with delivery tracking, dead-letter headers;
 //! - [`sink`]: a worker's outputs, transactional or at-least-once;
+//! - [`partials`]: the partials topic of sharded buckets (partial windows,
+//!   shard progress, merge checkpoints);
 //! - [`read`]: a topic read to its end (`show`, loadtest, tests);
 //! - [`retry`]: metadata calls retried while brokers fail over;
 //! - [`error`]: what a failed transactional call means.
@@ -20,6 +22,7 @@ pub mod config;
 pub mod connect;
 pub mod consumer;
 pub mod error;
+pub mod partials;
 pub mod producer;
 pub mod properties;
 pub mod read;

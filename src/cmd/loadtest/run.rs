@@ -55,6 +55,7 @@ pub(super) fn ingest_data(
         parser: parser(),
         max_future: None,
         bucket_secs: DEFAULT_BUCKET_SECS,
+        shards: 1,
         input_len: Some(data.bytes),
         log_invalid: 20,
         metrics_addr: None,

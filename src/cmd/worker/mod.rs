@@ -12,7 +12,9 @@
 //! - [`partition`]: the pure per-partition state machine;
 //! - [`poll`]: the loop: records, rebalances, commits, idle and drained
 //!   partitions, rewinds after an aborted transaction;
-//! - [`report`]: the typed run report.
+//! - [`report`]: the typed run report;
+//! - [`shard`]: sharded buckets (S > 1): windows as partials, the shards'
+//!   progress, drained shards closed for good.
 //!
 //! With `--metrics-addr` the worker serves its Prometheus metrics,
 //! `/healthz` and `/readyz` ([`crate::observe`]); the counters mirror the
@@ -24,6 +26,7 @@
 pub mod partition;
 mod poll;
 pub mod report;
+mod shard;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -78,6 +81,10 @@ pub struct WorkerOptions {
     /// Keep serving the metrics this long after the run (batch runs, so a
     /// scraper sees the final counts).
     pub metrics_linger: Duration,
+    /// Shards per time bucket (1: none). With more, windows are partials
+    /// sent to `partials_topic` with the shards' progress ([`shard`]).
+    pub shards: u32,
+    pub partials_topic: String,
 }
 
 /// An owned partition and when it last had a record (processing time, for
@@ -85,6 +92,8 @@ pub struct WorkerOptions {
 struct Owned {
     partition: Partition,
     last_record: Instant,
+    /// Sharded buckets: the progress last sent for this partition.
+    progress_sent: Option<u64>,
 }
 
 /// What the poll loop and the rebalance callbacks share. The callbacks run
@@ -137,13 +146,17 @@ pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSummary, 
     if let Some(e) = &exporter {
         info!(url = %format!("http://{}/metrics", e.addr()), "serving metrics, /healthz and /readyz");
     }
+    let partials = shard::check_options(&opts)?;
     let sink: Box<dyn Sink> = if opts.exactly_once {
-        Box::new(Transactional::new(
-            &opts.settings,
-            opts.topics.clone(),
-            opts.late_topic.clone(),
-            &opts.group,
-        )?)
+        Box::new(
+            Transactional::new(
+                &opts.settings,
+                opts.topics.clone(),
+                opts.late_topic.clone(),
+                &opts.group,
+            )?
+            .with_partials(partials),
+        )
     } else {
         Box::new(AtLeastOnce::new(
             &opts.settings,

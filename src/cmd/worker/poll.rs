@@ -16,7 +16,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tracing::{info, warn};
 
 use super::partition::{Partition, SeekTo, Start, Step};
-use super::{unix_ms, Owned, Resume, Shared, State, WorkerOptions};
+use super::{shard, unix_ms, Owned, Resume, Shared, State, WorkerOptions};
 use crate::core::window::Closed;
 use crate::error::Error;
 use crate::kafka::checkpoint::{add_checkpoint, committed_checkpoint, committed_checkpoints};
@@ -221,6 +221,7 @@ fn handle_record(
             Owned {
                 partition: Partition::new(start, opts.rules),
                 last_record: Instant::now(),
+                progress_sent: None,
             },
         );
     }
@@ -311,7 +312,11 @@ fn emit(state: &mut State, partition: i32) {
 }
 
 /// Where `partition` starts: its committed checkpoint, or the log start.
-fn start_of(consumer: &Worker, opts: &WorkerOptions, partition: i32) -> Result<Start, Error> {
+pub(super) fn start_of(
+    consumer: &Worker,
+    opts: &WorkerOptions,
+    partition: i32,
+) -> Result<Start, Error> {
     let topic = &opts.topics.input;
     if let Some(cp) = committed_checkpoint(consumer, topic, partition, Duration::from_secs(120))? {
         info!(
@@ -371,19 +376,30 @@ fn drain_step(
         return Ok(false);
     }
     let target = |p: i32| targets.get(&p).copied().unwrap_or(0).max(0) as u64;
+    if shared.opts.shards > 1 {
+        shard::adopt_empty(consumer, shared, |p| target(p) == 0)?;
+    }
     let mut unknown = Vec::new();
     {
         let mut guard = shared.state();
         let state = &mut *guard;
+        let sharded = shared.opts.shards > 1;
         let drained: Vec<i32> = state
             .partitions
             .iter()
-            .filter(|(&p, o)| o.partition.position() >= target(p) && o.partition.has_open_windows())
+            .filter(|(&p, o)| {
+                o.partition.position() >= target(p)
+                    && (o.partition.has_open_windows() || sharded && !shard::ended(&o.partition))
+            })
             .map(|(&p, _)| p)
             .collect();
         for p in drained {
             let owned = state.partitions.get_mut(&p).expect("listed above");
-            owned.partition.close_all(&mut state.closed);
+            if sharded {
+                shard::close_for_good(&mut owned.partition, &mut state.closed);
+            } else {
+                owned.partition.close_all(&mut state.closed);
+            }
             info!(
                 partition = p,
                 windows = state.closed.len(),
@@ -395,7 +411,8 @@ fn drain_step(
             match state.partitions.get(&p) {
                 Some(o) if o.partition.position() < target(p) => return Ok(false),
                 Some(_) => {}
-                None if target(p) == 0 => {}
+                // A shard must publish its end even with no record at all.
+                None if target(p) == 0 && !sharded => {}
                 None => unknown.push(p),
             }
         }
@@ -409,10 +426,11 @@ fn drain_step(
         &unknown,
         Duration::from_secs(120),
     )?;
+    let sharded = shared.opts.shards > 1;
     Ok(unknown.iter().all(|p| {
-        committed
-            .get(p)
-            .is_some_and(|cp| cp.resume_seq >= target(*p))
+        committed.get(p).is_some_and(|cp| {
+            cp.resume_seq >= target(*p) && (!sharded || shard::checkpoint_ended(cp))
+        })
     }))
 }
 
@@ -485,6 +503,9 @@ fn commit_state(
     consumer: &dyn OffsetCommit,
 ) -> Result<(), Error> {
     let opts = &shared.opts;
+    if opts.shards > 1 {
+        shard::send_progress(state);
+    }
     let offsets = checkpoints(&opts.topics.input, &state.partitions);
     let started = Instant::now();
     let outcome = state.sink.commit(&offsets, consumer)?;

@@ -27,7 +27,11 @@ impl AtLeastOnce {
     ) -> Result<AtLeastOnce, Error> {
         Ok(AtLeastOnce {
             producer: producer::tracked_producer(settings, producer::WORKER_DEFAULTS)?,
-            outputs: Outputs { topics, late },
+            outputs: Outputs {
+                topics,
+                late,
+                partials: None,
+            },
         })
     }
 }
@@ -49,6 +53,10 @@ impl Sink for AtLeastOnce {
     fn late(&mut self, partition: i32, offset: u64, payload: &[u8], late: Late) {
         self.outputs
             .late(&self.producer, partition, offset, payload, late);
+    }
+
+    fn progress(&mut self, partition: i32, watermark: u64) {
+        self.outputs.progress(&self.producer, partition, watermark);
     }
 
     fn commit(

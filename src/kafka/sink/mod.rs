@@ -20,6 +20,7 @@ use crate::core::window::Closed;
 use crate::error::Error;
 use crate::kafka::config::TopicNames;
 use crate::kafka::consumer::OffsetCommit;
+use crate::kafka::partials;
 use crate::kafka::producer::{self, Origin, TrackedProducer};
 
 /// What a commit achieved.
@@ -54,6 +55,9 @@ pub trait Sink: Send {
     fn dead_letter(&mut self, partition: i32, offset: u64, payload: &[u8], reason: Invalid);
     /// A late frame, unchanged, to the late topic (when there is one).
     fn late(&mut self, partition: i32, offset: u64, payload: &[u8], late: Late);
+    /// A shard's progress (sharded buckets only): every window of input
+    /// `partition` ending at or below `watermark` was emitted.
+    fn progress(&mut self, partition: i32, watermark: u64);
     /// Makes everything sent so far durable together with `offsets` (the
     /// checkpoints of every owned partition).
     fn commit(
@@ -63,16 +67,38 @@ pub trait Sink: Send {
     ) -> Result<Commit, Error>;
 }
 
+/// Where a shard worker's windows go instead of the metric topics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partials {
+    pub topic: String,
+    /// The partials topic's partition count.
+    pub partitions: u32,
+}
+
 /// The records both sinks send, through one producer.
 struct Outputs {
     topics: TopicNames,
     /// Where late frames go, if anywhere.
     late: Option<String>,
+    /// Sharded buckets: windows are partials for the merge stage.
+    partials: Option<Partials>,
 }
 
 impl Outputs {
     fn emit(&self, producer: &TrackedProducer, partition: i32, closed: &Closed) {
         let record = MetricRecord::new(*closed, partition);
+        if let Some(partials) = &self.partials {
+            let key = partials::partial_key(closed);
+            let value = record.to_json();
+            producer::send(
+                producer,
+                BaseRecord::with_opaque_to(&partials.topic, closed.start() as usize)
+                    .partition(partials::partition_of(&key, partials.partitions))
+                    .key(key.as_bytes())
+                    .payload(value.as_bytes()),
+            );
+            return;
+        }
         let topic = match record.metric {
             MetricKind::Second => &self.topics.seconds,
             MetricKind::Minute => &self.topics.minutes,
@@ -85,6 +111,24 @@ impl Outputs {
                 .key(key.as_bytes())
                 .payload(value.as_bytes()),
         );
+    }
+
+    /// To every partials partition: each holds windows of every shard.
+    fn progress(&self, producer: &TrackedProducer, partition: i32, watermark: u64) {
+        let Some(partials) = &self.partials else {
+            return;
+        };
+        let key = partials::progress_key(partition);
+        let value = partials::progress_value(partition, watermark);
+        for q in 0..partials.partitions as i32 {
+            producer::send(
+                producer,
+                BaseRecord::with_opaque_to(&partials.topic, 0)
+                    .partition(q)
+                    .key(key.as_bytes())
+                    .payload(value.as_bytes()),
+            );
+        }
     }
 
     fn forward(&self, producer: &TrackedProducer, offset: u64, payload: &[u8]) {

@@ -19,13 +19,17 @@ pub const ROLE_MINUTES: &str = "metrics-minute";
 pub const ROLE_FORWARD: &str = "frames-forward";
 /// Invalid frames with their reason ([`TopicNames::dead_letter`]).
 pub const ROLE_DEAD_LETTER: &str = "dead-letter";
+/// Shards' partial windows and progress, read by `timebucket merge`
+/// (sharded buckets only; `--partials-topic`).
+pub const ROLE_PARTIALS: &str = "partials";
 /// Every role a definition file may name.
-pub const ROLES: [&str; 5] = [
+pub const ROLES: [&str; 6] = [
     ROLE_INPUT,
     ROLE_SECONDS,
     ROLE_MINUTES,
     ROLE_FORWARD,
     ROLE_DEAD_LETTER,
+    ROLE_PARTIALS,
 ];
 
 /// Kafka's longest legal topic name.
@@ -40,6 +44,10 @@ pub struct TopicSpec {
     pub partitions: u32,
     /// Replication factor.
     pub replication: u16,
+    /// Input only: shards per time bucket (`shards=`, default 1); the
+    /// partition count must be a multiple of it. Not a Kafka config: ingest,
+    /// worker, merge and aggregate take it as `--shards`/`INPUT_SHARDS`.
+    pub shards: u32,
     /// Kafka topic configs (`config.<key>=<value>` lines), set on creation
     /// and compared with the cluster afterwards.
     pub configs: BTreeMap<String, String>,
@@ -68,6 +76,7 @@ pub fn parse_spec(text: &str, origin: &str) -> Result<TopicSpec, Error> {
     let mut name = None;
     let mut partitions = None;
     let mut replication = None;
+    let mut shards = None;
     let mut configs = BTreeMap::new();
     for line in crate::kafka::properties::lines(text) {
         let line = line.map_err(|bad| at(bad.number, bad.message))?;
@@ -98,6 +107,12 @@ pub fn parse_spec(text: &str, origin: &str) -> Result<TopicSpec, Error> {
                         .map_err(|m| at(n, format!("partitions: {m}")))? as u32,
                 );
             }
+            "shards" => {
+                shards = Some(
+                    parse_count(value, i32::MAX as u64)
+                        .map_err(|m| at(n, format!("shards: {m}")))? as u32,
+                );
+            }
             "replication.factor" => {
                 replication = Some(
                     parse_count(value, i16::MAX as u64)
@@ -110,7 +125,7 @@ pub fn parse_spec(text: &str, origin: &str) -> Result<TopicSpec, Error> {
                     return Err(at(
                         n,
                         format!(
-                            "unknown key {key:?} (expected role, name, partitions, replication.factor or config.<topic config>)"
+                            "unknown key {key:?} (expected role, name, partitions, replication.factor, shards or config.<topic config>)"
                         ),
                     ));
                 };
@@ -134,13 +149,22 @@ pub fn parse_spec(text: &str, origin: &str) -> Result<TopicSpec, Error> {
         }
     }
     let missing = |key: &str| Error::Config(format!("{origin}: missing required key {key}"));
-    Ok(TopicSpec {
+    let spec = TopicSpec {
         role: role.ok_or_else(|| missing("role"))?,
         name: name.ok_or_else(|| missing("name"))?,
         partitions: partitions.ok_or_else(|| missing("partitions"))?,
         replication: replication.ok_or_else(|| missing("replication.factor"))?,
+        shards: shards.unwrap_or(1),
         configs,
-    })
+    };
+    if shards.is_some() && spec.role != ROLE_INPUT {
+        return Err(Error::Config(format!(
+            "{origin}: shards= is for the input topic only (role {})",
+            spec.role
+        )));
+    }
+    check_shards(&spec).map_err(|m| Error::Config(format!("{origin}: {m}")))?;
+    Ok(spec)
 }
 
 /// Reads every `*.properties` file in `dir` (in file-name order; other files
@@ -285,6 +309,9 @@ pub fn apply_overrides(specs: &mut [TopicSpec], overrides: &Overrides) -> Result
             spec.replication = r;
         }
     }
+    for spec in specs.iter() {
+        check_shards(spec).map_err(Error::Config)?;
+    }
     for (i, spec) in specs.iter().enumerate() {
         if let Some(other) = specs[..i].iter().find(|s| s.name == spec.name) {
             return Err(Error::Config(format!(
@@ -292,6 +319,17 @@ pub fn apply_overrides(specs: &mut [TopicSpec], overrides: &Overrides) -> Result
                 other.role, spec.role, spec.name
             )));
         }
+    }
+    Ok(())
+}
+
+/// The partition count must hold whole groups of shards.
+fn check_shards(spec: &TopicSpec) -> Result<(), String> {
+    if spec.partitions % spec.shards != 0 {
+        return Err(format!(
+            "{}: {} partitions is not a multiple of shards={}",
+            spec.name, spec.partitions, spec.shards
+        ));
     }
     Ok(())
 }
