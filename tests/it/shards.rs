@@ -192,6 +192,13 @@ fn kill_9_of_a_shard_worker_and_of_the_merger_mid_run_changes_nothing() {
     s.wait(vec![survivor, replacement], Duration::from_secs(240));
     s.wait(vec![merger], Duration::from_secs(120));
     assert_same_windows(&emitted_once(&s.p), &want, || s.p.worker_logs());
+    // Both kills came mid-run: the new owners resumed from checkpoints.
+    let logs = s.p.worker_logs();
+    assert!(logs.contains("resuming merge from checkpoint"), "{logs}");
+    assert!(
+        logs.contains("resuming partition from checkpoint"),
+        "{logs}"
+    );
 }
 
 /// Frames whose uid lands in shard 0 only: shard 1 of every bucket gets none.
