@@ -6,10 +6,14 @@
 //! one partition: exact results with no cross-worker merge.
 //!
 //! With S shards per bucket (`P mod S = 0`, G = P / S bucket groups):
-//! `partition = (bucket mod G)·S + toPositive(murmur2(uid)) mod S`, murmur2
+//! `partition = (toPositive(murmur2(uid)) mod S)·G + bucket mod G`, murmur2
 //! as Kafka's default partitioner ([`crate::murmur2`]). A uid always lands in
 //! one shard of its bucket, so a minute's distinct users are the sum of its
-//! shards' distinct counts. S = 1 is the unsharded routing, unchanged.
+//! shards' distinct counts. The shards of one bucket are G partitions apart,
+//! not adjacent: consumer-group assignors hand out runs of adjacent
+//! partitions (measured: cooperative-sticky gave one worker both shards of
+//! the hot bucket when they were adjacent), so striding spreads the present
+//! over the workers. S = 1 is the unsharded routing, unchanged.
 
 /// Routing options that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,9 +66,20 @@ impl Routing {
     }
 
     /// The partition of a frame: its bucket's first partition plus its uid's
-    /// shard. Without shards, [`Routing::partition`].
+    /// shard times G. Without shards, [`Routing::partition`].
     pub fn route(&self, ts: u64, uid: &str) -> u32 {
-        self.partition(ts) + self.shard_of(uid)
+        self.partition(ts) + self.shard_of(uid) * self.groups()
+    }
+
+    /// Bucket groups: G = P / S.
+    pub fn groups(&self) -> u32 {
+        self.partitions / self.shards
+    }
+
+    /// The S partitions of the bucket group whose first partition is `first`.
+    pub fn shard_partitions(&self, first: u32) -> impl Iterator<Item = u32> {
+        let g = self.groups();
+        (0..self.shards).map(move |s| first + s * g)
     }
 
     /// The shard of a uid within its bucket: `toPositive(murmur2(uid)) mod S`.
@@ -75,10 +90,10 @@ impl Routing {
         crate::murmur2::positive_murmur2(uid.as_bytes()) % self.shards
     }
 
-    /// The first partition of the shard group that holds `partition`: the
-    /// partition every shard of that bucket group names in merged records.
+    /// The first partition (shard 0) of the bucket group that holds
+    /// `partition`: the partition merged records name.
     pub fn group_first(&self, partition: u32) -> u32 {
-        partition - partition % self.shards
+        partition % self.groups()
     }
 
     pub fn bucket_secs(&self) -> u64 {
@@ -93,10 +108,9 @@ impl Routing {
         ts / self.bucket_secs
     }
 
-    /// The bucket's partition, or with shards the first of its S partitions.
+    /// The bucket's partition, or with shards its first (shard 0) partition.
     pub fn partition(&self, ts: u64) -> u32 {
-        let groups = u64::from(self.partitions / self.shards);
-        (self.bucket(ts) % groups) as u32 * self.shards
+        (self.bucket(ts) % u64::from(self.groups())) as u32
     }
 }
 
@@ -123,18 +137,20 @@ mod tests {
     #[test]
     fn shards_spread_a_bucket_by_kafkas_murmur2_of_the_uid() {
         let r = Routing::sharded(900, 8, 4).unwrap();
-        let ts = 1468244384; // bucket 1631382, group 1631382 mod 2 = 0
-                             // Kafka's UtilsTest: murmur2("21") = -973932308, "abc" = 479470107.
-        let p21 = ((-973_932_308i32 as u32) & 0x7fff_ffff) % 4;
-        assert_eq!(r.route(ts, "21"), p21);
-        assert_eq!(r.route(ts, "abc"), 479_470_107 % 4);
-        assert_eq!(r.route(ts + 900, "abc"), 4 + 479_470_107 % 4);
-        assert_eq!(r.group_first(r.route(ts + 900, "21")), 4);
-        // Every uid of a bucket stays inside its group of S partitions.
+        // Bucket 1631382: group 1631382 mod 2 = 0. Kafka's UtilsTest:
+        // murmur2("21") = -973932308, murmur2("abc") = 479470107.
+        let ts = 1468244384;
+        let s21 = ((-973_932_308i32 as u32) & 0x7fff_ffff) % 4;
+        assert_eq!(r.route(ts, "21"), s21 * 2);
+        assert_eq!(r.route(ts, "abc"), 479_470_107 % 4 * 2);
+        assert_eq!(r.route(ts + 900, "abc"), 479_470_107 % 4 * 2 + 1);
+        assert_eq!(r.group_first(r.route(ts + 900, "21")), 1);
+        assert_eq!(r.shard_partitions(1).collect::<Vec<_>>(), vec![1, 3, 5, 7]);
+        // Every uid of a bucket stays inside its group's S partitions.
         for i in 0..1000 {
             let uid = format!("{i:x}");
-            assert_eq!(r.route(ts, &uid) / 4, 0);
-            assert_eq!(r.route(ts, &uid) % 4, r.shard_of(&uid));
+            assert_eq!(r.route(ts, &uid) % 2, 0);
+            assert_eq!(r.route(ts, &uid) / 2, r.shard_of(&uid));
         }
         // One shard is the unsharded routing.
         let one = Routing::sharded(900, 8, 1).unwrap();

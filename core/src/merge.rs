@@ -7,7 +7,8 @@
 //! - a shard's *mark* is the largest watermark it published (a progress
 //!   piece): every window of that shard ending at or below it was emitted;
 //!   partials of a shard always come before the progress that covers them;
-//! - a window `[a, b)` of a bucket whose shards are partitions `g..g+S` is
+//! - a window `[a, b)` of a bucket whose shards are partitions `g + s·G`
+//!   (s < S, G = P/S; [`Routing::shard_partitions`]) is
 //!   complete when every shard's mark is `>= b`; with an idle bound `I`, also
 //!   when the largest mark among those shards is `>= b + I` (shards behind it
 //!   count as idle for that window);
@@ -155,11 +156,15 @@ impl Merger {
     }
 
     fn complete(&self, group: u32, end: u64) -> bool {
-        let shards = &self.marks[group as usize..(group + self.routing.shards()) as usize];
-        if shards.iter().all(|m| m.is_some_and(|m| m >= end)) {
+        let marks = || {
+            self.routing
+                .shard_partitions(group)
+                .map(|p| self.marks[p as usize])
+        };
+        if marks().all(|m| m.is_some_and(|m| m >= end)) {
             return true;
         }
-        let top = shards.iter().flatten().max().copied();
+        let top = marks().flatten().max();
         match (self.idle_after, top) {
             (Some(idle), Some(top)) => top >= end.saturating_add(idle),
             _ => false,
@@ -292,7 +297,8 @@ mod tests {
         }
     }
 
-    /// 4 partitions, 2 shards: buckets of 900 s at 0.. go to 0-1, 900.. to 2-3.
+    /// 4 partitions, 2 shards: buckets of 900 s at 0.. go to 0 and 2,
+    /// 900.. to 1 and 3.
     fn routing() -> Routing {
         Routing::sharded(900, 4, 2).unwrap()
     }
@@ -313,15 +319,15 @@ mod tests {
             &[
                 partial(0, sec(10, 3)),
                 progress(0, 20),
-                partial(1, sec(10, 4)),
+                partial(2, sec(10, 4)),
                 // Shard 1 has a window shard 0 never saw: 0 already passed it.
-                partial(1, sec(12, 1)),
+                partial(2, sec(12, 1)),
             ],
         );
         assert!(out.is_empty());
         let out = {
             let mut out = Vec::new();
-            m.on_piece(4, progress(1, 12), &mut out);
+            m.on_piece(4, progress(2, 12), &mut out);
             out
         };
         assert_eq!(
@@ -332,11 +338,11 @@ mod tests {
             }]
         );
         let mut out = Vec::new();
-        m.on_piece(5, progress(1, 13), &mut out);
+        m.on_piece(5, progress(2, 13), &mut out);
         assert_eq!(out[0].closed, sec(12, 1));
-        // Another bucket's shards are 2 and 3: untouched by 0 and 1.
-        m.on_piece(6, partial(2, sec(905, 1)), &mut out);
-        m.on_piece(7, progress(2, 1000), &mut out);
+        // Another bucket's shards are 1 and 3: untouched by 0 and 2.
+        m.on_piece(6, partial(1, sec(905, 1)), &mut out);
+        m.on_piece(7, progress(1, 1000), &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(m.open_windows(), 1);
     }
@@ -357,7 +363,7 @@ mod tests {
         );
         // The idle shard wakes up with a partial for that window: late.
         let mut out = Vec::new();
-        assert_eq!(m.on_piece(3, partial(1, sec(10, 5)), &mut out), Step::Late);
+        assert_eq!(m.on_piece(3, partial(2, sec(10, 5)), &mut out), Step::Late);
         assert_eq!(m.late(), 1);
         // Without a bound it would wait.
         let mut strict = Merger::new(routing(), None);
@@ -369,9 +375,9 @@ mod tests {
         let pieces: Vec<Piece> = (0..200u64)
             .map(|i| match i % 5 {
                 0 => progress(0, 10 + i / 2),
-                1 => progress(1, 8 + i / 2),
+                1 => progress(2, 8 + i / 2),
                 2 => partial(0, sec(12 + i / 2, 1)),
-                3 => partial(1, sec(12 + i / 2, 2)),
+                3 => partial(2, sec(12 + i / 2, 2)),
                 _ => progress(3, i),
             })
             .collect();
@@ -413,7 +419,7 @@ mod tests {
     fn offline_merge_sums_shards_by_window() {
         let r = routing();
         let mut m = OfflineMerge::default();
-        m.add(&r, 1, sec(10, 2));
+        m.add(&r, 2, sec(10, 2));
         m.add(&r, 0, sec(10, 3));
         m.add(
             &r,

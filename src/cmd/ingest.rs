@@ -1,6 +1,6 @@
 //! `timebucket ingest`: reads `stream.jsonl` and produces every valid frame,
 //! bytes unchanged, to partition `bucket mod P` of the input topic (with S
-//! shards, `Routing::route`: `(bucket mod P/S)·S + murmur2(uid) mod S`), where P
+//! shards, `Routing::route`: `(murmur2(uid) mod S)·P/S + bucket mod P/S`), where P
 //! is the topic's real partition count. Invalid lines go to the dead-letter
 //! topic with their reason and line number; nothing stops the run, and every
 //! record is accounted for before it ends. With `--metrics-addr` it serves
