@@ -51,7 +51,7 @@ impl Routing {
     /// `partitions` must be a multiple of `shards`. One shard is [`Routing::new`].
     pub fn sharded(bucket_secs: u64, partitions: u32, shards: u32) -> Result<Routing, BadRouting> {
         let routing = Routing::new(bucket_secs, partitions)?;
-        if shards == 0 || partitions % shards != 0 {
+        if shards == 0 || !partitions.is_multiple_of(shards) {
             return Err(BadRouting(format!(
                 "{partitions} partitions cannot hold {shards} shards per bucket: \
                  the partition count must be a positive multiple of the shard count"

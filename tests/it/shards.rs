@@ -110,6 +110,32 @@ impl Sharded {
     }
 }
 
+/// An aborted transaction at the head of every partials partition: what a
+/// shard worker whose first transaction failed leaves behind. The merge must
+/// start at the first committed record (it once waited for offset 0 forever).
+fn abort_a_transaction_on(bootstrap: &str, topic: &str) {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer = crate::common::producer_config(bootstrap)
+        .set("transactional.id", unique_name("aborted"))
+        .create()
+        .unwrap();
+    let t = Duration::from_secs(30);
+    producer.init_transactions(t).unwrap();
+    producer.begin_transaction().unwrap();
+    for q in 0..3 {
+        producer
+            .send(
+                BaseRecord::<str, str>::to(topic)
+                    .partition(q)
+                    .key("progress:0")
+                    .payload(r#"{"progress":18446744073709551615,"partition":0}"#),
+            )
+            .unwrap();
+    }
+    producer.flush(t).unwrap();
+    producer.abort_transaction(t).unwrap();
+}
+
 /// `aggregate --shards` on the file, and its summary (late counts).
 fn aggregate_sharded(path: &Path) -> (WindowSet, String) {
     let out = Command::new(BIN)
@@ -157,6 +183,7 @@ fn a_sharded_pipeline_equals_aggregate_with_shards_late_frames_included() {
         "the input must have late frames: {summary}"
     );
     s.ingest(&path);
+    abort_a_transaction_on(&s.p.bootstrap, &s.partials);
     let merger = s.merger(&["--until-end", "--idle-shard-seconds", "0"]);
     let workers = vec![s.worker(&["--until-end"]), s.worker(&["--until-end"])];
     s.wait(workers, Duration::from_secs(180));

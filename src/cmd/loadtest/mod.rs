@@ -294,7 +294,11 @@ pub fn run(opts: &LoadtestOptions, out: &mut dyn Write) -> Result<LoadtestReport
             "--partitions and --workers need at least one value each".into(),
         ));
     }
-    if let Some(p) = opts.partitions.iter().find(|&&p| p % opts.shards != 0) {
+    if let Some(p) = opts
+        .partitions
+        .iter()
+        .find(|&&p| !p.is_multiple_of(opts.shards))
+    {
         return Err(Error::Config(format!(
             "--partitions {p} is not a multiple of --shards {}",
             opts.shards

@@ -113,8 +113,13 @@ fn handle(
         .get_mut(&partition)
         .expect("inserted above");
     if owned.next.is_none() {
+        // A fresh partition starts at its first committed record, wherever
+        // that is: read_committed skips aborted transactions and their
+        // markers, so it may lie well beyond the log start (a shard worker's
+        // first transaction aborted). librdkafka drops records fetched
+        // before a seek, so nothing older than a rewind arrives here.
         let (at_start, to) = if owned.fresh {
-            (offset <= owned.start, Offset::Beginning)
+            (offset >= owned.start, Offset::Beginning)
         } else {
             (offset == owned.start, Offset::Offset(owned.start as i64))
         };

@@ -37,7 +37,7 @@ pub(super) fn check_options(opts: &WorkerOptions) -> Result<Option<Partials>, Er
     }
     let timeout = Duration::from_secs(30);
     let inputs = partition_count(&opts.settings, &opts.topics.input, timeout)?;
-    if inputs % opts.shards != 0 {
+    if !inputs.is_multiple_of(opts.shards) {
         return Err(Error::Config(format!(
             "{} has {inputs} partitions, not a multiple of --shards {}",
             opts.topics.input, opts.shards

@@ -325,7 +325,7 @@ pub fn apply_overrides(specs: &mut [TopicSpec], overrides: &Overrides) -> Result
 
 /// The partition count must hold whole groups of shards.
 fn check_shards(spec: &TopicSpec) -> Result<(), String> {
-    if spec.partitions % spec.shards != 0 {
+    if !spec.partitions.is_multiple_of(spec.shards) {
         return Err(format!(
             "{}: {} partitions is not a multiple of shards={}",
             spec.name, spec.partitions, spec.shards
