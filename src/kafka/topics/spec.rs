@@ -439,6 +439,39 @@ config.some.list = compact, delete
     }
 
     #[test]
+    fn shards_must_divide_the_input_partitions() {
+        let ok = parse_spec(
+            "role=input\nname=f\npartitions=8\nreplication.factor=1\nshards=4\n",
+            "f.properties",
+        )
+        .unwrap();
+        assert_eq!(ok.shards, 4);
+        let bad = parse_spec(
+            "role=input\nname=f\npartitions=8\nreplication.factor=1\nshards=3\n",
+            "f.properties",
+        );
+        assert!(bad
+            .unwrap_err()
+            .to_string()
+            .contains("not a multiple of shards=3"));
+        let not_input = parse_spec(
+            "role=dead-letter\nname=d\npartitions=1\nreplication.factor=1\nshards=1\n",
+            "d.properties",
+        );
+        assert!(not_input
+            .unwrap_err()
+            .to_string()
+            .contains("input topic only"));
+        // An override of the input partitions is checked too.
+        let mut specs = vec![ok];
+        let overrides = Overrides {
+            input_partitions: Some(6),
+            ..Overrides::default()
+        };
+        assert!(apply_overrides(&mut specs, &overrides).is_err());
+    }
+
+    #[test]
     fn overrides_names_partitions_and_replication() {
         let mut specs = vec![
             parse_spec(GOOD, "a").unwrap(),
