@@ -8,7 +8,9 @@
 //!
 //! - [`frame`]: one input line → a [`frame::Frame`] (`ts`, `uid`) or an
 //!   [`frame::Invalid`] reason; the validating hot-path parser.
-//! - [`bucket`]: `ts` → time bucket → partition ([`bucket::Routing`]).
+//! - [`bucket`]: `ts` → time bucket → partition ([`bucket::Routing`]), with
+//!   shards by [`murmur2`] of the uid.
+//! - [`merge`]: shards' partial windows summed once every shard closed them.
 //! - [`window`]: per-partition event-time windows ([`window::Windows`]):
 //!   `record` frames, `flush` at a [`window::Watermark`], get
 //!   [`window::Closed`] counts; checkpoints for rebalance-safe commits.
@@ -21,6 +23,8 @@ pub mod bucket;
 pub mod clock;
 pub mod compare;
 pub mod frame;
+pub mod merge;
 pub mod metric;
+pub mod murmur2;
 pub mod partitioned;
 pub mod window;

@@ -1,5 +1,5 @@
 //! Every partition's windows fed from one ordered stream, routed by time
-//! bucket as `ingest` routes frames to partitions: the offline `aggregate`
+//! bucket (and shard) as `ingest` routes frames to partitions: the offline `aggregate`
 //! computes exactly what the Kafka workers compute partition by partition.
 
 use crate::bucket::Routing;
@@ -29,7 +29,7 @@ impl PartitionedWindows {
 
     /// Routes and counts one frame, closing what its watermark passed.
     pub fn record(&mut self, ts: u64, uid: &str) {
-        let p = self.routing.partition(ts);
+        let p = self.routing.route(ts, uid);
         let w = &mut self.windows[p as usize];
         let seq = &mut self.next_seq[p as usize];
         w.record(*seq, ts, uid);

@@ -367,6 +367,14 @@ impl Windows {
         self.close_up_to(self.clock.time().or(self.clock.max_ts()), out);
     }
 
+    /// Raises the floor to `watermark` and closes what it passed: windows
+    /// ending at or below it are closed for good ([`Watermark::END`]: every
+    /// window, as a drained shard of a sharded bucket needs).
+    pub fn close_through(&mut self, watermark: Watermark, out: &mut Vec<Closed>) {
+        self.floor = self.floor.max(Some(watermark));
+        self.flush(watermark.max(self.watermark().unwrap_or(watermark)), out);
+    }
+
     fn close_up_to(&mut self, time: Option<u64>, out: &mut Vec<Closed>) {
         if let Some(time) = time {
             let minute_end = time - time % MINUTE + MINUTE;

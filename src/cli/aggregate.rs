@@ -18,6 +18,10 @@ pub struct AggregateArgs {
     /// Number of input partitions to route buckets over (as the input topic has).
     #[arg(short = 'P', long, env = "PARTITIONS", default_value_t = 8)]
     pub partitions: u32,
+    /// Shards per time bucket, as the input topic's definition says (`shards=`):
+    /// each bucket spread over S partitions by murmur2(uid), windows summed.
+    #[arg(long, env = "INPUT_SHARDS", default_value_t = 1)]
+    pub shards: u32,
     #[command(flatten)]
     pub window: WindowArgs,
 }
@@ -25,7 +29,7 @@ pub struct AggregateArgs {
 impl AggregateArgs {
     pub fn run(self) -> Result<(), Error> {
         let opts = AggregateOptions {
-            routing: Routing::new(self.window.bucket_seconds, self.partitions)?,
+            routing: Routing::sharded(self.window.bucket_seconds, self.partitions, self.shards)?,
             rule: self.window.rule(),
             parser: self.window.parser(),
             log_invalid: 20,

@@ -34,6 +34,10 @@ pub struct IngestArgs {
     pub window: WindowArgs,
     #[command(flatten)]
     pub metrics: MetricsArgs,
+    /// Shards per time bucket: each bucket spread over S partitions by
+    /// murmur2(uid) (the input topic's `shards=`; must divide its partitions).
+    #[arg(long, env = "INPUT_SHARDS", default_value_t = 1)]
+    pub shards: u32,
 }
 
 impl IngestArgs {
@@ -44,6 +48,7 @@ impl IngestArgs {
             parser: self.window.parser(),
             max_future: self.window.max_future(),
             bucket_secs: self.window.bucket_seconds,
+            shards: self.shards,
             log_invalid: 20,
             metrics_linger: self.metrics.linger(),
             metrics_addr: self.metrics.metrics_addr,

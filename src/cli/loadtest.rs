@@ -77,6 +77,11 @@ pub struct LoadtestArgs {
     /// ...or by at most this many MB, whichever is larger.
     #[arg(long, default_value_t = 8.0)]
     pub rss_growth_mb: f64,
+    /// Shards per time bucket (each --partitions value must be a multiple):
+    /// workers send partials, one `timebucket merge` sums them, and the
+    /// check is against `aggregate --shards`.
+    #[arg(long, default_value_t = 1)]
+    pub shards: u32,
     /// Report file: JSON, or CSV if the name ends in .csv.
     #[arg(short = 'o', long, default_value = "target/loadtest/loadtest.json")]
     pub output: PathBuf,
@@ -168,6 +173,7 @@ impl LoadtestArgs {
             worker_metrics: args.worker_metrics,
             commit_interval_ms: args.commit_interval_ms,
             live: args.live,
+            shards: args.shards.max(1),
             exe: std::env::current_exe()
                 .map_err(|e| Error::Config(format!("cannot find the timebucket binary: {e}")))?,
             cache_dir: args.cache_dir,

@@ -10,7 +10,9 @@ mod health;
 mod ingest;
 mod kafka;
 mod loadtest;
+mod merge;
 mod observe;
+mod shards;
 mod show;
 mod topics;
 mod window;
@@ -25,7 +27,9 @@ pub use health::HealthArgs;
 pub use ingest::IngestArgs;
 pub use kafka::{ClusterArgs, KafkaArgs};
 pub use loadtest::LoadtestArgs;
+pub use merge::MergeArgs;
 pub use observe::MetricsArgs;
+pub use shards::ShardArgs;
 pub use show::ShowArgs;
 pub use topics::TopicsArgs;
 pub use window::WindowArgs;
@@ -54,6 +58,9 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Join the consumer group and emit per-second and per-minute metrics.
     Worker(WorkerArgs),
+    /// Sum the shards' partial windows of sharded buckets (--shards above 1)
+    /// into exact windows, once every shard closed them.
+    Merge(MergeArgs),
     /// Print the windows on a metric topic as a table.
     Show(ShowArgs),
     /// Serve a live web page: distinct users per minute, frames per second,
@@ -79,6 +86,7 @@ impl Command {
             Command::Aggregate(_) => "aggregate",
             Command::Ingest(_) => "ingest",
             Command::Worker(_) => "worker",
+            Command::Merge(_) => "merge",
             Command::Show(_) => "show",
             Command::Dashboard(_) => "dashboard",
             Command::Health(_) => "health",
@@ -95,6 +103,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Aggregate(args) => args.run(),
         Command::Ingest(args) => args.run(),
         Command::Worker(args) => args.run(),
+        Command::Merge(args) => args.run(),
         Command::Show(args) => args.run(),
         Command::Dashboard(args) => args.run(),
         Command::Health(args) => args.run(),

@@ -9,6 +9,7 @@ use super::KafkaArgs;
 use crate::error::Error;
 use crate::kafka::topics::{
     apply_overrides, ensure_topics, load_specs, repartition_input, Overrides, ROLE_INPUT,
+    ROLE_PARTIALS,
 };
 
 #[derive(Args, Debug)]
@@ -32,6 +33,9 @@ pub struct TopicsArgs {
     pub allow_repartition: bool,
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    /// Name of the partials topic (role partials; sharded buckets).
+    #[arg(long, env = "PARTIALS_TOPIC", default_value = "metrics-partials")]
+    pub partials_topic: String,
 }
 
 impl TopicsArgs {
@@ -40,7 +44,7 @@ impl TopicsArgs {
         let overrides = Overrides {
             input_partitions: self.input_partitions,
             replication: self.replication_factor,
-            ..Overrides::from_names(&self.kafka.topics())
+            ..Overrides::from_names(&self.kafka.topics()).name(ROLE_PARTIALS, &self.partials_topic)
         };
         apply_overrides(&mut specs, &overrides)?;
         let settings = self.kafka.connect()?;

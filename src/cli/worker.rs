@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{KafkaArgs, MetricsArgs, WindowArgs};
+use super::{KafkaArgs, MetricsArgs, ShardArgs, WindowArgs};
 use crate::cmd::worker::{parse_offsets, run, OnMissingCheckpoint, Targets, WorkerOptions};
 use crate::error::Error;
 
@@ -18,6 +18,8 @@ pub struct WorkerArgs {
     pub window: WindowArgs,
     #[command(flatten)]
     pub metrics: MetricsArgs,
+    #[command(flatten)]
+    pub shard: ShardArgs,
     /// Consumer group that all workers of one pipeline join.
     #[arg(
         short = 'g',
@@ -98,6 +100,8 @@ impl WorkerArgs {
             report_file: self.report_file,
             metrics_linger: self.metrics.linger(),
             metrics_addr: self.metrics.metrics_addr,
+            shards: self.shard.shards,
+            partials_topic: self.shard.partials_topic,
         };
         run(opts, stop).map(|_| ())
     }

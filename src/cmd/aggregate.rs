@@ -1,6 +1,7 @@
 //! Offline `aggregate`: the same parser, routing and windows as the workers,
 //! over a file or stdin, with no Kafka. Its output is the reference every
-//! Kafka test compares against.
+//! Kafka test compares against. With shards (`--shards S`), every shard's
+//! windows are summed per window, as `timebucket merge` does live.
 
 use std::io::{Read, Write};
 
@@ -8,6 +9,7 @@ use tracing::warn;
 
 use crate::core::bucket::Routing;
 use crate::core::frame::{FrameParser, Invalid, Line};
+use crate::core::merge::OfflineMerge;
 use crate::core::metric::MetricRecord;
 use crate::core::partitioned::PartitionedWindows;
 use crate::core::window::{Closed, LateCounts, WatermarkRule};
@@ -60,21 +62,37 @@ impl Summary {
     }
 }
 
+/// Writes the windows closed so far; with shards, adds them to `merge`
+/// instead (the merged windows are written at the end).
 fn write_closed(
     windows: &mut PartitionedWindows,
+    merge: &mut Option<(Routing, OfflineMerge)>,
     summary: &mut Summary,
     out: &mut impl Write,
 ) -> Result<(), Error> {
     for (p, c) in windows.take_closed() {
-        match c {
-            Closed::Second { .. } => summary.seconds_emitted += 1,
-            Closed::Minute { .. } => summary.minutes_emitted += 1,
+        if let Some((routing, merge)) = merge {
+            merge.add(routing, p, c);
+            continue;
         }
-        let mut json = MetricRecord::new(c, p as i32).to_json();
-        json.push('\n');
-        out.write_all(json.as_bytes()).map_err(Error::Output)?;
+        write_window(summary, out, p, c)?;
     }
     Ok(())
+}
+
+fn write_window(
+    summary: &mut Summary,
+    out: &mut impl Write,
+    partition: u32,
+    c: Closed,
+) -> Result<(), Error> {
+    match c {
+        Closed::Second { .. } => summary.seconds_emitted += 1,
+        Closed::Minute { .. } => summary.minutes_emitted += 1,
+    }
+    let mut json = MetricRecord::new(c, partition as i32).to_json();
+    json.push('\n');
+    out.write_all(json.as_bytes()).map_err(Error::Output)
 }
 
 /// Bytes per chunk handed to a parse thread.
@@ -224,6 +242,8 @@ fn count_in_order(
 ) -> Result<Summary, Error> {
     let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
     let mut windows = PartitionedWindows::new(opts.routing, opts.rule);
+    // With shards every partition's windows are partials of the merged ones.
+    let mut merge = (opts.routing.shards() > 1).then(|| (opts.routing, OfflineMerge::default()));
     let mut summary = Summary::default();
     let mut pending = std::collections::BTreeMap::new();
     let mut next = 0u64;
@@ -244,7 +264,7 @@ fn count_in_order(
                         };
                         summary.valid += 1;
                         windows.record(*ts, uid);
-                        write_closed(&mut windows, &mut summary, &mut out)?;
+                        write_closed(&mut windows, &mut merge, &mut summary, &mut out)?;
                     }
                     Parsed::Invalid { line, reason } => {
                         summary.count_invalid(*reason);
@@ -267,7 +287,12 @@ fn count_in_order(
         }
     }
     windows.finish();
-    write_closed(&mut windows, &mut summary, &mut out)?;
+    write_closed(&mut windows, &mut merge, &mut summary, &mut out)?;
+    if let Some((_, merge)) = merge {
+        for m in merge.finish() {
+            write_window(&mut summary, &mut out, m.partition, m.closed)?;
+        }
+    }
     out.flush().map_err(Error::Output)?;
     summary.late = windows.late();
     Ok(summary)

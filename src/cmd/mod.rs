@@ -6,5 +6,6 @@ pub mod dashboard;
 pub mod generate;
 pub mod ingest;
 pub mod loadtest;
+pub mod merge;
 pub mod show;
 pub mod worker;

@@ -73,6 +73,9 @@ pub struct Bounds {
     /// The largest `ts` a frame may have had when it was read (`--max-ts`,
     /// or now + `--max-future` + a week of clock skew).
     pub max_ts: u64,
+    /// Sharded buckets: a shard drained by `--until-end` is closed for good,
+    /// `emitted` = [`Watermark::END`] (README "Shards of a time bucket").
+    pub closed_for_good: bool,
 }
 
 /// The checkpoint committed at `offset` with `metadata`, or why it is none
@@ -181,7 +184,11 @@ pub fn check_bounds(cp: &Checkpoint, bounds: &Bounds) -> Result<(), String> {
     }
     // A watermark is at most a frame's ts, or the end of its minute.
     let latest = max_ts.saturating_sub(max_ts % 60).saturating_add(60);
+    let ended = bounds.closed_for_good && cp.emitted == Some(Watermark::END);
     for (name, wm) in [("emitted", cp.emitted), ("floor", cp.floor)] {
+        if ended && name == "emitted" {
+            continue;
+        }
         if let Some(Watermark(w)) = wm.filter(|w| w.0 > latest) {
             return Err(format!(
                 "{name}={w} is in the future beyond any frame accepted (at most {latest})"
@@ -338,6 +345,7 @@ mod tests {
         let bounds = Bounds {
             log_end: 12,
             max_ts: 1_000_000,
+            closed_for_good: false,
         };
         let ok = decode_checkpoint(10, GOOD).unwrap();
         assert_eq!(check_bounds(&ok, &bounds), Ok(()));

@@ -13,6 +13,8 @@
 //! - [`limits`]: the record size limits of the output topics, read from
 //!   the cluster, and the producer settings they imply;
 //! - [`sink`]: a worker's outputs, transactional or at-least-once;
+//! - [`partials`]: the partials topic of sharded buckets (partial windows,
+//!   shard progress, merge checkpoints);
 //! - [`read`]: a topic read to its end (`show`, loadtest, tests);
 //! - [`retry`]: metadata calls retried while brokers fail over;
 //! - [`error`]: what a failed transactional call means.
@@ -23,6 +25,7 @@ pub mod connect;
 pub mod consumer;
 pub mod error;
 pub mod limits;
+pub mod partials;
 pub mod producer;
 pub mod properties;
 pub mod read;

@@ -153,9 +153,13 @@ fn ingest_stops_with_exit_10_when_partitions_are_added_mid_run() {
         if stdin.write_all(line.as_bytes()).is_err() {
             break;
         }
-        if i == 50 {
-            let written = || end_offsets(&p.bootstrap, &p.input).values().sum::<i64>() > 0;
-            crate::common::wait_until(TIMEOUT, "the first frames delivered", written);
+        // Ingest commits its records as it reads on (a stalled feed would
+        // hold its transaction open): keep feeding until some are written.
+        if !added
+            && i >= 50
+            && i % 10 == 0
+            && end_offsets(&p.bootstrap, &p.input).values().sum::<i64>() > 0
+        {
             add_partitions(&p.bootstrap, &p.input, 8);
             added = true;
         }
@@ -252,7 +256,7 @@ fn topics_refuses_to_repartition_an_input_in_use_unless_allowed() {
         "{text}"
     );
     assert!(
-        text.contains("from 4 to 8") && text.contains("holds 300 records"),
+        text.contains("from 4 to 8") && text.contains("it holds records"),
         "{text}"
     );
     assert!(text.contains("--allow-repartition"), "{text}");

@@ -24,5 +24,6 @@ mod loadtest;
 mod pipeline;
 mod prometheus;
 mod secure;
+mod shards;
 mod time;
 mod topics;

@@ -217,6 +217,7 @@ fn a_partition_count_replication_or_config_difference_is_drift() {
         name: name.clone(),
         partitions: 4,
         replication: 3,
+        shards: 1,
         configs,
     };
     let report = ensure_topics(&settings, std::slice::from_ref(&spec), TIMEOUT).unwrap();

@@ -1,5 +1,6 @@
 //! `timebucket ingest`: reads `stream.jsonl` and produces every valid frame,
-//! bytes unchanged, to partition `bucket mod P` of the input topic, where P
+//! bytes unchanged, to partition `bucket mod P` of the input topic (with S
+//! shards, `Routing::route`: `(murmur2(uid) mod S)·P/S + bucket mod P/S`), where P
 //! is the topic's real partition count. Invalid lines go to the dead-letter
 //! topic with their reason and line number; nothing stops the run, and every
 //! record is accounted for before it ends. With `--metrics-addr` it serves
@@ -49,6 +50,8 @@ pub struct IngestOptions {
     /// timestamp); `None`: the parser's own bound only (`--max-ts`).
     pub max_future: Option<u64>,
     pub bucket_secs: u64,
+    /// Shards per bucket (1: none): the partition is `Routing::route`.
+    pub shards: u32,
     /// How many invalid lines to log one by one before only counting them.
     pub log_invalid: u64,
     /// Serve `/metrics`, `/healthz` and `/readyz` on this `HOST:PORT`.
@@ -109,7 +112,7 @@ pub fn ingest_source(source: Source, opts: &IngestOptions) -> Result<IngestSumma
         &opts.topics.input,
         Duration::from_secs(30),
     )?;
-    let routing = Routing::new(opts.bucket_secs, partitions)?;
+    let routing = Routing::sharded(opts.bucket_secs, partitions, opts.shards)?;
     // Partitions added while this runs would route buckets elsewhere.
     let watch = PartitionWatch::start(
         &opts.settings,

@@ -21,10 +21,11 @@ use crate::core::compare::WindowSet;
 use crate::core::window::WatermarkRule;
 use crate::kafka::read::read_each;
 
-/// What `aggregate` says for the file with `partitions` partitions.
-pub fn expected_windows(data: &Path, partitions: u32) -> Result<WindowSet, Error> {
+/// What `aggregate` says for the file with `partitions` partitions and
+/// `shards` shards per bucket.
+pub fn expected_windows(data: &Path, partitions: u32, shards: u32) -> Result<WindowSet, Error> {
     let opts = AggregateOptions {
-        routing: Routing::new(DEFAULT_BUCKET_SECS, partitions)?,
+        routing: Routing::sharded(DEFAULT_BUCKET_SECS, partitions, shards)?,
         rule: WatermarkRule::new(LATENESS, DEFAULT_QUORUM),
         parser: parser(),
         log_invalid: 0,

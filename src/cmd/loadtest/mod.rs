@@ -184,6 +184,9 @@ pub struct LoadtestOptions {
     pub commit_interval_ms: u64,
     /// Workers consume while ingest produces (else: one after the other).
     pub live: bool,
+    /// Shards per time bucket (1: none; else workers send partials and a
+    /// `timebucket merge` process sums them).
+    pub shards: u32,
     /// The `timebucket` binary the workers run.
     pub exe: PathBuf,
     /// Data files and run logs.
@@ -247,6 +250,39 @@ pub struct DataSet {
 }
 
 impl DataSet {
+    /// Frames routed to each partition with `shards` shards per bucket
+    /// (reads the file: a shard depends on each frame's uid).
+    pub fn partition_frames_sharded(
+        &self,
+        partitions: u32,
+        shards: u32,
+    ) -> Result<Vec<u64>, Error> {
+        if shards <= 1 {
+            return Ok(self.partition_frames(partitions));
+        }
+        let routing = crate::core::bucket::Routing::sharded(
+            crate::core::bucket::DEFAULT_BUCKET_SECS,
+            partitions,
+            shards,
+        )?;
+        let file = std::fs::File::open(&self.path)
+            .map_err(io_error(format!("cannot open {}", self.path.display())))?;
+        let mut counts = vec![0; partitions as usize];
+        let parser = parser();
+        let mut lines = crate::input::LineReader::new(file, parser.max_frame_bytes);
+        while let Some(line) = lines
+            .next_line()
+            .map_err(io_error(format!("cannot read {}", self.path.display())))?
+        {
+            if let crate::input::RawLine::Line(bytes) = line.raw {
+                if let crate::core::frame::Line::Frame(f) = parser.parse(bytes) {
+                    counts[routing.route(f.ts, &f.uid) as usize] += 1;
+                }
+            }
+        }
+        Ok(counts)
+    }
+
     /// Frames routed to each partition of a `partitions`-partition topic.
     pub fn partition_frames(&self, partitions: u32) -> Vec<u64> {
         let mut counts = vec![0; partitions as usize];
@@ -286,6 +322,21 @@ pub fn run(opts: &LoadtestOptions, out: &mut dyn Write) -> Result<LoadtestReport
             "--partitions and --workers need at least one value each".into(),
         ));
     }
+    if let Some(p) = opts
+        .partitions
+        .iter()
+        .find(|&&p| !p.is_multiple_of(opts.shards))
+    {
+        return Err(Error::Config(format!(
+            "--partitions {p} is not a multiple of --shards {}",
+            opts.shards
+        )));
+    }
+    if opts.shards > 1 && opts.soak.is_some() {
+        return Err(Error::Config(
+            "a soak (--duration) runs unsharded buckets: drop --shards or --duration".into(),
+        ));
+    }
     if opts.partitions.contains(&0) || opts.workers.contains(&0) {
         return Err(Error::Config(
             "partition and worker counts must be at least 1".into(),
@@ -320,6 +371,7 @@ pub fn run(opts: &LoadtestOptions, out: &mut dyn Write) -> Result<LoadtestReport
                 let mut run = run_one(&ctx, p, w);
                 run.repeat = repeat;
                 write_row(out, &run).map_err(Error::Output)?;
+                write_shares(out, &run).map_err(Error::Output)?;
                 if !run.check.correct {
                     for line in run.failure.iter().chain(&run.check.examples) {
                         writeln!(out, "      {line}").map_err(Error::Output)?;

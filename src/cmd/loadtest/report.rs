@@ -95,6 +95,12 @@ pub struct RunReport {
     /// (seconds since the run started, lag) samples.
     pub lag_samples: Vec<(f64, i64)>,
     pub worker_figures: Vec<WorkerReport>,
+    /// Shards per bucket (1: none).
+    #[serde(default)]
+    pub shards: u32,
+    /// The merge stage's report (shards above 1).
+    #[serde(default)]
+    pub merge_figures: Option<crate::cmd::merge::MergeReport>,
     /// Largest peak resident memory (VmHWM) of the workers, in MB (10^6 bytes).
     pub peak_worker_rss_mb: Option<f64>,
     /// Busy share of all cores, 0-100, during ingest and during processing.
@@ -262,6 +268,34 @@ pub(super) fn write_row(out: &mut dyn Write, r: &RunReport) -> std::io::Result<(
         opt(r.peak_worker_rss_mb, |m| format!("{m:.0}")),
         r.check.verdict,
     )
+}
+
+/// Each worker's share of the frames and its CPU time (and the merger's),
+/// under a run's row: how evenly a hot bucket's shards spread the work.
+pub(super) fn write_shares(out: &mut dyn Write, r: &RunReport) -> std::io::Result<()> {
+    let total: u64 = r.worker_figures.iter().map(|w| w.summary.frames).sum();
+    let mut parts: Vec<String> = r
+        .worker_figures
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            format!(
+                "w{i} {} frames ({:.0}%), cpu {}",
+                thousands(w.summary.frames as f64),
+                w.summary.frames as f64 * 100.0 / total.max(1) as f64,
+                opt(w.cpu_ms, |ms| format!("{:.1} s", ms as f64 / 1000.0)),
+            )
+        })
+        .collect();
+    if let Some(m) = &r.merge_figures {
+        parts.push(format!(
+            "merge: {} partials records, cpu {}, {} late partials",
+            thousands(m.summary.pieces as f64),
+            opt(m.cpu_ms, |ms| format!("{:.1} s", ms as f64 / 1000.0)),
+            m.summary.late_partials
+        ));
+    }
+    writeln!(out, "      S={} {}", r.shards.max(1), parts.join("; "))
 }
 
 pub(super) fn median(mut v: Vec<f64>) -> Option<f64> {

@@ -22,7 +22,7 @@ use super::report::{Check, Rate, RunReport};
 use super::topics::RunTopics;
 use super::topics::{create_topics, delete_run};
 use super::workers::{
-    ends_file, publish_ends, spawn_worker, wait_started, wait_workers, WorkerProcess,
+    ends_file, publish_ends, spawn_merger, spawn_worker, wait_started, wait_workers, WorkerProcess,
 };
 use super::{io_error, parser, unix_ms, DataSet, LoadtestOptions};
 use crate::core::compare::WindowSet;
@@ -70,6 +70,7 @@ pub(super) fn ingest_from(
         parser: parser(),
         max_future: None,
         bucket_secs: DEFAULT_BUCKET_SECS,
+        shards: opts.shards,
         log_invalid: 20,
         metrics_addr: None,
         metrics_linger: Duration::ZERO,
@@ -110,7 +111,16 @@ pub(super) fn run_one(ctx: &RunContext<'_>, partitions: u32, workers: u32) -> Ru
         exactly_once: !opts.at_least_once,
         frames: data.frames,
         payload_bytes: data.payload_bytes,
-        partition_frames: data.partition_frames(partitions),
+        shards: opts.shards,
+        partition_frames: match data.partition_frames_sharded(partitions, opts.shards) {
+            Ok(counts) => counts,
+            Err(e) => {
+                return RunReport {
+                    failure: Some(format!("cannot count the frames per partition: {e}")),
+                    ..RunReport::default()
+                }
+            }
+        },
         logs: dir.clone(),
         ..RunReport::default()
     };
@@ -195,7 +205,7 @@ pub(super) fn check_run(
     let want = match cached {
         Some(w) => w,
         None => {
-            let w = expected_windows(&ctx.data.path, partitions)?;
+            let w = expected_windows(&ctx.data.path, partitions, ctx.opts.shards)?;
             ctx.expected
                 .lock()
                 .expect("poisoned")
@@ -297,6 +307,12 @@ pub(super) fn ingest_and_process(
     let data = ctx.data;
     let until = opts.live.then(|| ends_file(dir));
     let mut workers = Vec::new();
+    // The merge stage runs from the start, as in production.
+    let mut merger = if opts.shards > 1 {
+        Some(spawn_merger(opts, topics, dir).map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
     let cpu_processing_start;
     if opts.live {
         cpu_processing_start = cpu_jiffies();
@@ -357,8 +373,11 @@ pub(super) fn ingest_and_process(
         cpu
     };
     wait_workers(&mut workers, Instant::now() + opts.phase_timeout)?;
+    if let Some(m) = merger.as_mut() {
+        wait_workers(std::slice::from_mut(m), Instant::now() + opts.phase_timeout)?;
+    }
     report.machine_cpu_processing_pct = busy_pct(cpu_processing_start, cpu_jiffies());
-    collect_figures(report, &workers, data)?;
+    collect_figures(report, &workers, merger.as_ref(), data)?;
     Ok((ingest_start_ms, ingest_done_ms))
 }
 
@@ -367,22 +386,30 @@ pub(super) fn ingest_and_process(
 pub(super) fn collect_figures(
     report: &mut RunReport,
     workers: &[WorkerProcess],
+    merger: Option<&WorkerProcess>,
     data: &DataSet,
 ) -> Result<(), String> {
     for w in workers {
         let figures = w.finished_report()?;
         report.worker_figures.push(figures);
     }
+    if let Some(m) = merger {
+        report.merge_figures = Some(m.merge_report()?);
+    }
     let first = report
         .worker_figures
         .iter()
         .filter_map(|w| w.first_record_ms)
         .min();
-    let last = report
-        .worker_figures
-        .iter()
-        .filter_map(|w| w.last_emit_ms)
-        .max();
+    // With shards the windows are durable once the merger emitted them.
+    let last = match &report.merge_figures {
+        Some(m) => m.last_emit_ms,
+        None => report
+            .worker_figures
+            .iter()
+            .filter_map(|w| w.last_emit_ms)
+            .max(),
+    };
     if let (Some(first), Some(last)) = (first, last) {
         report.processing = Some(Rate::new(
             data.frames,

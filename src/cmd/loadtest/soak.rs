@@ -176,7 +176,7 @@ fn soak_process(
     report.soak = Some(s);
     let (ingest_start, ingest_done) = result?;
     report.machine_cpu_processing_pct = busy_pct(cpu0, cpu_jiffies());
-    collect_figures(report, &workers, ctx.data)?;
+    collect_figures(report, &workers, None, ctx.data)?;
     Ok((ingest_start, ingest_done))
 }
 

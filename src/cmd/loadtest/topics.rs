@@ -10,13 +10,15 @@ use crate::error::Error;
 use crate::kafka::config::{KafkaSettings, TopicNames};
 use crate::kafka::topics::{
     apply_overrides, ensure_topics, load_specs, Overrides, TopicSpec, ROLE_INPUT, ROLE_MINUTES,
-    ROLE_SECONDS,
+    ROLE_PARTIALS, ROLE_SECONDS,
 };
 
 pub(super) struct RunTopics {
     pub(super) names: TopicNames,
     /// kafka-producer-perf-test's topic.
     pub(super) perf: String,
+    /// Shards' partials (sharded runs; created with every run).
+    pub(super) partials: String,
     pub(super) group: String,
     pub(super) perf_group: String,
     pub(super) partitions: u32,
@@ -41,7 +43,7 @@ pub(super) fn create_topics(
     let overrides = Overrides {
         input_partitions: Some(partitions),
         replication: opts.replication,
-        ..Overrides::from_names(&names)
+        ..Overrides::from_names(&names).name(ROLE_PARTIALS, format!("{prefix}-partials"))
     };
     apply_overrides(&mut specs, &overrides)?;
     let perf = format!("{prefix}-perf");
@@ -76,6 +78,7 @@ pub(super) fn create_topics(
     Ok(RunTopics {
         names,
         perf,
+        partials: format!("{prefix}-partials"),
         group: format!("{prefix}-group"),
         perf_group: format!("{prefix}-perf-group"),
         partitions,
@@ -94,6 +97,7 @@ pub(super) fn delete_run(settings: &KafkaSettings, topics: &RunTopics) {
         &n.forward,
         &n.dead_letter,
         &topics.perf,
+        &topics.partials,
     ];
     let result =
         crate::kafka::topics::delete(settings, &names, &[&topics.group, &topics.perf_group]);

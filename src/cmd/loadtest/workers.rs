@@ -19,7 +19,63 @@ pub(super) struct WorkerProcess {
     pub(super) log: PathBuf,
 }
 
+/// The merge stage of a sharded run: one `timebucket merge --until-end`.
+pub(super) fn spawn_merger(
+    opts: &LoadtestOptions,
+    topics: &RunTopics,
+    dir: &Path,
+) -> Result<WorkerProcess, Error> {
+    let report = dir.join("merge.json");
+    let log = dir.join("merge.log");
+    let _ = std::fs::remove_file(&report);
+    let n = &topics.names;
+    let mut cmd = Command::new(&opts.exe);
+    cmd.arg("merge");
+    for var in crate::cli::env_vars("merge") {
+        cmd.env_remove(var);
+    }
+    let (env, args) = opts.settings.for_child()?;
+    cmd.envs(env)
+        .env("RUST_LOG", "info")
+        .args(["-b", &opts.settings.bootstrap]);
+    for a in args {
+        cmd.arg("-X").arg(a);
+    }
+    cmd.args(["--input-topic", &n.input])
+        .args(["--seconds-topic", &n.seconds])
+        .args(["--minutes-topic", &n.minutes])
+        .args(["--shards", &opts.shards.to_string()])
+        .args(["--partials-topic", &topics.partials])
+        .args(["-g", &format!("{}-merge", topics.group)])
+        .args(["--idle-shard-seconds", "0", "--until-end"])
+        .args(["--commit-interval-ms", &opts.commit_interval_ms.to_string()])
+        .arg("--report-file")
+        .arg(&report);
+    let log_file =
+        File::create(&log).map_err(io_error(format!("cannot create {}", log.display())))?;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .map_err(io_error(format!("cannot start {}", opts.exe.display())))?;
+    Ok(WorkerProcess { child, report, log })
+}
+
 impl WorkerProcess {
+    /// The merger's final report.
+    pub fn merge_report(&self) -> Result<crate::cmd::merge::MergeReport, String> {
+        match crate::cmd::merge::MergeReport::read(&self.report)? {
+            Some(r) if r.finished_ms.is_some() => Ok(r),
+            _ => Err(format!(
+                "merge wrote no final report to {}; last lines of {}:\n{}",
+                self.report.display(),
+                self.log.display(),
+                tail(&self.log, 15)
+            )),
+        }
+    }
+
     /// The worker's final report; an error if it wrote none.
     pub fn finished_report(&self) -> Result<WorkerReport, String> {
         match WorkerReport::read(&self.report)? {
@@ -93,6 +149,10 @@ pub(super) fn spawn_worker(
     }
     if opts.at_least_once {
         cmd.arg("--at-least-once");
+    }
+    if opts.shards > 1 {
+        cmd.args(["--shards", &opts.shards.to_string()])
+            .args(["--partials-topic", &topics.partials]);
     }
     let log_file =
         File::create(&log).map_err(io_error(format!("cannot create {}", log.display())))?;

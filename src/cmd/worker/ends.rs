@@ -13,7 +13,7 @@ use tracing::{debug, error, info};
 
 use super::partition::Gap;
 use super::poll::{emit, own, Worker};
-use super::Shared;
+use super::{shard, Shared};
 use crate::error::Error;
 use crate::kafka::checkpoint::committed_checkpoints;
 use crate::kafka::read::cached_log_start;
@@ -161,6 +161,10 @@ pub(super) fn drain_step(
         return Ok(false);
     }
     let target = |p: i32| targets.get(&p).copied().unwrap_or(0).max(0) as u64;
+    let sharded = shared.opts.shards > 1;
+    if sharded {
+        shard::adopt_empty(consumer, shared, |p| target(p) == 0)?;
+    }
     let mut unknown = Vec::new();
     {
         let mut guard = shared.state();
@@ -185,12 +189,19 @@ pub(super) fn drain_step(
         let drained: Vec<i32> = state
             .partitions
             .iter()
-            .filter(|(&p, o)| o.partition.position() >= target(p) && o.partition.has_open_windows())
+            .filter(|(&p, o)| {
+                o.partition.position() >= target(p)
+                    && (o.partition.has_open_windows() || sharded && !shard::ended(&o.partition))
+            })
             .map(|(&p, _)| p)
             .collect();
         for p in drained {
             let owned = state.partitions.get_mut(&p).expect("listed above");
-            owned.partition.close_all(&mut state.closed);
+            if sharded {
+                shard::close_for_good(&mut owned.partition, &mut state.closed);
+            } else {
+                owned.partition.close_all(&mut state.closed);
+            }
             info!(
                 partition = p,
                 windows = state.closed.len(),
@@ -202,7 +213,8 @@ pub(super) fn drain_step(
             match state.partitions.get(&p) {
                 Some(o) if o.partition.position() < target(p) => return Ok(false),
                 Some(_) => {}
-                None if target(p) == 0 => {}
+                // A shard must publish its end even with no record at all.
+                None if target(p) == 0 && !sharded => {}
                 None => unknown.push(p),
             }
         }
@@ -220,6 +232,8 @@ pub(super) fn drain_step(
         committed
             .get(p)
             .and_then(|c| c.checkpoint())
-            .is_some_and(|cp| cp.resume_seq >= target(*p))
+            .is_some_and(|cp| {
+                cp.resume_seq >= target(*p) && (!sharded || shard::checkpoint_ended(cp))
+            })
     }))
 }

@@ -47,7 +47,11 @@ pub fn usable(
             .min(MAX_TS),
         None => opts.rules.parser.max_ts,
     };
-    let bounds = Bounds { log_end, max_ts };
+    let bounds = Bounds {
+        log_end,
+        max_ts,
+        closed_for_good: opts.shards > 1,
+    };
     let (offset, metadata, why) = match committed {
         Committed::Checkpoint(cp) => match check_bounds(&cp, &bounds) {
             Ok(()) => return Ok(Some(cp)),
@@ -137,6 +141,8 @@ mod tests {
             report_file: None,
             metrics_addr: None,
             metrics_linger: Duration::ZERO,
+            shards: 1,
+            partials_topic: String::new(),
         }
     }
 

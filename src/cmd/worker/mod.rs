@@ -19,6 +19,8 @@
 //!   without a valid checkpoint, records from partitions beyond the count
 //!   at start. A [`PartitionWatch`] stops the worker when the input's
 //!   partition count changes; the routing guard on frames is in [`partition`].
+//! - [`shard`]: sharded buckets (S > 1): windows as partials, the shards'
+//!   progress, drained shards closed for good.
 //!
 //! With `--metrics-addr` the worker serves its Prometheus metrics,
 //! `/healthz` and `/readyz` ([`crate::observe`]); the counters mirror the
@@ -33,6 +35,7 @@ pub mod guard;
 pub mod partition;
 mod poll;
 pub mod report;
+mod shard;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -97,6 +100,10 @@ pub struct WorkerOptions {
     /// Keep serving the metrics this long after the run (batch runs, so a
     /// scraper sees the final counts).
     pub metrics_linger: Duration,
+    /// Shards per time bucket (1: none). With more, windows are partials
+    /// sent to `partials_topic` with the shards' progress ([`shard`]).
+    pub shards: u32,
+    pub partials_topic: String,
 }
 
 /// An owned partition and when it last had a record (processing time, for
@@ -104,6 +111,8 @@ pub struct WorkerOptions {
 struct Owned {
     partition: Partition,
     last_record: Instant,
+    /// Sharded buckets: the progress last sent for this partition.
+    progress_sent: Option<u64>,
 }
 
 /// What the poll loop and the rebalance callbacks share. The callbacks run
@@ -171,14 +180,18 @@ pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSummary, 
         report.metrics_addr = Some(e.addr().to_string());
     }
     let limits = output_limits(&opts)?;
+    let partials = shard::check_options(&opts)?;
     let sink: Box<dyn Sink> = if opts.exactly_once {
-        Box::new(Transactional::new(
-            &opts.settings,
-            opts.topics.clone(),
-            opts.late_topic.clone(),
-            limits,
-            &opts.group,
-        )?)
+        Box::new(
+            Transactional::new(
+                &opts.settings,
+                opts.topics.clone(),
+                opts.late_topic.clone(),
+                limits,
+                &opts.group,
+            )?
+            .with_partials(partials),
+        )
     } else {
         Box::new(AtLeastOnce::new(
             &opts.settings,
@@ -188,7 +201,7 @@ pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSummary, 
         )?)
     };
     let count = partition_count(&opts.settings, &opts.topics.input, Duration::from_secs(30))?;
-    let routing = Routing::new(opts.bucket_secs, count)?;
+    let routing = Routing::sharded(opts.bucket_secs, count, opts.shards)?;
     let watch = PartitionWatch::start(&opts.settings, &opts.topics.input, count, WATCH_INTERVAL)?;
     let shared = Arc::new(Shared {
         opts: opts.clone(),

@@ -231,6 +231,12 @@ impl Partition {
         self.windows.close_idle(closed);
     }
 
+    /// Closes every window ending at or below `watermark`, now and for
+    /// good (a drained shard: [`Watermark::END`]).
+    pub fn close_through(&mut self, watermark: Watermark, closed: &mut Vec<Closed>) {
+        self.windows.close_through(watermark, closed);
+    }
+
     pub fn watermark(&self) -> Option<Watermark> {
         self.windows.watermark()
     }

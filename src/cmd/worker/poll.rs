@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use super::ends::{drain_step, lost_to_retention, on_end, Targets};
 use super::partition::{Partition, SeekTo, Start, Step};
-use super::{unix_ms, Owned, Resume, Shared, State, WorkerOptions};
+use super::{shard, unix_ms, Owned, Resume, Shared, State, WorkerOptions};
 use crate::core::window::Closed;
 use crate::error::Error;
 use crate::kafka::checkpoint::{add_checkpoint, committed_checkpoint};
@@ -332,6 +332,7 @@ pub(super) fn own(consumer: &Worker, shared: &Shared, partition: i32) -> Result<
         Owned {
             partition: Partition::new(start, opts.rules).guarded(shared.routing, partition as u32),
             last_record: Instant::now(),
+            progress_sent: None,
         },
     );
     Ok(true)
@@ -354,7 +355,11 @@ pub(super) fn emit(state: &mut State, partition: i32) {
 
 /// Where `partition` starts: its committed checkpoint, or the log start
 /// (no commit, or one without a valid checkpoint and `restart`).
-fn start_of(consumer: &Worker, opts: &WorkerOptions, partition: i32) -> Result<Start, Error> {
+pub(super) fn start_of(
+    consumer: &Worker,
+    opts: &WorkerOptions,
+    partition: i32,
+) -> Result<Start, Error> {
     let topic = &opts.topics.input;
     let watermarks = || {
         retry::with_backoff("partition offsets", Duration::from_secs(120), |left| {
@@ -494,6 +499,9 @@ fn commit_state(
     consumer: &dyn OffsetCommit,
 ) -> Result<(), Error> {
     let opts = &shared.opts;
+    if opts.shards > 1 {
+        shard::send_progress(state);
+    }
     let offsets = checkpoints(&opts.topics.input, &state.partitions);
     let started = Instant::now();
     let outcome = state.sink.commit(&offsets, consumer)?;

@@ -168,7 +168,7 @@ impl WorkerReport {
 /// utime + stime, fields 14 and 15 of a `/proc/.../stat` line (the 12th and
 /// 13th after the command name, which may hold spaces), in clock ticks of
 /// 10 ms.
-fn cpu_ms(stat: &str) -> Option<u64> {
+pub(crate) fn cpu_ms(stat: &str) -> Option<u64> {
     let (_, rest) = stat.rsplit_once(')')?;
     let mut f = rest.split_whitespace().skip(11);
     let utime: u64 = f.next()?.parse().ok()?;

@@ -55,6 +55,10 @@ impl Sink for AtLeastOnce {
             .late(&self.producer, partition, offset, payload, late)
     }
 
+    fn progress(&mut self, partition: i32, watermark: u64) {
+        self.outputs.progress(&self.producer, partition, watermark);
+    }
+
     fn commit(
         &mut self,
         offsets: &TopicPartitionList,

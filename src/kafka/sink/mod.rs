@@ -22,6 +22,7 @@ use crate::error::Error;
 use crate::kafka::config::TopicNames;
 use crate::kafka::consumer::OffsetCommit;
 use crate::kafka::limits::OutputLimits;
+use crate::kafka::partials;
 use crate::kafka::producer::{self, Origin, Position, TrackedProducer};
 
 /// What a commit achieved.
@@ -60,6 +61,9 @@ pub trait Sink: Send {
     /// A late frame, unchanged, to the late topic (when there is one);
     /// `false` when it is too large for it and was dead-lettered instead.
     fn late(&mut self, partition: i32, offset: u64, payload: &[u8], late: Late) -> bool;
+    /// A shard's progress (sharded buckets only): every window of input
+    /// `partition` ending at or below `watermark` was emitted.
+    fn progress(&mut self, partition: i32, watermark: u64);
     /// Makes everything sent so far durable together with `offsets` (the
     /// checkpoints of every owned partition).
     fn commit(
@@ -67,6 +71,14 @@ pub trait Sink: Send {
         offsets: &TopicPartitionList,
         consumer: &dyn OffsetCommit,
     ) -> Result<Commit, Error>;
+}
+
+/// Where a shard worker's windows go instead of the metric topics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partials {
+    pub topic: String,
+    /// The partials topic's partition count.
+    pub partitions: u32,
 }
 
 /// Why a record goes to the dead-letter topic.
@@ -88,6 +100,8 @@ struct Outputs {
     /// The largest frame the forward topic takes (looked up once: every
     /// valid frame is checked against it).
     forward_payload_limit: usize,
+    /// Sharded buckets: windows are partials for the merge stage.
+    partials: Option<Partials>,
 }
 
 impl Outputs {
@@ -98,27 +112,65 @@ impl Outputs {
             late,
             limits,
             forward_payload_limit,
+            partials: None,
         }
     }
 
     fn emit(&self, producer: &TrackedProducer, partition: i32, closed: &Closed) {
         let record = MetricRecord::new(*closed, partition);
+        let position = Position::Window {
+            partition,
+            start: closed.start(),
+        };
+        if let Some(partials) = &self.partials {
+            let key = partials::partial_key(closed);
+            let value = record.to_json();
+            producer::send(
+                producer,
+                BaseRecord::with_opaque_to(&partials.topic, position.encode())
+                    .partition(partials::partition_of(&key, partials.partitions))
+                    .key(key.as_bytes())
+                    .payload(value.as_bytes()),
+            );
+            return;
+        }
         let topic = match record.metric {
             MetricKind::Second => &self.topics.seconds,
             MetricKind::Minute => &self.topics.minutes,
         };
         let key = record.key();
         let value = record.to_json();
-        let position = Position::Window {
-            partition,
-            start: closed.start(),
-        };
         producer::send(
             producer,
             BaseRecord::with_opaque_to(topic, position.encode())
                 .key(key.as_bytes())
                 .payload(value.as_bytes()),
         );
+    }
+
+    /// To every partials partition: each holds windows of every shard.
+    fn progress(&self, producer: &TrackedProducer, partition: i32, watermark: u64) {
+        let Some(partials) = &self.partials else {
+            return;
+        };
+        let key = partials::progress_key(partition);
+        let value = partials::progress_value(partition, watermark);
+        for q in 0..partials.partitions as i32 {
+            producer::send(
+                producer,
+                BaseRecord::with_opaque_to(
+                    &partials.topic,
+                    Position::Window {
+                        partition,
+                        start: watermark,
+                    }
+                    .encode(),
+                )
+                .partition(q)
+                .key(key.as_bytes())
+                .payload(value.as_bytes()),
+            );
+        }
     }
 
     /// Forwards a valid frame; `false` when it is too large for the forward

@@ -16,7 +16,7 @@ use rdkafka::producer::{Producer, PurgeConfig};
 use rdkafka::topic_partition_list::TopicPartitionList;
 use tracing::warn;
 
-use super::{Commit, DeadLetter, Late, Outputs, Sink};
+use super::{Commit, DeadLetter, Late, Outputs, Partials, Sink};
 use crate::core::frame::Invalid;
 use crate::core::window::Closed;
 use crate::error::Error;
@@ -61,6 +61,12 @@ impl Transactional {
         };
         sink.begin()?;
         Ok(sink)
+    }
+
+    /// Windows go to the partials topic instead (a shard worker).
+    pub fn with_partials(mut self, partials: Option<Partials>) -> Transactional {
+        self.outputs.partials = partials;
+        self
     }
 
     fn begin(&self) -> Result<(), Error> {
@@ -145,6 +151,10 @@ impl Sink for Transactional {
     fn late(&mut self, partition: i32, offset: u64, payload: &[u8], late: Late) -> bool {
         self.outputs
             .late(&self.producer, partition, offset, payload, late)
+    }
+
+    fn progress(&mut self, partition: i32, watermark: u64) {
+        self.outputs.progress(&self.producer, partition, watermark);
     }
 
     fn commit(

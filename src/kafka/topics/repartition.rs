@@ -157,7 +157,10 @@ pub fn input_in_use(
 
 fn describe(in_use: &InUse) -> String {
     if in_use.records > 0 {
-        format!("it holds {} records", in_use.records)
+        format!(
+            "it holds records ({} offsets between its log start and end, transaction markers included)",
+            in_use.records
+        )
     } else {
         format!(
             "consumer group(s) {} committed offsets on it",

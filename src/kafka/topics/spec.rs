@@ -21,14 +21,18 @@ pub const ROLE_FORWARD: &str = "frames-forward";
 pub const ROLE_DEAD_LETTER: &str = "dead-letter";
 /// Ingest's committed position per source ([`TopicNames::progress`]).
 pub const ROLE_PROGRESS: &str = "ingest-progress";
+/// Shards' partial windows and progress, read by `timebucket merge`
+/// (sharded buckets only; `--partials-topic`).
+pub const ROLE_PARTIALS: &str = "partials";
 /// Every role a definition file may name.
-pub const ROLES: [&str; 6] = [
+pub const ROLES: [&str; 7] = [
     ROLE_INPUT,
     ROLE_SECONDS,
     ROLE_MINUTES,
     ROLE_FORWARD,
     ROLE_DEAD_LETTER,
     ROLE_PROGRESS,
+    ROLE_PARTIALS,
 ];
 
 /// Kafka's longest legal topic name.
@@ -43,6 +47,10 @@ pub struct TopicSpec {
     pub partitions: u32,
     /// Replication factor.
     pub replication: u16,
+    /// Input only: shards per time bucket (`shards=`, default 1); the
+    /// partition count must be a multiple of it. Not a Kafka config: ingest,
+    /// worker, merge and aggregate take it as `--shards`/`INPUT_SHARDS`.
+    pub shards: u32,
     /// Kafka topic configs (`config.<key>=<value>` lines), set on creation
     /// and compared with the cluster afterwards.
     pub configs: BTreeMap<String, String>,
@@ -71,6 +79,7 @@ pub fn parse_spec(text: &str, origin: &str) -> Result<TopicSpec, Error> {
     let mut name = None;
     let mut partitions = None;
     let mut replication = None;
+    let mut shards = None;
     let mut configs = BTreeMap::new();
     for line in crate::kafka::properties::lines(text) {
         let line = line.map_err(|bad| at(bad.number, bad.message))?;
@@ -101,6 +110,12 @@ pub fn parse_spec(text: &str, origin: &str) -> Result<TopicSpec, Error> {
                         .map_err(|m| at(n, format!("partitions: {m}")))? as u32,
                 );
             }
+            "shards" => {
+                shards = Some(
+                    parse_count(value, i32::MAX as u64)
+                        .map_err(|m| at(n, format!("shards: {m}")))? as u32,
+                );
+            }
             "replication.factor" => {
                 replication = Some(
                     parse_count(value, i16::MAX as u64)
@@ -113,7 +128,7 @@ pub fn parse_spec(text: &str, origin: &str) -> Result<TopicSpec, Error> {
                     return Err(at(
                         n,
                         format!(
-                            "unknown key {key:?} (expected role, name, partitions, replication.factor or config.<topic config>)"
+                            "unknown key {key:?} (expected role, name, partitions, replication.factor, shards or config.<topic config>)"
                         ),
                     ));
                 };
@@ -137,13 +152,22 @@ pub fn parse_spec(text: &str, origin: &str) -> Result<TopicSpec, Error> {
         }
     }
     let missing = |key: &str| Error::Config(format!("{origin}: missing required key {key}"));
-    Ok(TopicSpec {
+    let spec = TopicSpec {
         role: role.ok_or_else(|| missing("role"))?,
         name: name.ok_or_else(|| missing("name"))?,
         partitions: partitions.ok_or_else(|| missing("partitions"))?,
         replication: replication.ok_or_else(|| missing("replication.factor"))?,
+        shards: shards.unwrap_or(1),
         configs,
-    })
+    };
+    if shards.is_some() && spec.role != ROLE_INPUT {
+        return Err(Error::Config(format!(
+            "{origin}: shards= is for the input topic only (role {})",
+            spec.role
+        )));
+    }
+    check_shards(&spec).map_err(|m| Error::Config(format!("{origin}: {m}")))?;
+    Ok(spec)
 }
 
 /// Reads every `*.properties` file in `dir` (in file-name order; other files
@@ -289,6 +313,9 @@ pub fn apply_overrides(specs: &mut [TopicSpec], overrides: &Overrides) -> Result
             spec.replication = r;
         }
     }
+    for spec in specs.iter() {
+        check_shards(spec).map_err(Error::Config)?;
+    }
     for (i, spec) in specs.iter().enumerate() {
         if let Some(other) = specs[..i].iter().find(|s| s.name == spec.name) {
             return Err(Error::Config(format!(
@@ -296,6 +323,17 @@ pub fn apply_overrides(specs: &mut [TopicSpec], overrides: &Overrides) -> Result
                 other.role, spec.role, spec.name
             )));
         }
+    }
+    Ok(())
+}
+
+/// The partition count must hold whole groups of shards.
+fn check_shards(spec: &TopicSpec) -> Result<(), String> {
+    if !spec.partitions.is_multiple_of(spec.shards) {
+        return Err(format!(
+            "{}: {} partitions is not a multiple of shards={}",
+            spec.name, spec.partitions, spec.shards
+        ));
     }
     Ok(())
 }
@@ -402,6 +440,39 @@ config.some.list = compact, delete
                 Err(Error::Config(_))
             ));
         }
+    }
+
+    #[test]
+    fn shards_must_divide_the_input_partitions() {
+        let ok = parse_spec(
+            "role=input\nname=f\npartitions=8\nreplication.factor=1\nshards=4\n",
+            "f.properties",
+        )
+        .unwrap();
+        assert_eq!(ok.shards, 4);
+        let bad = parse_spec(
+            "role=input\nname=f\npartitions=8\nreplication.factor=1\nshards=3\n",
+            "f.properties",
+        );
+        assert!(bad
+            .unwrap_err()
+            .to_string()
+            .contains("not a multiple of shards=3"));
+        let not_input = parse_spec(
+            "role=dead-letter\nname=d\npartitions=1\nreplication.factor=1\nshards=1\n",
+            "d.properties",
+        );
+        assert!(not_input
+            .unwrap_err()
+            .to_string()
+            .contains("input topic only"));
+        // An override of the input partitions is checked too.
+        let mut specs = vec![ok];
+        let overrides = Overrides {
+            input_partitions: Some(6),
+            ..Overrides::default()
+        };
+        assert!(apply_overrides(&mut specs, &overrides).is_err());
     }
 
     #[test]
