@@ -78,7 +78,7 @@ pub fn explain(code: RDKafkaErrorCode) -> String {
         }
         C::TransactionalIdAuthorizationFailed => {
             "not authorized: the user has no ACL for this transactional id prefix (see README, \"ACLs\"; \
-             --at-least-once needs none)"
+             a worker with --at-least-once needs none)"
         }
         C::ClusterAuthorizationFailed => {
             "not authorized: the user has no ACL for this cluster operation (see README, \"ACLs\")"

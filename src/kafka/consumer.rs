@@ -9,7 +9,7 @@ use std::time::Duration;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance,
 };
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::ClientContext;
@@ -87,7 +87,11 @@ impl<H: Handover> ClientContext for GroupContext<H> {
     /// As rdkafka's default, except that the end of a partition (asked for
     /// by batch runs) is news, not an error.
     fn error(&self, error: KafkaError, reason: &str) {
-        if matches!(error, KafkaError::PartitionEOF(_)) {
+        // librdkafka reports it as a partition's error or as a global one.
+        if matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        ) {
             debug!("librdkafka: {error}: {reason}");
         } else {
             tracing::error!("librdkafka: {error}: {reason}");

@@ -165,10 +165,10 @@ fn ingest_stops_with_exit_10_when_partitions_are_added_mid_run() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(added);
     drop(stdin);
     let out = ingest.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(added, "no frame was written: {stderr}");
     assert_eq!(out.status.code(), Some(10), "{stderr}");
     assert!(stderr.contains("changed from 4 to 8"), "{stderr}");
     let stopped: u64 = stderr

@@ -134,8 +134,10 @@ fn every_combination_beside_kafka_perf_tools_is_correct() {
         assert!(run.processing_vs_consumer_perf.unwrap() > 0.0);
         assert!(run.end_to_end_seconds.unwrap() > 0.0);
         assert!(run.last_frame_delay_seconds.unwrap() > 0.0);
-        // Sequential: nothing is committed before the workers start.
-        assert_eq!(run.peak_lag, Some(20000), "{run:#?}");
+        // Sequential: nothing is committed before the workers start. Lag
+        // counts offsets, and ingest's transaction markers take a few.
+        let lag = run.peak_lag.unwrap();
+        assert!((20000..20100).contains(&lag), "{run:#?}");
         assert_eq!(run.worker_figures.len() as u32, run.workers);
         let frames: u64 = run.worker_figures.iter().map(|w| w.summary.frames).sum();
         assert!(frames >= 20000, "{run:#?}");

@@ -87,7 +87,7 @@ fn pipeline(p: &Pipeline, kafka: &OwnKafka) -> PathBuf {
     );
     let created = String::from_utf8_lossy(&out.stdout);
     // One topic per role in topics/.
-    assert_eq!(created.matches("created").count(), 6, "{created}");
+    assert_eq!(created.matches("created").count(), 7, "{created}");
 
     let path = p.input_file(20_000, &["not json", r#"{"uid":"no-ts"}"#]);
     p.ingest(&path);
@@ -218,7 +218,12 @@ fn missing_acls(p: &Pipeline, kafka: &OwnKafka, input: &Path) {
     refused(
         ingest,
         "no ACLs (ingest)",
-        &["TopicAuthorizationFailed", "not authorized", &p.input],
+        // Ingest starts its transactions first (exactly once from file to topic).
+        &[
+            "TransactionalIdAuthorizationFailed",
+            "not authorized",
+            &p.input,
+        ],
     );
     refused(
         with_file(p, &limited, &["show"]),

@@ -12,7 +12,7 @@ use rdkafka::admin::{AdminOptions, AlterConfig, ResourceSpecifier};
 use timebucket::kafka::config::{KafkaSettings, TopicNames};
 use timebucket::kafka::topics::{
     apply_overrides, ensure_topics, load_specs, partition_count, Overrides, TopicSpec, ROLES,
-    ROLE_INPUT, ROLE_MINUTES,
+    ROLE_INPUT, ROLE_MINUTES, ROLE_PARTIALS,
 };
 use timebucket::Error;
 
@@ -37,7 +37,9 @@ fn unique_specs(tag: &str) -> Vec<TopicSpec> {
         dead_letter: crate::common::unique_name(&format!("{tag}-dlq")),
         progress: crate::common::unique_name(&format!("{tag}-progress")),
     };
-    apply_overrides(&mut specs, &Overrides::from_names(&names)).unwrap();
+    let partials = crate::common::unique_name(&format!("{tag}-partials"));
+    let overrides = Overrides::from_names(&names).name(ROLE_PARTIALS, partials);
+    apply_overrides(&mut specs, &overrides).unwrap();
     specs
 }
 

@@ -117,6 +117,16 @@ impl Source {
 
     fn with_head(path: &str, id: Option<String>, mut rest: Rest) -> Result<Source, Error> {
         let mut head = Vec::with_capacity(FINGERPRINT_BYTES);
+        // A source that cannot be resumed needs no fingerprint, and a live
+        // feed must not wait for 64 KiB before its first line is produced.
+        if id.is_none() {
+            return Ok(Source {
+                path: path.to_string(),
+                id,
+                head,
+                rest,
+            });
+        }
         let reader: &mut dyn Read = match &mut rest {
             Rest::File(f, _) => f,
             Rest::Stream(s) => s,

@@ -28,6 +28,9 @@ pub struct Pipeline {
     pub dead_letter: String,
     /// Ingest's progress topic (compacted, one partition).
     pub progress: String,
+    /// The shards' partials topic (`PARTIALS_TOPIC`; created by `topics`
+    /// or by a sharded test, never by [`Pipeline::on`]).
+    pub partials: String,
     /// The late topic, when this pipeline made one (`LATE_TOPIC`).
     pub late: Option<String>,
     pub group: String,
@@ -68,6 +71,7 @@ impl Pipeline {
             forward: unique_name(&format!("{tag}-fwd")),
             dead_letter: unique_name(&format!("{tag}-dlq")),
             progress: unique_name(&format!("{tag}-progress")),
+            partials: unique_name(&format!("{tag}-partials")),
             late: None,
             group: unique_name(&format!("{tag}-group")),
             dir: tempfile::tempdir().unwrap(),
@@ -100,6 +104,7 @@ impl Pipeline {
             .env("OUTPUT_STREAM", &self.forward)
             .env("DEAD_LETTER_TOPIC", &self.dead_letter)
             .env("INGEST_PROGRESS_TOPIC", &self.progress)
+            .env("PARTIALS_TOPIC", &self.partials)
             .env_remove("LATE_TOPIC")
             .env("CONSUMER_GROUP_ID", &self.group)
             .env("RUST_LOG", "info");
