@@ -165,6 +165,28 @@ pub(super) fn drain_step(
     if sharded {
         shard::adopt_empty(consumer, shared, |p| target(p) == 0)?;
     }
+    //
+    // The consumer's own position moves past transaction markers and
+    // aborted records, which are never handed over: at or past the end
+    // offset it says the same. A partition whose remaining offsets hold no
+    // record (a checkpoint just below an ingest's last commit marker) never
+    // sees one: take it over here, so that its checkpoint moves on too.
+    let consumed = consumed_positions(consumer, &shared.opts.topics.input);
+    let idle: Vec<i32> = {
+        let state = shared.state();
+        consumed
+            .iter()
+            .filter(|(p, &c)| {
+                !state.partitions.contains_key(p) && targets.contains_key(p) && c >= target(**p)
+            })
+            .map(|(&p, _)| p)
+            .collect()
+    };
+    for p in idle {
+        if !own(consumer, shared, p)? {
+            return Ok(false);
+        }
+    }
     let mut unknown = Vec::new();
     {
         let mut guard = shared.state();
@@ -172,11 +194,6 @@ pub(super) fn drain_step(
         // Read to the end offset, or to where librdkafka found nothing more
         // to read: then the checkpoint moves on to the end offset, so that
         // other members see the partition done.
-        //
-        // The consumer's own position moves past transaction markers and
-        // aborted records, which are never handed over: at or past the end
-        // offset it says the same.
-        let consumed = consumed_positions(consumer, &shared.opts.topics.input);
         let at_end = &state.at_end;
         for (&p, o) in state.partitions.iter_mut() {
             let position = o.partition.position();
