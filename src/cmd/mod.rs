@@ -9,3 +9,11 @@ pub mod loadtest;
 pub mod merge;
 pub mod show;
 pub mod worker;
+
+/// The wall clock in unix milliseconds, for reports and logs (never for a
+/// decision the core makes: time comes into the core as data).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

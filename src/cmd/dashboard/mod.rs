@@ -151,11 +151,7 @@ fn answer(request: &Request<'_>, shared: &Shared) -> Response {
     }
 }
 
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+use super::unix_ms;
 
 #[cfg(test)]
 mod tests {

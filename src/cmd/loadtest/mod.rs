@@ -297,11 +297,7 @@ impl DataSet {
     }
 }
 
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub use super::unix_ms;
 
 fn parser() -> FrameParser {
     FrameParser::new(DEFAULT_MIN_TS, default_max_ts(unix_ms() / 1000))

@@ -167,8 +167,4 @@ fn write_report(opts: &MergeOptions, report: &MergeReport) {
     }
 }
 
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+use super::unix_ms;

@@ -321,11 +321,7 @@ fn write_report(opts: &WorkerOptions, report: &WorkerReport) {
     }
 }
 
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+use super::unix_ms;
 
 /// Parses `--until-offsets`: `PARTITION=END_OFFSET,...`.
 pub fn parse_offsets(list: &str) -> Result<HashMap<i32, i64>, Error> {
