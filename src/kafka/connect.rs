@@ -71,17 +71,17 @@ pub fn explain(code: RDKafkaErrorCode) -> String {
     use RDKafkaErrorCode as C;
     let hint = match code {
         C::TopicAuthorizationFailed => {
-            "not authorized: the user has no ACL for this topic (see README, \"ACLs\")"
+            "not authorized: the user has no ACL for this topic (see docs/operations.md, \"ACLs\")"
         }
         C::GroupAuthorizationFailed => {
-            "not authorized: the user has no ACL for this consumer group (see README, \"ACLs\")"
+            "not authorized: the user has no ACL for this consumer group (see docs/operations.md, \"ACLs\")"
         }
         C::TransactionalIdAuthorizationFailed => {
-            "not authorized: the user has no ACL for this transactional id prefix (see README, \"ACLs\"; \
+            "not authorized: the user has no ACL for this transactional id prefix (see docs/operations.md, \"ACLs\"; \
              a worker with --at-least-once needs none)"
         }
         C::ClusterAuthorizationFailed => {
-            "not authorized: the user has no ACL for this cluster operation (see README, \"ACLs\")"
+            "not authorized: the user has no ACL for this cluster operation (see docs/operations.md, \"ACLs\")"
         }
         _ => return match refusal(code) {
             Some(r) => format!("{code} ({})", hint_of(r, "")),
@@ -113,7 +113,7 @@ fn hint_of(refusal: Refusal, reason: &str) -> &'static str {
             "TLS handshake failed: check security.protocol, ssl.ca.location and, for \
              mutual TLS, ssl.certificate.location and ssl.key.location"
         }
-        Refusal::Authorization => "not authorized: the user lacks an ACL (see README, \"ACLs\")",
+        Refusal::Authorization => "not authorized: the user lacks an ACL (see docs/operations.md, \"ACLs\")",
     }
 }
 

@@ -445,7 +445,7 @@ fn create_hint(code: RDKafkaErrorCode) -> &'static str {
         RDKafkaErrorCode::PolicyViolation => " (refused by the cluster's topic policy)",
         RDKafkaErrorCode::TopicAuthorizationFailed
         | RDKafkaErrorCode::ClusterAuthorizationFailed => {
-            " (not authorized to create topics: the user needs Create on them, see README \"ACLs\"; \
+            " (not authorized to create topics: the user needs Create on them, see docs/operations.md \"ACLs\"; \
              or create them as an admin, then rerun to check them)"
         }
         _ => "",
