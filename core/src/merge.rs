@@ -66,10 +66,32 @@ pub struct MergeCheckpoint {
 
 #[derive(Debug)]
 struct Open {
-    sum: Closed,
+    /// Each shard's partial of this window, by its input partition: a
+    /// partial that comes again from the same shard (a shard worker that
+    /// restarted without its checkpoint and counted the window again)
+    /// replaces the one before, never adds to it.
+    parts: BTreeMap<u32, Closed>,
     first_seq: Seq,
     marks_before: Vec<Option<u64>>,
 }
+
+impl Open {
+    /// The sum of every shard's partial.
+    fn sum(&self) -> Closed {
+        let mut parts = self.parts.values();
+        let mut sum = *parts.next().expect("an open window has a partial");
+        for part in parts {
+            add(&mut sum, part);
+        }
+        sum
+    }
+}
+
+/// Windows of one shard group by (end, minute?, start): emission order.
+/// Whether a window is complete depends on its group's marks and its end
+/// alone, and is monotone in the end: the complete windows of a group are
+/// always a prefix of its map.
+type Windows = BTreeMap<(u64, bool, u64), Open>;
 
 /// The merge state of one partials partition.
 #[derive(Debug)]
@@ -77,20 +99,30 @@ pub struct Merger {
     routing: Routing,
     idle_after: Option<u64>,
     marks: Vec<Option<u64>>,
-    /// Open windows by (end, minute?, start): emission order.
-    open: BTreeMap<(u64, bool, u64), Open>,
+    /// Open windows by shard group (its first partition): a piece only
+    /// looks at its own group's windows, from the earliest end, and stops
+    /// at the first incomplete one, so its cost does not grow with the
+    /// number of open windows.
+    open: BTreeMap<u32, Windows>,
+    open_count: usize,
     next_seq: Option<Seq>,
     handled_until: Seq,
     late: u64,
+    replaced: u64,
+    examined: u64,
 }
 
 fn key(c: &Closed) -> (u64, bool, u64) {
     (c.end(), matches!(c, Closed::Minute { .. }), c.start())
 }
 
+/// Adds `part` to `sum` (same window). Saturating: counts come from
+/// outside bytes, and a crafted partial must not wrap a sum around.
 fn add(sum: &mut Closed, part: &Closed) {
     match (sum, part) {
-        (Closed::Second { frames, .. }, Closed::Second { frames: f, .. }) => *frames += f,
+        (Closed::Second { frames, .. }, Closed::Second { frames: f, .. }) => {
+            *frames = frames.saturating_add(*f)
+        }
         (
             Closed::Minute {
                 frames,
@@ -103,8 +135,8 @@ fn add(sum: &mut Closed, part: &Closed) {
                 ..
             },
         ) => {
-            *frames += f;
-            *unique_users += u;
+            *frames = frames.saturating_add(*f);
+            *unique_users = unique_users.saturating_add(*u);
         }
         _ => unreachable!("one key, one window kind"),
     }
@@ -119,13 +151,18 @@ impl Merger {
             idle_after,
             marks: vec![None; routing.partitions() as usize],
             open: BTreeMap::new(),
+            open_count: 0,
             next_seq: None,
             handled_until: 0,
             late: 0,
+            replaced: 0,
+            examined: 0,
         }
     }
 
-    /// A merge state that replays from `cp.resume_seq`.
+    /// A merge state that replays from `cp.resume_seq`. The checkpoint's
+    /// marks must be one per partition (the decoder checks it against the
+    /// routing); marks of another length are not taken.
     pub fn resume(routing: Routing, idle_after: Option<u64>, cp: &MergeCheckpoint) -> Merger {
         let mut m = Merger::new(routing, idle_after);
         if cp.marks.len() == m.marks.len() {
@@ -140,14 +177,26 @@ impl Merger {
         self.late
     }
 
+    /// Partials that replaced an earlier partial of the same shard and
+    /// window (a shard that counted the window again).
+    pub fn replaced(&self) -> u64 {
+        self.replaced
+    }
+
+    /// How many open windows were tested for completeness so far: the
+    /// per-piece work, for tests and benchmarks.
+    pub fn examined(&self) -> u64 {
+        self.examined
+    }
+
     pub fn open_windows(&self) -> usize {
-        self.open.len()
+        self.open_count
     }
 
     /// Every shard has published the end of its input
     /// ([`crate::window::Watermark::END`]) and nothing is open.
     pub fn done(&self) -> bool {
-        self.open.is_empty() && self.marks.iter().all(|m| *m == Some(u64::MAX))
+        self.open_count == 0 && self.marks.iter().all(|m| *m == Some(u64::MAX))
     }
 
     /// Every shard's mark.
@@ -177,30 +226,36 @@ impl Merger {
         if self.next_seq.is_some_and(|next| seq < next) {
             return Step::Duplicate;
         }
-        self.next_seq = Some(seq + 1);
+        self.next_seq = Some(seq.saturating_add(1));
         let group = match piece {
             Piece::Partial { partition, .. } | Piece::Progress { partition, .. }
                 if partition >= self.routing.partitions() =>
             {
                 return Step::OutOfRange;
             }
-            Piece::Partial { closed, .. } => {
+            Piece::Partial { partition, closed } => {
                 let group = self.routing.partition(closed.start());
                 let k = key(&closed);
-                if let Some(open) = self.open.get_mut(&k) {
-                    add(&mut open.sum, &closed);
-                } else if self.complete(group, closed.end()) {
+                let open = self.open.get(&group).and_then(|w| w.get(&k)).is_some();
+                if !open && self.complete(group, closed.end()) {
                     self.late += 1;
                     return Step::Late;
-                } else {
-                    self.open.insert(
-                        k,
-                        Open {
-                            sum: closed,
-                            first_seq: seq,
-                            marks_before: self.marks.clone(),
-                        },
-                    );
+                }
+                let marks = &self.marks;
+                let window = self
+                    .open
+                    .entry(group)
+                    .or_default()
+                    .entry(k)
+                    .or_insert_with(|| Open {
+                        parts: BTreeMap::new(),
+                        first_seq: seq,
+                        marks_before: marks.clone(),
+                    });
+                if window.parts.insert(partition, closed).is_some() {
+                    self.replaced += 1;
+                } else if window.parts.len() == 1 {
+                    self.open_count += 1;
                 }
                 group
             }
@@ -213,31 +268,43 @@ impl Merger {
                 self.routing.group_first(partition)
             }
         };
-        let done: Vec<(u64, bool, u64)> = self
-            .open
-            .iter()
-            .filter(|(k, o)| {
-                self.routing.partition(o.sum.start()) == group && self.complete(group, k.0)
-            })
-            .map(|(k, _)| *k)
-            .collect();
-        for k in done {
-            let open = self.open.remove(&k).expect("listed above");
+        self.emit_complete(group, seq, out);
+        Step::Counted
+    }
+
+    /// Emits `group`'s complete windows: a prefix of its map (see [`Windows`]).
+    fn emit_complete(&mut self, group: u32, seq: Seq, out: &mut Vec<Merged>) {
+        let Some(mut windows) = self.open.remove(&group) else {
+            return;
+        };
+        while let Some(entry) = windows.first_entry() {
+            self.examined += 1;
+            if !self.complete(group, entry.key().0) {
+                break;
+            }
+            let open = entry.remove();
+            self.open_count -= 1;
             if seq >= self.handled_until {
                 out.push(Merged {
                     partition: group,
-                    closed: open.sum,
+                    closed: open.sum(),
                 });
             }
         }
-        Step::Counted
+        if !windows.is_empty() {
+            self.open.insert(group, windows);
+        }
     }
 
     /// Where to resume if this partials partition changed owner now, given
     /// the sequence number of the next piece not yet taken.
     pub fn checkpoint(&self, next_seq: Seq) -> MergeCheckpoint {
         let next = self.next_seq.unwrap_or(next_seq).max(next_seq);
-        let oldest = self.open.values().min_by_key(|o| o.first_seq);
+        let oldest = self
+            .open
+            .values()
+            .flat_map(BTreeMap::values)
+            .min_by_key(|o| o.first_seq);
         let (resume_seq, marks) = match oldest {
             Some(o) => (o.first_seq, o.marks_before.clone()),
             None => (next, self.marks.clone()),
@@ -413,6 +480,83 @@ mod tests {
             m.on_piece(9, progress(7, 1), &mut Vec::new()),
             Step::OutOfRange
         );
+    }
+
+    /// A shard restarted with `--on-missing-checkpoint=restart` counts its
+    /// windows again and publishes them again: the merge keeps one partial
+    /// per shard and window, the latest.
+    #[test]
+    fn a_partial_that_comes_again_from_the_same_shard_replaces_the_first() {
+        let mut m = Merger::new(routing(), None);
+        let out = run(
+            &mut m,
+            &[
+                partial(0, sec(10, 3)),
+                partial(2, sec(10, 4)),
+                // Shard 0 again (restarted): same window, same count.
+                partial(0, sec(10, 3)),
+                partial(0, sec(10, 3)),
+                progress(0, 11),
+                progress(2, 11),
+            ],
+        );
+        assert_eq!(
+            out,
+            vec![Merged {
+                partition: 0,
+                closed: sec(10, 7)
+            }]
+        );
+        assert_eq!(m.replaced(), 2);
+        assert_eq!(m.open_windows(), 0);
+    }
+
+    /// Hostile counts saturate instead of wrapping around.
+    #[test]
+    fn sums_saturate() {
+        let mut m = Merger::new(routing(), None);
+        let out = run(
+            &mut m,
+            &[
+                partial(0, sec(10, u64::MAX)),
+                partial(2, sec(10, 5)),
+                progress(0, 11),
+                progress(2, 11),
+            ],
+        );
+        assert_eq!(out[0].closed, sec(10, u64::MAX));
+    }
+
+    /// The per-piece work, counted as windows tested for completeness, is
+    /// at most one more than the windows a piece emits, however many
+    /// windows are open (each piece used to test every open window).
+    #[test]
+    fn per_piece_work_does_not_grow_with_open_windows() {
+        for open in [10u64, 1_000, 20_000] {
+            let mut m = Merger::new(routing(), None);
+            let mut out = Vec::new();
+            // `open` windows in both shard groups, held back by shards 2
+            // and 3 that never publish progress.
+            for i in 0..open {
+                let first = (i / 900 % 2) as u32;
+                m.on_piece(i, partial(first, sec(i, 1)), &mut out);
+            }
+            assert_eq!(m.open_windows() as u64, open);
+            let before = m.examined();
+            let pieces = 1_000u64;
+            for i in 0..pieces {
+                let seq = open + i;
+                let piece = match i % 3 {
+                    0 => progress(0, i),
+                    1 => progress(1, i),
+                    _ => partial(1, sec(900 + i % 900, 1)),
+                };
+                m.on_piece(seq, piece, &mut out);
+            }
+            assert!(out.is_empty());
+            let work = m.examined() - before;
+            assert!(work <= pieces, "{open} open windows: {work} tests");
+        }
     }
 
     #[test]

@@ -33,6 +33,7 @@ fn data_file(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
+mod fuzz;
 mod gen;
 mod oracle;
 
