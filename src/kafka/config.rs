@@ -344,8 +344,10 @@ fn check_property(p: &Property) -> Result<(), Error> {
     match config.create_native_config() {
         Ok(_) => Ok(()),
         Err(e) => {
-            // The value only of a known, non-secret property: an unknown
-            // one may be a misspelled password.
+            // The value only of a known, non-secret property that did not
+            // come from a file: an unknown one may be a misspelled
+            // password, and no error quotes a line of a properties file
+            // (any of its values may be someone's secret).
             let known = matches!(
                 e,
                 rdkafka::error::KafkaError::ClientConfig(
@@ -353,7 +355,8 @@ fn check_property(p: &Property) -> Result<(), Error> {
                     ..
                 )
             );
-            let value_hint = if known && !is_secret(&p.key) {
+            let from_file = matches!(p.origin, Origin::File { .. });
+            let value_hint = if known && !is_secret(&p.key) && !from_file {
                 format!(" = {:?}", p.value)
             } else {
                 String::new()
@@ -536,6 +539,15 @@ mod tests {
 
         let e = parse_properties_file("a=1\njust text\n", Path::new("p.conf")).unwrap_err();
         assert!(e.to_string().contains("p.conf:2"), "{e}");
+        assert!(!e.to_string().contains("just"), "{e}");
+        // A known property with a bad value, from a file: key and line only.
+        let bad = KafkaSettings::from_sources(file("acks=s3cret\n"), vec![], None, vec![]);
+        let bad = bad.unwrap_err().to_string();
+        assert!(
+            bad.contains("client.properties:1") && bad.contains("acks"),
+            "{bad}"
+        );
+        assert!(!bad.contains("s3cret"), "{bad}");
         assert_eq!(e.exit_code(), 2);
         assert!(env_properties([("TIMEBUCKET_CLIENT_".into(), "x".into())]).is_err());
         assert!(env_properties([("TIMEBUCKET_CLIENT_A-B".into(), "x".into())]).is_err());

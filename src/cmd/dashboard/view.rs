@@ -1,18 +1,31 @@
 //! What the dashboard shows, built from the records it reads: windows by
 //! start (the last value of a key wins, as compaction keeps it), dead
 //! letters by reason, late frames by kind; and its JSON for the page.
+//!
+//! Every map is bounded whatever the topics hold: the recent windows of
+//! each kind ([`KEPT_MINUTES`], `KEPT_SECONDS`), and dead-letter reasons,
+//! whose header any producer of the topic may set: the reasons timebucket
+//! writes, `unknown` (no header) and `other` for every other value.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::core::frame::Invalid;
 use crate::core::metric::{MetricKind, MetricRecord};
+use crate::kafka::producer::REASON_TOO_LARGE_FOR_TOPIC;
 
 /// How many recent windows of each kind the page gets.
 pub const PAGE_MINUTES: usize = 60;
 pub const PAGE_SECONDS: usize = 300;
-/// Seconds kept in memory (minutes are all kept: one entry per minute).
+/// Seconds kept in memory: an hour.
 const KEPT_SECONDS: usize = 3_600;
+/// Minutes kept in memory (the totals cover them): a week.
+pub const KEPT_MINUTES: usize = 7 * 24 * 60;
+/// The dead-letter reason of a header value timebucket never writes.
+pub const OTHER_REASON: &str = "other";
+/// The dead-letter reason of a record without a reason header.
+pub const UNKNOWN_REASON: &str = "unknown";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct MinuteRow {
@@ -33,7 +46,8 @@ pub struct View {
     seconds: BTreeMap<u64, SecondRow>,
     /// Frames over every minute window kept.
     frames: u64,
-    invalid: BTreeMap<String, u64>,
+    /// By reason: at most the known reasons, `unknown` and `other`.
+    invalid: BTreeMap<&'static str, u64>,
     late_seconds: u64,
     late_minutes: u64,
     records: u64,
@@ -48,7 +62,7 @@ pub struct Snapshot<'a> {
     pub minute_windows: usize,
     pub frames: u64,
     pub invalid: u64,
-    pub invalid_reasons: &'a BTreeMap<String, u64>,
+    pub invalid_reasons: &'a BTreeMap<&'static str, u64>,
     pub late_seconds: u64,
     pub late_minutes: u64,
     pub late_topic: bool,
@@ -70,6 +84,10 @@ impl View {
                 };
                 let old = self.minutes.insert(row.start, row).map_or(0, |r| r.frames);
                 self.frames = self.frames - old + row.frames;
+                while self.minutes.len() > KEPT_MINUTES {
+                    let (_, gone) = self.minutes.pop_first().expect("not empty");
+                    self.frames -= gone.frames;
+                }
             }
             MetricKind::Second => {
                 let row = SecondRow {
@@ -84,13 +102,11 @@ impl View {
         }
     }
 
-    /// A dead letter with its reason header (`unknown` without one).
+    /// A dead letter with its reason header (`unknown` without one,
+    /// `other` for a reason timebucket does not write).
     pub fn dead_letter(&mut self, reason: Option<&str>, now_ms: u64) {
         self.touch(now_ms);
-        *self
-            .invalid
-            .entry(reason.unwrap_or("unknown").to_string())
-            .or_default() += 1;
+        *self.invalid.entry(known_reason(reason)).or_default() += 1;
     }
 
     /// A late frame: `minute` when it missed its minute too.
@@ -136,6 +152,19 @@ impl View {
             topics,
         }
     }
+}
+
+/// The reason as one of a fixed set of names.
+fn known_reason(reason: Option<&str>) -> &'static str {
+    let Some(reason) = reason else {
+        return UNKNOWN_REASON;
+    };
+    Invalid::ALL
+        .iter()
+        .map(|r| r.code())
+        .chain([REASON_TOO_LARGE_FOR_TOPIC, UNKNOWN_REASON])
+        .find(|known| *known == reason)
+        .unwrap_or(OTHER_REASON)
 }
 
 #[cfg(test)]
@@ -194,5 +223,39 @@ mod tests {
         assert_eq!(s.seconds.last().unwrap().start, KEPT_SECONDS as u64 + 9);
         assert_eq!(s.minute_windows, KEPT_SECONDS + 10);
         assert_eq!(v.seconds.len(), KEPT_SECONDS);
+    }
+
+    #[test]
+    fn reasons_and_minutes_are_bounded_whatever_the_topics_hold() {
+        let mut v = View::default();
+        for i in 0..10_000 {
+            v.dead_letter(Some(&format!("made-up-{i}")), 0);
+        }
+        v.dead_letter(Some(Invalid::NotJson.code()), 0);
+        v.dead_letter(Some(REASON_TOO_LARGE_FOR_TOPIC), 0);
+        v.dead_letter(None, 0);
+        let topics = BTreeMap::new();
+        let s = v.snapshot(&topics, false);
+        assert_eq!(s.invalid, 10_003, "every dead letter is counted");
+        let reasons: Vec<(&str, u64)> = s.invalid_reasons.iter().map(|(k, n)| (*k, *n)).collect();
+        assert_eq!(
+            reasons,
+            [
+                ("not_json", 1),
+                (OTHER_REASON, 10_000),
+                ("too_large_for_topic", 1),
+                (UNKNOWN_REASON, 1)
+            ]
+        );
+        for i in 0..(KEPT_MINUTES as u64 + 100) {
+            v.window(&minute(i * 60, 1, 2), 0);
+        }
+        let s = v.snapshot(&topics, false);
+        assert_eq!(s.minute_windows, KEPT_MINUTES);
+        assert_eq!(
+            s.frames,
+            2 * KEPT_MINUTES as u64,
+            "totals follow the kept minutes"
+        );
     }
 }
