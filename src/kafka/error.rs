@@ -17,6 +17,11 @@ pub enum Failure {
     /// This producer can never commit again (fenced, or a fatal idempotence
     /// error): a fresh one must take over.
     Fatal,
+    /// Retriable answers went on for the call's whole time budget
+    /// ([`super::retry::transactional`]). The call may still be under way
+    /// inside the producer, so the producer can neither abort nor go on: a
+    /// fresh one must take over, or the process stops naming the call.
+    TimedOut,
 }
 
 impl Failure {

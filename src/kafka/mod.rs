@@ -16,7 +16,9 @@
 //! - [`partials`]: the partials topic of sharded buckets (partial windows,
 //!   shard progress, merge checkpoints);
 //! - [`read`]: a topic read to its end (`show`, loadtest, tests);
-//! - [`retry`]: metadata calls retried while brokers fail over;
+//! - [`retry`]: metadata and transactional calls retried while brokers
+//!   fail over, each within a time budget;
+//! - [`watchdog`]: the exit from a Kafka call that never returns;
 //! - [`error`]: what a failed transactional call means.
 
 pub mod checkpoint;
@@ -32,3 +34,4 @@ pub mod read;
 pub mod retry;
 pub mod sink;
 pub mod topics;
+pub mod watchdog;

@@ -15,11 +15,15 @@ use crate::kafka::config::KafkaSettings;
 use crate::kafka::connect::{refusal_of, refused};
 use crate::kafka::error::Failure;
 use crate::kafka::producer::{self, TrackedProducer};
-use crate::kafka::sink::transactional::retried;
+use crate::kafka::retry::{transactional, Patience};
 
-/// How long a commit or abort may take: the commit first waits for every
-/// queued record (up to `queue.buffering.max.kbytes` of them).
-const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a commit or abort may take, and all its retries together: the
+/// commit first waits for every queued record (up to
+/// `queue.buffering.max.kbytes` of them).
+const PATIENCE: Patience = Patience {
+    call: Duration::from_secs(60),
+    budget: Duration::from_secs(120),
+};
 
 /// The transaction timeout: how long a crashed ingest's open transaction
 /// holds back `read_committed` readers unless a rerun aborts it first.
@@ -153,9 +157,11 @@ impl Transactions {
             );
         }
         // commit_transaction flushes first, through rdkafka's slow flush.
-        producer::wait_delivered(&self.producer, CALL_TIMEOUT);
+        producer::wait_delivered(&self.producer, PATIENCE.call);
         let producer = &self.producer;
-        let committed = retried("commit", || producer.commit_transaction(CALL_TIMEOUT));
+        let committed = transactional("commit", PATIENCE, |timeout| {
+            producer.commit_transaction(timeout)
+        });
         let deliveries = &producer.context().deliveries;
         let lost_in_flight = deliveries.failed_in_flight();
         let first = self.committed.line + 1;
@@ -184,7 +190,20 @@ impl Transactions {
                         self.id, self.committed.line
                     )));
                 }
-                if let Err(abort) = retried("abort", || producer.abort_transaction(CALL_TIMEOUT)) {
+                // The commit may still land (or the broker aborts it after
+                // the transaction timeout): a rerun's init_transactions
+                // waits for either, then continues after what committed.
+                if e.failure == Failure::TimedOut {
+                    return Err(Error::Kafka(format!(
+                        "{e}: the cluster did not answer the commit of lines {first}..={}; \
+                         lines up to {} are committed for sure: run ingest again on the same \
+                         source to continue after the last committed line",
+                        position.line, self.committed.line
+                    )));
+                }
+                if let Err(abort) = transactional("abort", PATIENCE, |timeout| {
+                    producer.abort_transaction(timeout)
+                }) {
                     warn!(error = %abort, "cannot abort the transaction: the broker aborts it after its timeout, or a rerun does");
                 }
                 format!(

@@ -11,7 +11,6 @@
 
 use std::time::Duration;
 
-use rdkafka::error::KafkaResult;
 use rdkafka::producer::{Producer, PurgeConfig};
 use rdkafka::topic_partition_list::TopicPartitionList;
 use tracing::warn;
@@ -26,12 +25,16 @@ use crate::kafka::consumer::OffsetCommit;
 use crate::kafka::error::{Failure, TxnError};
 use crate::kafka::limits::OutputLimits;
 use crate::kafka::producer::{self, TrackedProducer};
+use crate::kafka::retry::{transactional, Patience};
 
-/// How long one transactional call may take; the transaction itself times
-/// out after 10 s (`producer::TRANSACTIONAL_DEFAULTS`).
-const CALL_TIMEOUT: Duration = Duration::from_secs(8);
-/// Retriable answers are retried this often before the call counts as failed.
-const RETRIES: u32 = 10;
+/// How long one transactional call may take, and all its retries together.
+/// The transaction itself times out after 10 s
+/// (`producer::TRANSACTIONAL_DEFAULTS`): a commit still not done well after
+/// that is replaced by a fresh producer and a replay (see [`Commit::Rewind`]).
+const PATIENCE: Patience = Patience {
+    call: Duration::from_secs(8),
+    budget: Duration::from_secs(30),
+};
 
 pub struct Transactional {
     producer: TrackedProducer,
@@ -88,19 +91,21 @@ impl Transactional {
                 error: "no consumer group metadata for the transaction".into(),
                 code: None,
             })?;
-            retried("offsets", || {
-                producer.send_offsets_to_transaction(offsets, &group, CALL_TIMEOUT)
+            transactional("offsets", PATIENCE, |timeout| {
+                producer.send_offsets_to_transaction(offsets, &group, timeout)
             })?;
         }
         // commit_transaction flushes first, through rdkafka's slow flush.
-        producer::wait_delivered(producer, CALL_TIMEOUT);
+        producer::wait_delivered(producer, PATIENCE.call);
         // A record librdkafka refused outright (too large) is not part of
         // the transaction, which would commit without it: check first.
         let deliveries = &producer.context().deliveries;
         if deliveries.failed() > 0 {
             return Err(TxnError::undelivered(deliveries.failure_report()));
         }
-        retried("commit", || producer.commit_transaction(CALL_TIMEOUT))?;
+        transactional("commit", PATIENCE, |timeout| {
+            producer.commit_transaction(timeout)
+        })?;
         if deliveries.failed() > 0 {
             return Err(TxnError::undelivered(deliveries.failure_report()));
         }
@@ -110,11 +115,15 @@ impl Transactional {
     /// Gives up the open transaction: aborts it, or hands over to a fresh
     /// producer when this one cannot go on (and says so).
     fn give_up(&mut self, failed: &TxnError) -> Result<bool, Error> {
-        let mut replace = failed.failure == Failure::Fatal;
+        // A call that timed out may still be under way: an abort would
+        // conflict with it.
+        let mut replace = matches!(failed.failure, Failure::Fatal | Failure::TimedOut);
         if !replace {
             warn!(error = %failed, "transaction failed: aborting it and replaying from the committed checkpoints");
             let producer = &self.producer;
-            match retried("abort", || producer.abort_transaction(CALL_TIMEOUT)) {
+            match transactional("abort", PATIENCE, |timeout| {
+                producer.abort_transaction(timeout)
+            }) {
                 Ok(()) => producer.context().deliveries.reset(),
                 Err(e) => {
                     warn!(error = %e, "cannot abort the transaction: leaving it to the broker's timeout");
@@ -127,6 +136,9 @@ impl Transactional {
             let fresh = start_producer(&self.settings, &self.limits, &self.id_prefix)?;
             let old = std::mem::replace(&mut self.producer, fresh);
             old.purge(PurgeConfig::default().queue().inflight());
+            // Destroying a producer waits for its threads, which may wait for
+            // a call still under way: not on the worker's thread.
+            std::thread::spawn(move || drop(old));
         }
         Ok(replace)
     }
@@ -174,7 +186,7 @@ impl Sink for Transactional {
                 let deliveries = &self.producer.context().deliveries;
                 if deliveries.permanent() > 0 {
                     let report = deliveries.failure_report();
-                    let _ = self.producer.abort_transaction(CALL_TIMEOUT);
+                    let _ = self.producer.abort_transaction(PATIENCE.call);
                     return Err(Error::Delivery(report));
                 }
                 if let Some(code) = failed.code.filter(|c| refusal(*c).is_some()) {
@@ -191,23 +203,6 @@ impl Sink for Transactional {
         };
         self.begin()?;
         Ok(outcome)
-    }
-}
-
-/// Makes a transactional call, again while librdkafka says it may.
-pub(crate) fn retried(
-    call: &'static str,
-    mut f: impl FnMut() -> KafkaResult<()>,
-) -> Result<(), TxnError> {
-    let mut attempts = 0;
-    loop {
-        let Err(e) = f() else { return Ok(()) };
-        let failed = TxnError::new(call, &e);
-        if failed.failure != Failure::Retriable || attempts >= RETRIES {
-            return Err(failed);
-        }
-        attempts += 1;
-        warn!(error = %failed, attempt = attempts, "transaction call not done yet; retrying");
     }
 }
 
