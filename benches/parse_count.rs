@@ -13,10 +13,10 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 use timebucket::cmd::generate::{generate, GenerateOptions};
-use timebucket::cmd::worker::partition::Start;
 use timebucket::cmd::worker::{Partition, Rules, WorkerSummary};
 use timebucket::core::bucket::Routing;
 use timebucket::core::frame::{FrameParser, Line};
+use timebucket::core::partition::Start;
 use timebucket::core::partitioned::PartitionedWindows;
 use timebucket::core::window::WatermarkRule;
 use timebucket::observe::worker::WorkerMetrics;

@@ -19,6 +19,9 @@ pub enum Error {
     /// The Kafka cluster refused or could not be reached.
     #[error("kafka: {0}")]
     Kafka(String),
+    /// A Kafka call failed: librdkafka's error, kept as the source.
+    #[error("kafka: {0}")]
+    KafkaCall(#[source] rdkafka::error::KafkaError),
     /// A topic the job needs is not on the cluster.
     #[error("topic {0} does not exist (run `timebucket topics`)")]
     NoTopic(String),
@@ -55,7 +58,7 @@ impl Error {
             Error::Config(_) => 2,
             Error::Input { .. } => 3,
             Error::Output(_) => 4,
-            Error::Kafka(_) | Error::NoTopic(_) => 5,
+            Error::Kafka(_) | Error::KafkaCall(_) | Error::NoTopic(_) => 5,
             Error::Drift(_) => 6,
             Error::Delivery(_) => 7,
             Error::Mismatch(_) => 8,
@@ -74,6 +77,6 @@ impl From<crate::core::bucket::BadRouting> for Error {
 
 impl From<rdkafka::error::KafkaError> for Error {
     fn from(e: rdkafka::error::KafkaError) -> Self {
-        Error::Kafka(e.to_string())
+        Error::KafkaCall(e)
     }
 }

@@ -17,14 +17,26 @@
 //! - [`partitioned`]: every partition's windows fed from one stream, as
 //!   `aggregate` does.
 //! - [`metric`]: a closed window as the normative JSON output record.
+//! - [`summary`]: what a run over input lines saw (aggregate, ingest).
 //! - [`compare`]: window sets and how one differs from another.
+//! - [`partition`]: one input partition of a worker as a state machine:
+//!   records in, steps out (where to start, seek or skip, replay).
+//! - [`cursor`]: where a reader of one partition is (start, seek once, skip).
+//! - [`checkpoint`]: a checkpoint as commit metadata, and its checks.
+//! - [`ends`]: the end of a batch run (when a partition is drained, when
+//!   the topic is done), driven through a group [`ends::Member`].
 
 pub mod bucket;
+pub mod checkpoint;
 pub mod clock;
 pub mod compare;
+pub mod cursor;
+pub mod ends;
 pub mod frame;
 pub mod merge;
 pub mod metric;
 pub mod murmur2;
+pub mod partition;
 pub mod partitioned;
+pub mod summary;
 pub mod window;

@@ -5,12 +5,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 
-use crate::cmd::worker::Rules;
 use crate::core::bucket::DEFAULT_BUCKET_SECS;
 use crate::core::clock::{DEFAULT_QUORUM, MAX_QUORUM};
 use crate::core::frame::{
     FrameParser, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_FUTURE, DEFAULT_MIN_TS,
 };
+use crate::core::partition::Rules;
 use crate::core::window::{WatermarkRule, MAX_TS};
 
 #[derive(Args, Clone, Debug)]

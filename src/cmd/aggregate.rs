@@ -12,7 +12,8 @@ use crate::core::frame::{FrameParser, Invalid, Line};
 use crate::core::merge::OfflineMerge;
 use crate::core::metric::MetricRecord;
 use crate::core::partitioned::PartitionedWindows;
-use crate::core::window::{Closed, LateCounts, WatermarkRule};
+pub use crate::core::summary::Summary;
+use crate::core::window::{Closed, WatermarkRule};
 use crate::error::Error;
 use crate::input::{Chunk, ChunkReader};
 
@@ -23,43 +24,6 @@ pub struct AggregateOptions {
     pub parser: FrameParser,
     /// How many invalid lines to log one by one before only counting them.
     pub log_invalid: u64,
-}
-
-/// What a run saw, for the summary on stderr.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Summary {
-    pub lines: u64,
-    pub bytes: u64,
-    pub valid: u64,
-    pub blank: u64,
-    pub invalid: [u64; Invalid::ALL.len()],
-    pub late: LateCounts,
-    pub seconds_emitted: u64,
-    pub minutes_emitted: u64,
-}
-
-impl Summary {
-    pub fn invalid_total(&self) -> u64 {
-        self.invalid.iter().sum()
-    }
-
-    pub fn count_invalid(&mut self, reason: Invalid) {
-        self.invalid[reason.index()] += 1;
-    }
-
-    /// `reason=count` pairs of the non-zero invalid counters.
-    pub fn invalid_breakdown(&self) -> String {
-        let parts: Vec<String> = Invalid::ALL
-            .iter()
-            .filter(|r| self.invalid[r.index()] > 0)
-            .map(|r| format!("{}={}", r.code(), self.invalid[r.index()]))
-            .collect();
-        if parts.is_empty() {
-            "none".into()
-        } else {
-            parts.join(" ")
-        }
-    }
 }
 
 /// Writes the windows closed so far; with shards, adds them to `merge`

@@ -171,18 +171,6 @@ pub fn committed<C: ConsumerContext>(
     Ok(found)
 }
 
-/// Adds a merge checkpoint to a commit list.
-pub fn add_checkpoint(
-    tpl: &mut TopicPartitionList,
-    topic: &str,
-    partition: i32,
-    cp: &MergeCheckpoint,
-) {
-    let mut elem = tpl.add_partition(topic, partition);
-    let _ = elem.set_offset(Offset::Offset(cp.resume_seq as i64));
-    elem.set_metadata(encode_checkpoint(cp));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

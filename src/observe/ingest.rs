@@ -8,8 +8,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::{by_reason, mirror, Readiness, PREFIX};
-use crate::cmd::aggregate::Summary;
 use crate::core::frame::Invalid;
+use crate::core::summary::Summary;
 
 const STARTING: u8 = 0;
 const PRODUCING: u8 = 1;

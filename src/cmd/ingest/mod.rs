@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 use rdkafka::producer::{BaseRecord, Producer};
 use tracing::{info, warn};
 
-use crate::cmd::aggregate::Summary;
 use crate::core::bucket::Routing;
 use crate::core::frame::{FrameParser, Invalid, Line};
+use crate::core::summary::Summary;
 use crate::error::Error;
 use crate::input::{LineReader, RawLine};
 use crate::kafka::config::{KafkaSettings, TopicNames};

@@ -12,8 +12,8 @@ use rdkafka::message::Message;
 use serde::{Deserialize, Serialize};
 
 use super::source::Fingerprint;
-use crate::cmd::aggregate::Summary;
 use crate::core::frame::Invalid;
+use crate::core::summary::Summary;
 use crate::error::Error;
 use crate::kafka::config::KafkaSettings;
 

@@ -24,6 +24,7 @@ use tracing::{info, warn};
 pub use report::{MergeReport, MergeSummary};
 
 use crate::core::bucket::Routing;
+use crate::core::cursor::Cursor;
 use crate::core::merge::Merger;
 use crate::error::Error;
 use crate::kafka::config::{KafkaSettings, TopicNames};
@@ -55,11 +56,9 @@ pub struct MergeOptions {
 /// An owned partials partition: its merge state and where it starts.
 struct Owned {
     merger: Merger,
-    /// The committed checkpoint's offset, or the log start (`fresh`).
-    start: u64,
-    fresh: bool,
-    /// The next offset to take; `None` until the start record came.
-    next: Option<u64>,
+    /// Where its reader is: from the committed checkpoint's offset, or
+    /// the log start; one seek, then the first record at or after it.
+    cursor: Cursor,
 }
 
 struct State {

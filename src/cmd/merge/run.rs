@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::topic_partition_list::Offset;
 use tracing::{info, warn};
 
 use super::{unix_ms, Owned, Shared, State};
+use crate::core::cursor::{Admit, Cursor, SeekTo};
 use crate::core::merge::{Merger, Step};
 use crate::core::window::Closed;
 use crate::error::Error;
@@ -20,7 +21,7 @@ use crate::kafka::consumer::{GroupConsumer, Handover, OffsetCommit};
 use crate::kafka::partials;
 use crate::kafka::read::partitions_of;
 use crate::kafka::retry;
-use crate::kafka::sink::Commit;
+use crate::kafka::sink::{Commit, Offsets};
 
 type MergeConsumer = GroupConsumer<Shared>;
 
@@ -112,19 +113,21 @@ fn handle(
         .partitions
         .get_mut(&partition)
         .expect("inserted above");
-    if owned.next.is_none() {
-        // A fresh partition starts at its first committed record, wherever
-        // that is: read_committed skips aborted transactions and their
-        // markers, so it may lie well beyond the log start (a shard worker's
-        // first transaction aborted). librdkafka drops records fetched
-        // before a seek, so nothing older than a rewind arrives here.
-        let (at_start, to) = if owned.fresh {
-            (offset >= owned.start, Offset::Beginning)
-        } else {
-            (offset == owned.start, Offset::Offset(owned.start as i64))
-        };
-        if !at_start {
+    // A partition starts at its first committed record at or after its
+    // checkpoint (or the log start), wherever that is: read_committed skips
+    // aborted transactions and their markers, and a checkpoint may be a
+    // shard worker's commit marker. One seek there, then the first record
+    // that comes is it ([`Cursor`]). librdkafka drops records fetched
+    // before a seek, so nothing older than a rewind arrives here.
+    match owned.cursor.admit(offset) {
+        Admit::Take => {}
+        Admit::Duplicate => return Ok(()),
+        Admit::Seek(to) => {
             drop(guard);
+            let to = match to {
+                SeekTo::Offset(o) => Offset::Offset(o as i64),
+                SeekTo::Beginning => Offset::Beginning,
+            };
             info!(
                 partition,
                 first = offset,
@@ -143,10 +146,7 @@ fn handle(
                 });
         }
     }
-    if owned.next.is_some_and(|n| offset < n) {
-        return Ok(());
-    }
-    owned.next = Some(offset + 1);
+    owned.cursor.take_gap();
     state.summary.pieces += 1;
     let piece = match partials::decode(key, value) {
         Ok(piece) => piece,
@@ -212,9 +212,7 @@ fn start_of(consumer: &MergeConsumer, shared: &Shared, partition: i32) -> Result
             );
             Owned {
                 merger: Merger::resume(shared.routing, opts.idle_after, cp),
-                start: cp.resume_seq,
-                fresh: false,
-                next: None,
+                cursor: Cursor::at(cp.resume_seq),
             }
         }
         None => {
@@ -229,9 +227,7 @@ fn start_of(consumer: &MergeConsumer, shared: &Shared, partition: i32) -> Result
                 })?;
             Owned {
                 merger: Merger::new(shared.routing, opts.idle_after),
-                start: low.max(0) as u64,
-                fresh: true,
-                next: None,
+                cursor: Cursor::fresh(low.max(0) as u64),
             }
         }
     })
@@ -305,10 +301,11 @@ fn commit_state(
     consumer: &dyn OffsetCommit,
 ) -> Result<(), Error> {
     let topic = &shared.opts.partials_topic;
-    let mut offsets = TopicPartitionList::new();
+    let mut offsets = Offsets::new(topic);
     for (&p, owned) in &state.partitions {
-        if let Some(next) = owned.next {
-            partials::add_checkpoint(&mut offsets, topic, p, &owned.merger.checkpoint(next));
+        if owned.cursor.started() {
+            let cp = owned.merger.checkpoint(owned.cursor.position());
+            offsets.add(p, cp.resume_seq, partials::encode_checkpoint(&cp));
         }
     }
     match state.sink.commit(&offsets, consumer)? {

@@ -3,7 +3,7 @@
 //! counted and logged as lost) and its end (`--until-end`: read to the end
 //! offsets, or to where librdkafka finds nothing more to read).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -11,9 +11,11 @@ use std::time::Duration;
 use rdkafka::consumer::Consumer;
 use tracing::{debug, error, info};
 
-use super::partition::Gap;
 use super::poll::{emit, own, Worker};
-use super::{shard, Shared};
+use super::Shared;
+use crate::core::ends::{self, Member};
+use crate::core::partition::{Gap, Partition};
+use crate::core::window::{Checkpoint, Closed};
 use crate::error::Error;
 use crate::kafka::checkpoint::committed_checkpoints;
 use crate::kafka::read::cached_log_start;
@@ -132,9 +134,9 @@ pub(super) fn on_end(consumer: &Worker, shared: &Shared, partition: i32) -> Resu
 
 /// The consumer's fetch positions in `topic`: the offset after the last
 /// record handed over, or after markers and aborted records it skipped.
-fn consumed_positions(consumer: &Worker, topic: &str) -> HashMap<i32, u64> {
+fn consumed_positions(consumer: &Worker, topic: &str) -> BTreeMap<i32, u64> {
     let Ok(positions) = consumer.position() else {
-        return HashMap::new();
+        return BTreeMap::new();
     };
     positions
         .elements_for_topic(topic)
@@ -146,111 +148,90 @@ fn consumed_positions(consumer: &Worker, topic: &str) -> HashMap<i32, u64> {
         .collect()
 }
 
+/// The worker as a group [`Member`]: its consumer and its owned partitions.
+struct Group<'a> {
+    consumer: &'a Worker,
+    shared: &'a Shared,
+}
+
+impl Member for Group<'_> {
+    type Error = Error;
+
+    fn joined(&self) -> bool {
+        self.consumer.context().joined.load(Ordering::SeqCst)
+    }
+
+    fn assigned(&self) -> Vec<i32> {
+        let Ok(assignment) = self.consumer.assignment() else {
+            return Vec::new();
+        };
+        let topic = &self.shared.opts.topics.input;
+        let elements = assignment.elements_for_topic(topic);
+        elements.iter().map(|e| e.partition()).collect()
+    }
+
+    fn consumed(&self) -> BTreeMap<i32, u64> {
+        consumed_positions(self.consumer, &self.shared.opts.topics.input)
+    }
+
+    fn at_end(&self, partition: i32) -> Option<u64> {
+        self.shared.state().at_end.get(&partition).copied()
+    }
+
+    fn owned(&self) -> Vec<i32> {
+        self.shared.state().partitions.keys().copied().collect()
+    }
+
+    fn own(&mut self, partition: i32) -> Result<bool, Error> {
+        own(self.consumer, self.shared, partition)
+    }
+
+    fn with_partition<R>(
+        &mut self,
+        partition: i32,
+        f: impl FnOnce(&mut Partition, &mut Vec<Closed>) -> R,
+    ) -> Option<R> {
+        let mut guard = self.shared.state();
+        let state = &mut *guard;
+        let owned = state.partitions.get_mut(&partition)?;
+        let result = f(&mut owned.partition, &mut state.closed);
+        if !state.closed.is_empty() {
+            info!(
+                partition,
+                windows = state.closed.len(),
+                "partition drained: closed its windows"
+            );
+            emit(state, partition);
+        }
+        Some(result)
+    }
+
+    fn committed(&mut self, partitions: &[i32]) -> Result<BTreeMap<i32, Checkpoint>, Error> {
+        let committed = committed_checkpoints(
+            self.consumer,
+            &self.shared.opts.topics.input,
+            partitions,
+            Duration::from_secs(120),
+        )?;
+        Ok(committed
+            .into_iter()
+            .filter_map(|(p, c)| Some((p, *c.checkpoint()?)))
+            .collect())
+    }
+}
+
 /// Batch mode: closes the windows of every owned partition that reached its
-/// end offset (its end of input), and says whether the whole topic is done:
-/// every partition drained and its windows closed, here or by another member
-/// (as its committed checkpoint shows). Waiting for the whole topic, not just
-/// the owned partitions, lets the group finish the job even when a member
-/// dies or an assignment is briefly empty during a cooperative rebalance.
+/// end offset, and says whether the whole topic is done (decided by
+/// [`crate::core::ends::drain_step`]).
 pub(super) fn drain_step(
     consumer: &Worker,
     shared: &Shared,
     targets: &HashMap<i32, i64>,
 ) -> Result<bool, Error> {
-    if !consumer.context().joined.load(Ordering::SeqCst) {
-        return Ok(false);
-    }
-    let target = |p: i32| targets.get(&p).copied().unwrap_or(0).max(0) as u64;
+    let targets: BTreeMap<i32, u64> = targets
+        .iter()
+        .map(|(&p, &end)| (p, end.max(0) as u64))
+        .collect();
     let sharded = shared.opts.shards > 1;
-    if sharded {
-        shard::adopt_empty(consumer, shared, |p| target(p) == 0)?;
-    }
-    //
-    // The consumer's own position moves past transaction markers and
-    // aborted records, which are never handed over: at or past the end
-    // offset it says the same. A partition whose remaining offsets hold no
-    // record (a checkpoint just below an ingest's last commit marker) never
-    // sees one: take it over here, so that its checkpoint moves on too.
-    let consumed = consumed_positions(consumer, &shared.opts.topics.input);
-    let idle: Vec<i32> = {
-        let state = shared.state();
-        consumed
-            .iter()
-            .filter(|(p, &c)| {
-                !state.partitions.contains_key(p) && targets.contains_key(p) && c >= target(**p)
-            })
-            .map(|(&p, _)| p)
-            .collect()
-    };
-    for p in idle {
-        if !own(consumer, shared, p)? {
-            return Ok(false);
-        }
-    }
-    let mut unknown = Vec::new();
-    {
-        let mut guard = shared.state();
-        let state = &mut *guard;
-        // Read to the end offset, or to where librdkafka found nothing more
-        // to read: then the checkpoint moves on to the end offset, so that
-        // other members see the partition done.
-        let at_end = &state.at_end;
-        for (&p, o) in state.partitions.iter_mut() {
-            let position = o.partition.position();
-            let ended = at_end.get(&p).is_some_and(|&e| position >= e)
-                || consumed.get(&p).is_some_and(|&c| c >= target(p));
-            if position < target(p) && ended {
-                o.partition.skip_to(target(p));
-            }
-        }
-        let drained: Vec<i32> = state
-            .partitions
-            .iter()
-            .filter(|(&p, o)| {
-                o.partition.position() >= target(p)
-                    && (o.partition.has_open_windows() || sharded && !shard::ended(&o.partition))
-            })
-            .map(|(&p, _)| p)
-            .collect();
-        for p in drained {
-            let owned = state.partitions.get_mut(&p).expect("listed above");
-            if sharded {
-                shard::close_for_good(&mut owned.partition, &mut state.closed);
-            } else {
-                owned.partition.close_all(&mut state.closed);
-            }
-            info!(
-                partition = p,
-                windows = state.closed.len(),
-                "partition drained: closed its windows"
-            );
-            emit(state, p);
-        }
-        for &p in targets.keys() {
-            match state.partitions.get(&p) {
-                Some(o) if o.partition.position() < target(p) => return Ok(false),
-                Some(_) => {}
-                // A shard must publish its end even with no record at all.
-                None if target(p) == 0 && !sharded => {}
-                None => unknown.push(p),
-            }
-        }
-    }
-    if unknown.is_empty() {
-        return Ok(true);
-    }
-    let committed = committed_checkpoints(
-        consumer,
-        &shared.opts.topics.input,
-        &unknown,
-        Duration::from_secs(120),
-    )?;
-    Ok(unknown.iter().all(|p| {
-        committed
-            .get(p)
-            .and_then(|c| c.checkpoint())
-            .is_some_and(|cp| {
-                cp.resume_seq >= target(*p) && (!sharded || shard::checkpoint_ended(cp))
-            })
-    }))
+    ends::drain_step(&mut Group { consumer, shared }, &targets, sharded)
 }

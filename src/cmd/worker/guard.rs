@@ -2,7 +2,7 @@
 //! valid checkpoint ([`usable`], decided by [`OnMissingCheckpoint`]), and a
 //! record from a partition the routing at start does not know
 //! ([`check_partition`]). The routing guard on frames themselves is in
-//! [`super::partition`].
+//! [`crate::core::partition`].
 
 use tracing::error;
 

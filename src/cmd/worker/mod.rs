@@ -9,16 +9,17 @@
 //! a new owner rebuilds the open windows exactly and re-emits nothing with
 //! another value.
 //!
-//! - [`partition`]: the pure per-partition state machine;
+//! - [`crate::core::partition`]: the pure per-partition state machine;
 //! - [`ends`]: gaps in a partition's offsets (lost to retention or not)
-//!   and its end for `--until-end`;
+//!   and its end for `--until-end` (decided in [`crate::core::ends`]);
 //! - [`poll`]: the loop: records, rebalances, commits, idle and drained
 //!   partitions, rewinds after an aborted transaction;
 //! - [`report`]: the typed run report;
 //! - [`guard`]: what the worker refuses to take on trust: committed offsets
 //!   without a valid checkpoint, records from partitions beyond the count
 //!   at start. A [`PartitionWatch`] stops the worker when the input's
-//!   partition count changes; the routing guard on frames is in [`partition`].
+//!   partition count changes; the routing guard on frames is in
+//!   [`crate::core::partition`].
 //! - [`shard`]: sharded buckets (S > 1): windows as partials, the shards'
 //!   progress, drained shards closed for good.
 //!
@@ -32,7 +33,6 @@
 mod ends;
 pub use ends::Targets;
 pub mod guard;
-pub mod partition;
 mod poll;
 pub mod report;
 mod shard;
@@ -45,8 +45,8 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
+pub use crate::core::partition::{Partition, Rules};
 pub use guard::OnMissingCheckpoint;
-pub use partition::{Partition, Rules};
 pub use report::{Phase, Resume, WorkerReport, WorkerSummary};
 
 use crate::core::bucket::Routing;

@@ -13,19 +13,19 @@ use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::topic_partition_list::Offset;
 use tracing::{info, warn};
 
 use super::ends::{drain_step, lost_to_retention, on_end, Targets};
-use super::partition::{Partition, SeekTo, Start, Step};
 use super::{shard, unix_ms, Owned, Resume, Shared, State, WorkerOptions};
+use crate::core::partition::{Partition, SeekTo, Start, Step};
 use crate::core::window::Closed;
 use crate::error::Error;
-use crate::kafka::checkpoint::{add_checkpoint, committed_checkpoint};
+use crate::kafka::checkpoint::{committed_checkpoint, encode_checkpoint};
 use crate::kafka::connect::{refusal_of, refused, Refusal};
 use crate::kafka::consumer::{GroupConsumer, Handover, OffsetCommit};
 use crate::kafka::retry;
-use crate::kafka::sink::{Commit, Late};
+use crate::kafka::sink::{Commit, Late, Offsets};
 use crate::observe::worker::PartitionFigures;
 
 /// Most records handled per loop iteration: records librdkafka already
@@ -529,13 +529,14 @@ fn commit_state(
     Ok(())
 }
 
-/// The checkpoints of every owned partition, as a commit list.
-fn checkpoints(topic: &str, partitions: &BTreeMap<i32, Owned>) -> TopicPartitionList {
-    let mut tpl = TopicPartitionList::new();
+/// The checkpoints of every owned partition, as offsets to commit.
+fn checkpoints(topic: &str, partitions: &BTreeMap<i32, Owned>) -> Offsets {
+    let mut offsets = Offsets::new(topic);
     for (&p, owned) in partitions {
-        add_checkpoint(&mut tpl, topic, p, &owned.partition.checkpoint());
+        let cp = owned.partition.checkpoint();
+        offsets.add(p, cp.resume_seq, encode_checkpoint(&cp));
     }
-    tpl
+    offsets
 }
 
 impl Handover for Shared {

@@ -1,21 +1,17 @@
 //! A worker of sharded buckets (S > 1, README "Shards"): its windows are
 //! partials for `timebucket merge`, sent to the partials topic; with every
 //! commit it publishes each owned partition's progress (the watermark up to
-//! which that shard emitted its windows) in the same transaction; and a
-//! drained partition (`--until-end`) is closed for good, so that the merge
-//! never waits for it again, even when it had no record at all.
+//! which that shard emitted its windows) in the same transaction. A drained
+//! partition (`--until-end`) is closed for good, so that the merge never
+//! waits for it again, even when it had no record at all: decided in
+//! [`crate::core::ends`].
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::consumer::Consumer;
 use tracing::info;
 
-use super::partition::Partition;
-use super::poll::start_of;
-use super::{Owned, Shared, State, WorkerOptions};
-use crate::core::window::{Checkpoint, Closed, Watermark};
+use super::{State, WorkerOptions};
 use crate::error::Error;
-use crate::kafka::consumer::GroupConsumer;
 use crate::kafka::sink::Partials;
 use crate::kafka::topics::partition_count;
 
@@ -49,52 +45,6 @@ pub(super) fn check_options(opts: &WorkerOptions) -> Result<Option<Partials>, Er
         topic: opts.partials_topic.clone(),
         partitions,
     }))
-}
-
-/// Whether the partition was closed for good.
-pub(super) fn ended(partition: &Partition) -> bool {
-    partition.watermark() == Some(Watermark::END)
-}
-
-/// Whether a committed checkpoint says its shard was closed for good.
-pub(super) fn checkpoint_ended(cp: &Checkpoint) -> bool {
-    cp.emitted == Some(Watermark::END)
-}
-
-/// Closes every window of a drained shard, and every window it could ever
-/// have: its progress becomes the end, and frames that still come are late.
-pub(super) fn close_for_good(partition: &mut Partition, closed: &mut Vec<Closed>) {
-    partition.close_through(Watermark::END, closed);
-}
-
-/// Adds to `state` the assigned partitions that have no record below their
-/// end offset (empty shards), so that they are closed and publish their end
-/// too.
-pub(super) fn adopt_empty(
-    consumer: &GroupConsumer<Shared>,
-    shared: &Shared,
-    empty: impl Fn(i32) -> bool,
-) -> Result<(), Error> {
-    let Ok(assignment) = consumer.assignment() else {
-        return Ok(());
-    };
-    let topic = &shared.opts.topics.input;
-    for e in assignment.elements_for_topic(topic) {
-        let p = e.partition();
-        if !empty(p) || shared.state().partitions.contains_key(&p) {
-            continue;
-        }
-        let start = start_of(consumer, &shared.opts, p)?;
-        shared.state().partitions.insert(
-            p,
-            Owned {
-                partition: Partition::new(start, shared.opts.rules),
-                last_record: Instant::now(),
-                progress_sent: None,
-            },
-        );
-    }
-    Ok(())
 }
 
 /// Queues every owned shard's progress that changed since it was last sent,

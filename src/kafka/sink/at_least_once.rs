@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use rdkafka::topic_partition_list::TopicPartitionList;
-
-use super::{Commit, DeadLetter, Late, Outputs, Sink};
+use super::{Commit, DeadLetter, Late, Offsets, Outputs, Sink};
 use crate::core::frame::Invalid;
 use crate::core::window::Closed;
 use crate::error::Error;
@@ -59,15 +57,11 @@ impl Sink for AtLeastOnce {
         self.outputs.progress(&self.producer, partition, watermark);
     }
 
-    fn commit(
-        &mut self,
-        offsets: &TopicPartitionList,
-        consumer: &dyn OffsetCommit,
-    ) -> Result<Commit, Error> {
+    fn commit(&mut self, offsets: &Offsets, consumer: &dyn OffsetCommit) -> Result<Commit, Error> {
         // What the offsets cover must have landed before they are committed.
         producer::flush(&self.producer, Duration::from_secs(120))?;
-        if offsets.count() > 0 {
-            consumer.commit_offsets(offsets)?;
+        if !offsets.is_empty() {
+            consumer.commit_offsets(&offsets.to_list())?;
         }
         Ok(Commit::Durable)
     }

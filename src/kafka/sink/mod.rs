@@ -10,7 +10,7 @@ pub(crate) mod transactional;
 
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
-use rdkafka::topic_partition_list::TopicPartitionList;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 pub use at_least_once::AtLeastOnce;
 pub use transactional::Transactional;
@@ -24,6 +24,56 @@ use crate::kafka::consumer::OffsetCommit;
 use crate::kafka::limits::OutputLimits;
 use crate::kafka::partials;
 use crate::kafka::producer::{self, Origin, Position, TrackedProducer};
+
+/// Input offsets to commit, each with its checkpoint as metadata: plain
+/// values at the sink's boundary, made rdkafka's list only where a commit
+/// is sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Offsets {
+    pub topic: String,
+    pub entries: Vec<OffsetEntry>,
+}
+
+/// One partition's commit: where a new owner resumes, and its checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetEntry {
+    pub partition: i32,
+    pub offset: u64,
+    pub metadata: String,
+}
+
+impl Offsets {
+    pub fn new(topic: &str) -> Offsets {
+        Offsets {
+            topic: topic.to_string(),
+            entries: Vec::new(),
+        }
+    }
+
+    pub fn add(&mut self, partition: i32, offset: u64, metadata: String) {
+        self.entries.push(OffsetEntry {
+            partition,
+            offset,
+            metadata,
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// rdkafka's commit list.
+    pub(crate) fn to_list(&self) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for e in &self.entries {
+            let mut elem = tpl.add_partition(&self.topic, e.partition);
+            // Only fails for an invalid offset, and these are real offsets.
+            let _ = elem.set_offset(Offset::Offset(e.offset as i64));
+            elem.set_metadata(e.metadata.clone());
+        }
+        tpl
+    }
+}
 
 /// What a commit achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,11 +116,7 @@ pub trait Sink: Send {
     fn progress(&mut self, partition: i32, watermark: u64);
     /// Makes everything sent so far durable together with `offsets` (the
     /// checkpoints of every owned partition).
-    fn commit(
-        &mut self,
-        offsets: &TopicPartitionList,
-        consumer: &dyn OffsetCommit,
-    ) -> Result<Commit, Error>;
+    fn commit(&mut self, offsets: &Offsets, consumer: &dyn OffsetCommit) -> Result<Commit, Error>;
 }
 
 /// Where a shard worker's windows go instead of the metric topics.

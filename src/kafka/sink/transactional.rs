@@ -15,7 +15,7 @@ use rdkafka::producer::{Producer, PurgeConfig};
 use rdkafka::topic_partition_list::TopicPartitionList;
 use tracing::warn;
 
-use super::{Commit, DeadLetter, Late, Outputs, Partials, Sink};
+use super::{Commit, DeadLetter, Late, Offsets, Outputs, Partials, Sink};
 use crate::core::frame::Invalid;
 use crate::core::window::Closed;
 use crate::error::Error;
@@ -169,12 +169,8 @@ impl Sink for Transactional {
         self.outputs.progress(&self.producer, partition, watermark);
     }
 
-    fn commit(
-        &mut self,
-        offsets: &TopicPartitionList,
-        consumer: &dyn OffsetCommit,
-    ) -> Result<Commit, Error> {
-        let outcome = match self.commit_transaction(offsets, consumer) {
+    fn commit(&mut self, offsets: &Offsets, consumer: &dyn OffsetCommit) -> Result<Commit, Error> {
+        let outcome = match self.commit_transaction(&offsets.to_list(), consumer) {
             Ok(()) => Commit::Durable,
             Err(failed) => {
                 // A missing ACL would fail every replay the same way.

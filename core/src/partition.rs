@@ -20,9 +20,10 @@
 //! [`Invalid::WrongPartition`]; counting it would split its minute over two
 //! partitions, each emitting the same window key with part of the count.
 
-use crate::core::bucket::Routing;
-use crate::core::frame::{FrameParser, Invalid, Line};
-use crate::core::window::{Admission, Checkpoint, Closed, Watermark, WatermarkRule, Windows};
+use crate::bucket::Routing;
+pub use crate::cursor::{Admit, Cursor, Gap, SeekTo};
+use crate::frame::{FrameParser, Invalid, Line};
+use crate::window::{Admission, Checkpoint, Closed, Watermark, WatermarkRule, Windows};
 
 /// What decides a partition's counts, the same for every owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,13 +42,6 @@ pub enum Start {
     Checkpoint(Checkpoint),
     /// No checkpoint: at the log's first available offset.
     Fresh { log_start: u64 },
-}
-
-/// Where the consumer must go instead.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SeekTo {
-    Offset(u64),
-    Beginning,
 }
 
 /// What the worker loop does with one record.
@@ -71,46 +65,34 @@ pub enum Step {
     Invalid { reason: Invalid, replay: bool },
 }
 
-/// Offsets skipped between two records read (or between the start and the
-/// first record): `from` up to, not including, `to`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Gap {
-    pub from: u64,
-    pub to: u64,
-}
-
 #[derive(Debug)]
 pub struct Partition {
     rules: Rules,
-    start: Start,
     windows: Windows,
-    /// Offset of the next record to count; `None` until the start record came.
-    next_offset: Option<u64>,
+    cursor: Cursor,
     /// Records below this offset were handled by a previous owner.
     handled_until: u64,
-    /// A seek to the start was asked for: the next record is the first
-    /// there is from the start on.
-    sought: bool,
-    /// Offsets skipped by the last record, until [`Partition::take_gap`].
-    gap: Option<Gap>,
     /// The input topic's routing and this partition's number in it.
     guard: Option<(Routing, u32)>,
 }
 
 impl Partition {
     pub fn new(start: Start, rules: Rules) -> Partition {
-        let (windows, handled_until) = match &start {
-            Start::Checkpoint(cp) => (Windows::resume(rules.watermark, cp), cp.handled_until),
-            Start::Fresh { .. } => (Windows::new(rules.watermark), 0),
+        let (windows, handled_until, cursor) = match &start {
+            Start::Checkpoint(cp) => (
+                Windows::resume(rules.watermark, cp),
+                cp.handled_until,
+                Cursor::at(cp.resume_seq),
+            ),
+            Start::Fresh { log_start } => {
+                (Windows::new(rules.watermark), 0, Cursor::fresh(*log_start))
+            }
         };
         Partition {
             rules,
-            start,
             windows,
-            next_offset: None,
+            cursor,
             handled_until,
-            sought: false,
-            gap: None,
             guard: None,
         }
     }
@@ -132,39 +114,11 @@ impl Partition {
         payload: &[u8],
         closed: &mut Vec<Closed>,
     ) -> Step {
-        match self.next_offset {
-            None => {
-                let (at_start, expected, seek) = match self.start {
-                    Start::Checkpoint(cp) => (
-                        offset == cp.resume_seq,
-                        cp.resume_seq,
-                        SeekTo::Offset(cp.resume_seq),
-                    ),
-                    Start::Fresh { log_start } => {
-                        (offset <= log_start, log_start, SeekTo::Beginning)
-                    }
-                };
-                if !at_start {
-                    if !self.sought || offset < expected {
-                        self.sought = true;
-                        return Step::Seek(seek);
-                    }
-                    self.gap = Some(Gap {
-                        from: expected,
-                        to: offset,
-                    });
-                }
-            }
-            Some(next) if offset < next => return Step::Duplicate,
-            Some(next) if offset > next => {
-                self.gap = Some(Gap {
-                    from: next,
-                    to: offset,
-                })
-            }
-            Some(_) => {}
+        match self.cursor.admit(offset) {
+            Admit::Seek(to) => return Step::Seek(to),
+            Admit::Duplicate => return Step::Duplicate,
+            Admit::Take => {}
         }
-        self.next_offset = Some(offset + 1);
         let replay = offset < self.handled_until;
         let parser = match (self.rules.max_future, record_time) {
             (Some(ahead), Some(now)) => self.rules.parser.bounded_at(now, ahead),
@@ -199,19 +153,19 @@ impl Partition {
 
     /// Whether the partition has read its first record (it knows where it is).
     pub fn started(&self) -> bool {
-        self.next_offset.is_some()
+        self.cursor.started()
     }
 
     /// The offsets the last record skipped, once.
     pub fn take_gap(&mut self) -> Option<Gap> {
-        self.gap.take()
+        self.cursor.take_gap()
     }
 
     /// Moves the position on to `offset` without reading: the offsets up to
     /// it hold nothing to read (the end of input after compacted or aborted
     /// records), or are gone (retention). Never moves back.
     pub fn skip_to(&mut self, offset: u64) {
-        self.next_offset = Some(self.position().max(offset));
+        self.cursor.skip_to(offset);
     }
 
     /// Whether any window is open.
@@ -243,11 +197,7 @@ impl Partition {
 
     /// The offset of the next record to read: where the partition is.
     pub fn position(&self) -> u64 {
-        match (self.next_offset, self.start) {
-            (Some(next), _) => next,
-            (None, Start::Checkpoint(cp)) => cp.resume_seq,
-            (None, Start::Fresh { log_start }) => log_start,
-        }
+        self.cursor.position()
     }
 
     /// Where a new owner resumes if the partition changed hands now.
@@ -267,7 +217,7 @@ impl Partition {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::window::Watermark;
+    use crate::window::Watermark;
 
     const L: u64 = 5;
     const BOTH: Admission = Admission {
