@@ -181,76 +181,53 @@ impl Classify for Scalar {
 /// and SSE4.2 classify exactly alike.
 #[cfg(target_arch = "x86_64")]
 macro_rules! vector_classifier {
-    ($name:ident, $feature:literal, $vec:ty, $lanes:expr, $load:ident, $set1:ident, $cmpeq:ident,
+    ($name:ident, $vec:ty, $lanes:expr, $load:ident, $set1:ident, $cmpeq:ident,
      $or:ident, $max:ident, $movemask:ident, $mask:ty) => {
         pub(super) struct $name;
 
         impl Classify for $name {
             #[inline(always)]
             fn classify(bytes: &[u8; 64]) -> Raw {
-                // SAFETY: this classifier is only used where `simd_level`
-                // found the CPU feature (see `walk::scan_root`).
-                unsafe { $name::vector(bytes) }
-            }
-        }
-
-        impl $name {
-            /// Out of line, once per 64 bytes: inlining it into every token
-            /// step of stage 2 made a 100k-instruction function that ran
-            /// slower than the scalar walk.
-            #[target_feature(enable = $feature)]
-            unsafe fn vector(bytes: &[u8; 64]) -> Raw {
                 use std::arch::x86_64::*;
                 let mut r = Raw::default();
-                // SAFETY: the feature is enabled on this function; the
-                // loads lie inside the 64-byte array.
+                // SAFETY: the caller runs with this vector extension enabled
+                // (see `scan_root`); the loads lie inside the 64-byte array.
                 unsafe {
-                    // Macros, not closures: a closure would not inherit the
-                    // caller's target features, and its intrinsics would not
-                    // inline (AVX2 ran 4x slower than SSE that way).
-                    macro_rules! eq {
-                        ($v:expr, $c:expr) => {
-                            $cmpeq($v, $set1($c as i8))
-                        };
-                    }
-                    macro_rules! bits {
-                        ($v:expr) => {
-                            u64::from($movemask($v) as $mask)
-                        };
-                    }
+                    let eq = |v: $vec, c: u8| $cmpeq(v, $set1(c as i8));
+                    let bits = |v: $vec| u64::from($movemask(v) as $mask);
                     for k in 0..64 / $lanes {
                         let v = $load(bytes.as_ptr().add($lanes * k) as *const $vec);
                         let shift = ($lanes * k) as u32;
-                        let quote = eq!(v, b'"');
-                        let backslash = eq!(v, b'\\');
+                        let quote = eq(v, b'"');
+                        let backslash = eq(v, b'\\');
                         // `{`|0x20 = `{` and `[`|0x20 = `{`; likewise `}` `]`.
                         let folded = $or(v, $set1(0x20));
                         let op = $or(
-                            $or(eq!(folded, b'{'), eq!(folded, b'}')),
-                            $or(eq!(v, b':'), eq!(v, b',')),
+                            $or(eq(folded, b'{'), eq(folded, b'}')),
+                            $or(eq(v, b':'), eq(v, b',')),
                         );
                         let ws = $or(
-                            $or(eq!(v, b' '), eq!(v, b'\t')),
-                            $or(eq!(v, b'\n'), eq!(v, b'\r')),
+                            $or(eq(v, b' '), eq(v, b'\t')),
+                            $or(eq(v, b'\n'), eq(v, b'\r')),
                         );
                         // unsigned v <= 0x1f  <=>  max(v, 0x1f) == 0x1f
                         let ctl_max = $set1(0x1f);
                         let control = $cmpeq($max(v, ctl_max), ctl_max);
-                        let u = eq!(v, b'u');
+                        let u = eq(v, b'u');
                         let escapable = $or(
-                            $or($or(quote, backslash), $or(eq!(v, b'/'), eq!(v, b'b'))),
+                            $or($or(quote, backslash), $or(eq(v, b'/'), eq(v, b'b'))),
                             $or(
-                                $or(eq!(v, b'f'), eq!(v, b'n')),
-                                $or($or(eq!(v, b'r'), eq!(v, b't')), u),
+                                $or(eq(v, b'f'), eq(v, b'n')),
+                                $or($or(eq(v, b'r'), eq(v, b't')), u),
                             ),
                         );
-                        r.quote |= bits!(quote) << shift;
-                        r.backslash |= bits!(backslash) << shift;
-                        r.op |= bits!(op) << shift;
-                        r.ws |= bits!(ws) << shift;
-                        r.control |= bits!(control) << shift;
-                        r.escapable |= bits!(escapable) << shift;
-                        r.u |= bits!(u) << shift;
+                        r.quote |= bits(quote) << shift;
+                        r.backslash |= bits(backslash) << shift;
+                        r.op |= bits(op) << shift;
+                        r.ws |= bits(ws) << shift;
+                        r.control |= bits(control) << shift;
+                        r.escapable |= bits(escapable) << shift;
+                        r.u |= bits(u) << shift;
                     }
                 }
                 r
@@ -262,7 +239,6 @@ macro_rules! vector_classifier {
 #[cfg(target_arch = "x86_64")]
 vector_classifier!(
     Avx2,
-    "avx2",
     __m256i,
     32,
     _mm256_loadu_si256,
@@ -277,7 +253,6 @@ vector_classifier!(
 #[cfg(target_arch = "x86_64")]
 vector_classifier!(
     Sse42,
-    "sse4.2",
     __m128i,
     16,
     _mm_loadu_si128,
@@ -354,9 +329,8 @@ impl<'a, C: Classify> Tokens<'a, C> {
         !self.error && self.inside_carry == 0
     }
 
-    /// Classifies the block at `self.base` and returns its token bits. Out
-    /// of line: stage 2 calls `next` from many places.
-    #[inline(never)]
+    /// Classifies the block at `self.base` and returns its token bits.
+    #[inline(always)]
     fn block(&mut self) -> u64 {
         let raw = match self.b.get(self.base..self.base + 64) {
             Some(bytes) => C::classify(bytes.try_into().expect("64 bytes")),
