@@ -3,10 +3,9 @@
 //!
 //! This is the hot path of the whole product, so instead of building a DOM
 //! the parser makes one validating pass over the bytes: the whole line must be
-//! valid JSON, but only the two root keys we need are decoded. Stage 1
-//! (`stage1.rs`) classifies the line 64 bytes at a time with AVX2, SSE4.2 or
-//! a scalar table, so stage 2 (`walk.rs`) steps over tokens, never over the
-//! bytes of string bodies, which are most of a 2 KB frame.
+//! valid JSON, but only the two root keys we need are decoded. String bodies,
+//! which are most of a 2 KB frame, are classified 64 bytes at a time with
+//! SSE2 bit masks (quotes, backslashes, control characters).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -180,7 +179,7 @@ impl FrameParser {
                 Err(Invalid::NotJson)
             };
         }
-        let root = walk::scan_root(b, start).map_err(|_| Invalid::NotJson)?;
+        let root = scan_root(b, start + 1).map_err(|_| Invalid::NotJson)?;
         let ts = match root.ts {
             RootKey::Missing => return Err(Invalid::MissingTs),
             RootKey::Duplicate => return Err(Invalid::DuplicateTs),
@@ -233,11 +232,8 @@ impl Default for FrameParser {
 }
 
 mod scan;
-mod stage1;
-mod walk;
 
-use scan::{skip_value, skip_ws, unescape, RootKey, TsValue};
-pub use stage1::{best_simd_level, simd_level, with_simd_level, SimdLevel, SIMD_ENV};
+use scan::{scan_root, skip_value, skip_ws, unescape, RootKey, TsValue};
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,9 @@
-//! The byte-level pieces of the frame parser: the root key bookkeeping,
-//! numbers, literals, escapes and their decoding, shared by stage 2
-//! ([`super::walk`]); and a byte walk of a whole value (strings classified
-//! 64 bytes at a time with SSE2), used only for a line that is not an object.
+//! The one validating pass over a line's bytes: JSON grammar checked
+//! everywhere, only the root `ts` and `uid` decoded. String bodies are
+//! classified 64 bytes at a time with SSE2 bit masks (quotes, backslashes,
+//! control characters), escapes resolved with bit tricks.
+
+use std::borrow::Cow;
 
 /// Deepest nesting accepted (serde_json's limit too), so a hostile line
 /// cannot exhaust the stack.
@@ -15,7 +17,7 @@ pub(super) enum RootKey<T> {
 }
 
 impl<T> RootKey<T> {
-    pub(super) fn see(&mut self, value: Option<T>) {
+    fn see(&mut self, value: Option<T>) {
         *self = match self {
             RootKey::Missing => match value {
                 Some(v) => RootKey::Found(v),
@@ -59,6 +61,91 @@ pub(super) fn expect(b: &[u8], i: usize, c: u8) -> Scan<usize> {
         Ok(i + 1)
     } else {
         Err(Syntax)
+    }
+}
+
+/// Scans the members of the root object (`i` is just past `{`) up to the end
+/// of the line, recording the root `ts` and `uid`.
+pub(super) fn scan_root(b: &[u8], mut i: usize) -> Scan<Root> {
+    let mut root = Root {
+        ts: RootKey::Missing,
+        uid: RootKey::Missing,
+    };
+    i = skip_ws(b, i);
+    if b.get(i) == Some(&b'}') {
+        i += 1;
+    } else {
+        loop {
+            i = expect(b, i, b'"')?;
+            let key_start = i;
+            let (key_end, key_escaped) = scan_string(b, i)?;
+            i = skip_ws(b, key_end + 1);
+            i = expect(b, i, b':')?;
+            i = skip_ws(b, i);
+            let key = &b[key_start..key_end];
+            let key: Cow<[u8]> = if key_escaped {
+                Cow::Owned(unescape(key).map(String::into_bytes).unwrap_or_default())
+            } else {
+                Cow::Borrowed(key)
+            };
+            match &*key {
+                b"ts" => {
+                    let (value, end) = scan_ts(b, i)?;
+                    root.ts.see(value);
+                    i = end;
+                }
+                b"uid" => {
+                    if b.get(i) == Some(&b'"') {
+                        let (end, escaped) = scan_string(b, i + 1)?;
+                        root.uid.see(Some((i + 1, end, escaped)));
+                        i = end + 1;
+                    } else {
+                        i = skip_value(b, i)?;
+                        root.uid.see(None);
+                    }
+                }
+                _ => i = skip_value(b, i)?,
+            }
+            i = skip_ws(b, i);
+            match b.get(i) {
+                Some(b',') => i = skip_ws(b, i + 1),
+                Some(b'}') => {
+                    i += 1;
+                    break;
+                }
+                _ => return Err(Syntax),
+            }
+        }
+    }
+    if skip_ws(b, i) != b.len() {
+        return Err(Syntax);
+    }
+    Ok(root)
+}
+
+/// Scans the value of a root `ts`: `Some` for a non-negative integer or a
+/// string of ASCII digits, `None` for any other valid JSON value.
+pub(super) fn scan_ts(b: &[u8], i: usize) -> Scan<(Option<TsValue>, usize)> {
+    match b.get(i) {
+        Some(b'"') => {
+            let (end, escaped) = scan_string(b, i + 1)?;
+            let raw = &b[i + 1..end];
+            let digits: Cow<[u8]> = if escaped {
+                match unescape(raw) {
+                    Some(s) => Cow::Owned(s.into_bytes()),
+                    None => return Ok((None, end + 1)),
+                }
+            } else {
+                Cow::Borrowed(raw)
+            };
+            Ok((digits_value(&digits), end + 1))
+        }
+        Some(b'0'..=b'9') => {
+            let end = skip_number(b, i)?;
+            // Only a plain integer qualifies: no fraction, no exponent.
+            Ok((digits_value(&b[i..end]), end))
+        }
+        _ => Ok((None, skip_value(b, i)?)),
     }
 }
 
