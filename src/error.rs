@@ -35,6 +35,11 @@ pub enum Error {
     /// `aggregate`).
     #[error("wrong results: {0}")]
     Mismatch(String),
+    /// Some loadtest runs could not finish (topics not created, a phase
+    /// failed or timed out, a worker exited with an error), so they have no
+    /// verdict: a setup or infrastructure failure, never wrong results.
+    #[error("runs failed: {0}")]
+    RunsFailed(String),
     /// A health or readiness check failed (`timebucket health`).
     #[error("not healthy: {0}")]
     Unhealthy(String),
@@ -52,7 +57,8 @@ pub enum Error {
 impl Error {
     /// Exit code for the binary: 2 usage/config, 3 input, 4 output,
     /// 5 kafka, 6 drift, 7 delivery, 8 wrong results, 9 not healthy,
-    /// 10 input partition count changed (or would), 11 no valid checkpoint.
+    /// 10 input partition count changed (or would), 11 no valid checkpoint,
+    /// 12 loadtest runs failed before their check.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) => 2,
@@ -65,6 +71,7 @@ impl Error {
             Error::Unhealthy(_) => 9,
             Error::Partitions(_) => 10,
             Error::Checkpoint(_) => 11,
+            Error::RunsFailed(_) => 12,
         }
     }
 }

@@ -205,10 +205,18 @@ impl LoadtestArgs {
         };
         let report = crate::cmd::loadtest::run(&opts, &mut std::io::stdout().lock())?;
         eprintln!("report written to {}", args.output.display());
+        // Wrong windows outrank failed runs: they are the product's fault.
         let wrong = report.wrong_runs();
         if wrong > 0 {
             return Err(Error::Mismatch(format!(
                 "{wrong} of {} loadtest runs did not produce aggregate's windows",
+                report.runs.len()
+            )));
+        }
+        let failed = report.failed_runs();
+        if failed > 0 {
+            return Err(Error::RunsFailed(format!(
+                "{failed} of {} loadtest runs failed before their check (see FAILED in the table)",
                 report.runs.len()
             )));
         }

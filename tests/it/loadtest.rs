@@ -14,8 +14,9 @@ use timebucket::cmd::loadtest::{LoadtestReport, PerfPayload};
 
 const BIN: &str = env!("CARGO_BIN_EXE_timebucket");
 
-fn loadtest(dir: &Path, args: &[&str]) -> Output {
-    let out = Command::new(BIN)
+/// Runs loadtest, whatever its exit.
+fn run_loadtest(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
         .arg("loadtest")
         .args(["-b", &crate::common::bootstrap()])
         .arg("--cache-dir")
@@ -24,7 +25,11 @@ fn loadtest(dir: &Path, args: &[&str]) -> Output {
         .env("RUST_LOG", "info")
         .env_remove("TOPICS_DIR")
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+fn loadtest(dir: &Path, args: &[&str]) -> Output {
+    let out = run_loadtest(dir, args);
     assert!(
         out.status.success(),
         "loadtest failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
@@ -353,6 +358,82 @@ fn a_short_soak_samples_every_worker_checks_every_window_and_judges_memory() {
         assert!(w.growth_mb.is_some() && w.growth_pct.is_some(), "{w:?}");
         assert!(w.flat);
     }
+}
+
+/// Each repeat gets topics of its own: the second run of a combination used
+/// to find the first one's progress topic still there and fail its setup.
+#[test]
+fn repeats_each_run_on_fresh_topics() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let out = loadtest(
+        dir.path(),
+        &[
+            "--frames",
+            "3000",
+            "--partitions",
+            "1",
+            "--workers",
+            "1",
+            "--repeat",
+            "3",
+            "--no-kafka-tools",
+            "-o",
+            report.to_str().unwrap(),
+        ],
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("all 3 runs correct"), "{stdout}");
+    let json: LoadtestReport = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let repeats: Vec<u32> = json.runs.iter().map(|r| r.repeat).collect();
+    assert_eq!(repeats, [1, 2, 3]);
+    let mut inputs: Vec<&str> = json.runs.iter().map(|r| r.input_topic.as_str()).collect();
+    inputs.dedup();
+    assert_eq!(inputs.len(), 3, "{inputs:?}");
+    for run in &json.runs {
+        assert!(run.failure.is_none() && run.check.correct, "{run:#?}");
+    }
+}
+
+/// A run whose setup fails (topics the single broker cannot replicate) is
+/// FAILED with exit code 12, never reported as wrong results (exit 8).
+#[test]
+fn a_setup_failure_is_failed_with_its_own_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let out = run_loadtest(
+        dir.path(),
+        &[
+            "--frames",
+            "1000",
+            "--partitions",
+            "1",
+            "--workers",
+            "1",
+            "--replication-factor",
+            "3",
+            "--no-kafka-tools",
+            "-o",
+            report.to_str().unwrap(),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(12), "{stdout}\n{stderr}");
+    assert!(stdout.contains("1 of 1 runs FAILED"), "{stdout}");
+    assert!(!stdout.contains("WRONG"), "{stdout}");
+    assert!(stderr.contains("failed before their check"), "{stderr}");
+    let json: LoadtestReport = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let run = &json.runs[0];
+    assert!(run.check.verdict.starts_with("FAILED"), "{run:#?}");
+    assert!(
+        run.failure
+            .as_deref()
+            .is_some_and(|f| f.contains("cannot create the topics")),
+        "{run:#?}"
+    );
+    assert_eq!(json.wrong_runs(), 0);
+    assert_eq!(json.failed_runs(), 1);
 }
 
 #[test]

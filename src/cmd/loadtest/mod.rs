@@ -364,8 +364,7 @@ pub fn run(opts: &LoadtestOptions, out: &mut dyn Write) -> Result<LoadtestReport
     for &p in &opts.partitions {
         for &w in &opts.workers {
             for repeat in 1..=opts.repeat.max(1) {
-                let mut run = run_one(&ctx, p, w);
-                run.repeat = repeat;
+                let run = run_one(&ctx, p, w, repeat);
                 write_row(out, &run).map_err(Error::Output)?;
                 write_shares(out, &run).map_err(Error::Output)?;
                 if !run.check.correct {

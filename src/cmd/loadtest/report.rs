@@ -173,8 +173,17 @@ pub struct LoadtestReport {
 }
 
 impl LoadtestReport {
+    /// Runs that finished with windows other than aggregate's.
     pub fn wrong_runs(&self) -> usize {
-        self.runs.iter().filter(|r| !r.check.correct).count()
+        self.runs
+            .iter()
+            .filter(|r| r.failure.is_none() && !r.check.correct)
+            .count()
+    }
+
+    /// Runs that could not finish (setup, a phase, a worker): no verdict.
+    pub fn failed_runs(&self) -> usize {
+        self.runs.iter().filter(|r| r.failure.is_some()).count()
     }
 }
 
@@ -377,16 +386,25 @@ pub(super) fn write_footer(out: &mut dyn Write, r: &LoadtestReport) -> std::io::
         out,
         "e2e: first frame produced to last window visible (read_committed); last: last frame delivered to its minute visible; peak lag: Σ end - committed offsets; RSS: largest worker VmHWM."
     )?;
-    let wrong = r.wrong_runs();
-    if wrong == 0 {
-        writeln!(
+    let (wrong, failed) = (r.wrong_runs(), r.failed_runs());
+    if wrong == 0 && failed == 0 {
+        return writeln!(
             out,
             "all {} runs correct: every window equals aggregate's",
             r.runs.len()
-        )
-    } else {
-        writeln!(out, "{wrong} of {} runs WRONG or failed", r.runs.len())
+        );
     }
+    if wrong > 0 {
+        writeln!(out, "{wrong} of {} runs WRONG", r.runs.len())?;
+    }
+    if failed > 0 {
+        writeln!(
+            out,
+            "{failed} of {} runs FAILED before their check (no verdict)",
+            r.runs.len()
+        )?;
+    }
+    Ok(())
 }
 
 /// The report as JSON, or as CSV (one row per run) for a `.csv` path.

@@ -97,10 +97,18 @@ pub(super) struct RunContext<'a> {
     pub(super) expected: &'a Mutex<HashMap<u32, WindowSet>>,
 }
 
-pub(super) fn run_one(ctx: &RunContext<'_>, partitions: u32, workers: u32) -> RunReport {
+/// One run of a combination. `repeat` (1-based) is part of its topics' and
+/// group's names: the broker deletes topics asynchronously, so a repeat must
+/// never reuse a name of the run before it.
+pub(super) fn run_one(
+    ctx: &RunContext<'_>,
+    partitions: u32,
+    workers: u32,
+    repeat: u32,
+) -> RunReport {
     let opts = ctx.opts;
     let data = ctx.data;
-    let tag = format!("p{partitions}w{workers}");
+    let tag = format!("p{partitions}w{workers}r{repeat}");
     let prefix = format!("{}-{tag}", ctx.prefix);
     let dir = opts.cache_dir.join("runs").join(&prefix);
     let mut report = RunReport {
@@ -115,17 +123,24 @@ pub(super) fn run_one(ctx: &RunContext<'_>, partitions: u32, workers: u32) -> Ru
         partition_frames: match data.partition_frames_sharded(partitions, opts.shards) {
             Ok(counts) => counts,
             Err(e) => {
-                return RunReport {
+                let mut report = RunReport {
+                    partitions,
+                    workers,
+                    repeat,
                     failure: Some(format!("cannot count the frames per partition: {e}")),
                     ..RunReport::default()
-                }
+                };
+                finish_check(&mut report);
+                return report;
             }
         },
         logs: dir.clone(),
+        repeat,
         ..RunReport::default()
     };
     if let Err(e) = std::fs::create_dir_all(&dir) {
         report.failure = Some(format!("cannot create {}: {e}", dir.display()));
+        finish_check(&mut report);
         return report;
     }
     let topics = match create_topics(opts, &prefix, partitions) {

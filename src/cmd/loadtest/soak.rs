@@ -96,8 +96,7 @@ pub(super) fn run(
                     prefix,
                     expected: &Mutex::new(HashMap::new()),
                 };
-                let mut run = run_one(&ctx, p, w);
-                run.repeat = repeat;
+                let run = run_one(&ctx, p, w, repeat);
                 write_row(out, &run).map_err(Error::Output)?;
                 if !run.check.correct {
                     for line in run.failure.iter().chain(&run.check.examples) {

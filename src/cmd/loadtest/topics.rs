@@ -96,6 +96,7 @@ pub(super) fn delete_run(settings: &KafkaSettings, topics: &RunTopics) {
         &n.minutes,
         &n.forward,
         &n.dead_letter,
+        &n.progress,
         &topics.perf,
         &topics.partials,
     ];
