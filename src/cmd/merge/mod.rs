@@ -58,6 +58,10 @@ struct Owned {
     /// The committed checkpoint's offset, or the log start (`fresh`).
     start: u64,
     fresh: bool,
+    /// Whether this owner sought to `start` already: from then on the
+    /// first record at or after `start` is the start (`start` itself may
+    /// be a commit marker or a deleted record).
+    sought: bool,
     /// The next offset to take; `None` until the start record came.
     next: Option<u64>,
 }

@@ -118,12 +118,22 @@ fn handle(
         // markers, so it may lie well beyond the log start (a shard worker's
         // first transaction aborted). librdkafka drops records fetched
         // before a seek, so nothing older than a rewind arrives here.
+        //
+        // A checkpoint's offset may hold no record at all (a transaction's
+        // commit marker, a record compacted or deleted away): after one
+        // seek to it, the first record at or after it is the start.
         let (at_start, to) = if owned.fresh {
             (offset >= owned.start, Offset::Beginning)
         } else {
-            (offset == owned.start, Offset::Offset(owned.start as i64))
+            let at = offset == owned.start || (owned.sought && offset > owned.start);
+            (at, Offset::Offset(owned.start as i64))
         };
         if !at_start {
+            if owned.sought && offset < owned.start {
+                // Fetched before the seek: not ours to take.
+                return Ok(());
+            }
+            owned.sought = true;
             drop(guard);
             info!(
                 partition,
@@ -200,6 +210,7 @@ fn start_of(consumer: &MergeConsumer, shared: &Shared, partition: i32) -> Result
         consumer,
         &opts.partials_topic,
         &[partition],
+        shared.routing.partitions(),
         Duration::from_secs(120),
     )?;
     Ok(match committed.get(&partition) {
@@ -214,6 +225,7 @@ fn start_of(consumer: &MergeConsumer, shared: &Shared, partition: i32) -> Result
                 merger: Merger::resume(shared.routing, opts.idle_after, cp),
                 start: cp.resume_seq,
                 fresh: false,
+                sought: false,
                 next: None,
             }
         }
@@ -231,6 +243,7 @@ fn start_of(consumer: &MergeConsumer, shared: &Shared, partition: i32) -> Result
                 merger: Merger::new(shared.routing, opts.idle_after),
                 start: low.max(0) as u64,
                 fresh: true,
+                sought: false,
                 next: None,
             }
         }
@@ -259,7 +272,13 @@ fn all_done(consumer: &MergeConsumer, shared: &Shared) -> Result<bool, Error> {
     if unknown.is_empty() {
         return Ok(true);
     }
-    let committed = partials::committed(consumer, topic, &unknown, Duration::from_secs(120))?;
+    let committed = partials::committed(
+        consumer,
+        topic,
+        &unknown,
+        shared.routing.partitions(),
+        Duration::from_secs(120),
+    )?;
     let partitions = shared.routing.partitions() as usize;
     Ok(unknown.iter().all(|p| {
         committed.get(p).is_some_and(|cp| {
@@ -278,7 +297,13 @@ fn seek_to_checkpoints(consumer: &MergeConsumer, shared: &Shared) -> Result<(), 
         .iter()
         .map(|e| e.partition())
         .collect();
-    let committed = partials::committed(consumer, topic, &owned, Duration::from_secs(120))?;
+    let committed = partials::committed(
+        consumer,
+        topic,
+        &owned,
+        shared.routing.partitions(),
+        Duration::from_secs(120),
+    )?;
     for p in owned {
         let offset = committed
             .get(&p)
