@@ -271,17 +271,34 @@ proptest! {
                 }
                 Err(bad) => {
                     prop_assert!(bad.number >= 1 && bad.number <= total);
-                    let raw = text.lines().nth(bad.number - 1).unwrap().trim();
-                    prop_assert!(raw.chars().count() <= 12 || !bad.message.contains(raw));
+                    prop_assert!(!quotes_whole(&bad.message, &text, bad.number));
                 }
             }
         }
     }
 }
 
+/// Whether `message` quotes line `number` of `text` whole (as `{:?}`),
+/// a line longer than 12 characters: it may hold a secret.
+fn quotes_whole(message: &str, text: &str, number: usize) -> bool {
+    let raw = text.lines().nth(number - 1).unwrap().trim();
+    raw.chars().count() > 12 && message.contains(&format!("{raw:?}"))
+}
+
 /// Crashes the fuzzing above ever found, kept as tests.
 mod regressions {
     use super::*;
+
+    /// Found by the properties target at 20,000 cases, a fault of the
+    /// property, not of the parser: a 13-character line ending in `.` is
+    /// quoted as its first 12 characters and `...`, which contains the
+    /// line. The property now looks for the line quoted whole.
+    #[test]
+    fn a_line_cut_before_a_final_dot_is_not_quoted_whole() {
+        let text = "$Aaa0é#aéé00.\n";
+        let bad = properties::lines(text).next().unwrap().unwrap_err();
+        assert!(!quotes_whole(&bad.message, text, bad.number));
+    }
 
     /// A partial whose window start is the largest number: its end used to
     /// overflow (a panic in debug builds, a wrapped window in release).
