@@ -5,6 +5,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{name_input, KafkaArgs, MetricsArgs, WindowArgs};
+use crate::cmd::ingest::commit::TRANSACTION_TIMEOUT_MS;
 use crate::cmd::ingest::{ingest, CommitEvery, IngestOptions};
 use crate::error::Error;
 
@@ -42,8 +43,14 @@ pub struct IngestArgs {
 
 impl IngestArgs {
     pub fn run(self) -> Result<(), Error> {
+        let interval = Duration::from_millis(self.commit_interval_ms);
+        let settings = self.kafka.connect_committing(
+            "--commit-interval-ms (INGEST_COMMIT_INTERVAL_MS)",
+            Some(interval),
+            TRANSACTION_TIMEOUT_MS,
+        )?;
         let opts = IngestOptions {
-            settings: self.kafka.connect()?,
+            settings,
             topics: self.kafka.topics(),
             parser: self.window.parser(),
             max_future: self.window.max_future(),
@@ -56,7 +63,7 @@ impl IngestArgs {
             restart: self.restart,
             commit_every: CommitEvery {
                 records: self.commit_records,
-                interval: Duration::from_millis(self.commit_interval_ms),
+                interval,
             },
         };
         let summary = ingest(&self.input, &opts).map_err(name_input(&self.input))?;
@@ -82,6 +89,12 @@ impl IngestArgs {
             read.valid as f64 / secs,
             read.bytes as f64 / 1e6 / secs,
         );
+        if summary.too_large > 0 {
+            eprintln!(
+                "{} valid frame(s) too large for {} dead-lettered to {} as too_large_for_topic",
+                summary.too_large, opts.topics.input, opts.topics.dead_letter
+            );
+        }
         let total = &summary.total;
         if summary.resumable {
             eprintln!(

@@ -2,6 +2,7 @@
 //! it, and the names of the pipeline's topics.
 
 use std::path::Path;
+use std::time::Duration;
 
 use clap::Args;
 
@@ -9,6 +10,7 @@ use crate::error::Error;
 use crate::kafka::config::{
     arg_properties, env_properties, read_properties_file, KafkaSettings, TopicNames,
 };
+use crate::kafka::producer::{check_commit_interval, transaction_timeout};
 
 /// Where the cluster is and how to talk to it. Client properties come from
 /// `-F` (lowest precedence), then `TIMEBUCKET_CLIENT_*` variables, then `-X`
@@ -106,6 +108,26 @@ impl KafkaArgs {
     /// See [`ClusterArgs::connect`].
     pub fn connect(&self) -> Result<KafkaSettings, Error> {
         self.cluster.connect()
+    }
+
+    /// [`KafkaArgs::connect`] for a job that commits a transaction every
+    /// `interval` (`None`: no transactions): first, with no contact yet,
+    /// refuses an interval that cannot fit the transaction timeout (the
+    /// user's `transaction.timeout.ms`, else `default_timeout_ms`), naming
+    /// `flag` ([`check_commit_interval`]).
+    pub fn connect_committing(
+        &self,
+        flag: &str,
+        interval: Option<Duration>,
+        default_timeout_ms: u64,
+    ) -> Result<KafkaSettings, Error> {
+        let settings = self.settings()?;
+        if let Some(interval) = interval {
+            let timeout = transaction_timeout(&settings, default_timeout_ms)?;
+            check_commit_interval(flag, interval, timeout)?;
+        }
+        crate::kafka::connect::check(&settings)?;
+        Ok(settings)
     }
 
     pub fn topics(&self) -> TopicNames {

@@ -10,6 +10,7 @@ use super::{KafkaArgs, ShardArgs};
 use crate::cmd::merge::{run, MergeOptions};
 use crate::core::bucket::DEFAULT_BUCKET_SECS;
 use crate::error::Error;
+use crate::kafka::producer::TRANSACTION_TIMEOUT_MS;
 
 #[derive(Args, Debug)]
 pub struct MergeArgs {
@@ -49,8 +50,14 @@ pub struct MergeArgs {
 impl MergeArgs {
     pub fn run(self) -> Result<(), Error> {
         let stop = super::stop_on_signals()?;
+        let commit_interval = Duration::from_millis(self.commit_interval_ms.max(10));
+        let settings = self.kafka.connect_committing(
+            "--commit-interval-ms (COMMIT_INTERVAL_MS)",
+            Some(commit_interval),
+            TRANSACTION_TIMEOUT_MS,
+        )?;
         let opts = MergeOptions {
-            settings: self.kafka.connect()?,
+            settings,
             group: self.group,
             topics: self.kafka.topics(),
             partials_topic: self.shard.partials_topic,
@@ -58,7 +65,7 @@ impl MergeArgs {
             bucket_secs: self.bucket_seconds,
             idle_after: (self.idle_shard_seconds > 0).then_some(self.idle_shard_seconds),
             until_end: self.until_end,
-            commit_interval: Duration::from_millis(self.commit_interval_ms.max(10)),
+            commit_interval,
             report_file: self.report_file,
         };
         let summary = run(opts, stop)?;

@@ -9,6 +9,7 @@ use clap::Args;
 use super::{KafkaArgs, MetricsArgs, ShardArgs, WindowArgs};
 use crate::cmd::worker::{parse_offsets, run, OnMissingCheckpoint, Targets, WorkerOptions};
 use crate::error::Error;
+use crate::kafka::producer::TRANSACTION_TIMEOUT_MS;
 
 #[derive(Args, Debug)]
 pub struct WorkerArgs {
@@ -74,8 +75,14 @@ pub struct WorkerArgs {
 impl WorkerArgs {
     pub fn run(self) -> Result<(), Error> {
         let stop = super::stop_on_signals()?;
+        let commit_interval = Duration::from_millis(self.commit_interval_ms.max(10));
+        let settings = self.kafka.connect_committing(
+            "--commit-interval-ms (COMMIT_INTERVAL_MS)",
+            (!self.at_least_once).then_some(commit_interval),
+            TRANSACTION_TIMEOUT_MS,
+        )?;
         let opts = WorkerOptions {
-            settings: self.kafka.connect()?,
+            settings,
             group: self.group,
             topics: self.kafka.topics(),
             forward: self.forward,
@@ -86,7 +93,7 @@ impl WorkerArgs {
             idle_flush: (self.idle_flush > 0).then(|| Duration::from_secs(self.idle_flush)),
             until_end: self.until_end,
             print_interval: self.print_interval,
-            commit_interval: Duration::from_millis(self.commit_interval_ms.max(10)),
+            commit_interval,
             throttle: self.throttle,
             exactly_once: !self.at_least_once,
             until_offsets: self

@@ -97,6 +97,24 @@ impl OutputLimits {
         Ok(OutputLimits { limits })
     }
 
+    /// These limits, each at most the producer's own `message.max.bytes`
+    /// when the user sets one (`-X message.max.bytes=...`): librdkafka
+    /// refuses a larger record before it reaches the broker.
+    pub fn capped_by_producer(mut self, settings: &KafkaSettings) -> OutputLimits {
+        let user = settings
+            .properties
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "message.max.bytes")
+            .and_then(|(_, v)| v.parse::<usize>().ok());
+        if let Some(cap) = user {
+            for limit in self.limits.values_mut() {
+                *limit = (*limit).min(cap);
+            }
+        }
+        self
+    }
+
     /// The limit of `topic` (Kafka's default for a topic not described).
     pub fn limit(&self, topic: &str) -> usize {
         self.limits

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::core::merge::{MergeCheckpoint, Piece};
 use crate::core::metric::{MetricKind, MetricRecord};
 use crate::core::murmur2::positive_murmur2;
-use crate::core::window::Closed;
+use crate::core::window::{Closed, MAX_TS};
 use crate::error::Error;
 
 const PROGRESS: &str = "progress:";
@@ -59,19 +59,39 @@ pub fn progress_value(partition: i32, watermark: u64) -> String {
     .expect("serializes")
 }
 
+/// Why a partials record is no merge [`Piece`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadPiece {
+    #[error("key is not UTF-8")]
+    KeyNotUtf8,
+    #[error("bad progress value: {0}")]
+    Progress(String),
+    #[error("bad partial value: {0}")]
+    Partial(String),
+    #[error("minute partial without unique_users")]
+    NoUniqueUsers,
+    #[error("partial does not match its key {0:?}")]
+    KeyMismatch(String),
+    /// A window no worker could have closed: its start beyond the largest
+    /// time, not on its kind's boundary, its end not the start plus its
+    /// length, or more distinct users than frames.
+    #[error("impossible window: {0}")]
+    Window(String),
+}
+
 /// A partials record as a merge [`Piece`], or why it is not one.
-pub fn decode(key: &[u8], value: &[u8]) -> Result<Piece, String> {
-    let key = std::str::from_utf8(key).map_err(|_| "key is not UTF-8".to_string())?;
+pub fn decode(key: &[u8], value: &[u8]) -> Result<Piece, BadPiece> {
+    let key = std::str::from_utf8(key).map_err(|_| BadPiece::KeyNotUtf8)?;
     if key.starts_with(PROGRESS) {
         let p: Progress =
-            serde_json::from_slice(value).map_err(|e| format!("bad progress value: {e}"))?;
+            serde_json::from_slice(value).map_err(|e| BadPiece::Progress(e.to_string()))?;
         return Ok(Piece::Progress {
             partition: p.partition,
             watermark: p.progress,
         });
     }
     let r: MetricRecord =
-        serde_json::from_slice(value).map_err(|e| format!("bad partial value: {e}"))?;
+        serde_json::from_slice(value).map_err(|e| BadPiece::Partial(e.to_string()))?;
     let closed = match (r.metric, r.unique_users) {
         (MetricKind::Second, _) => Closed::Second {
             start: r.window_start,
@@ -82,10 +102,25 @@ pub fn decode(key: &[u8], value: &[u8]) -> Result<Piece, String> {
             frames: r.frames,
             unique_users: u,
         },
-        (MetricKind::Minute, None) => return Err("minute partial without unique_users".into()),
+        (MetricKind::Minute, None) => return Err(BadPiece::NoUniqueUsers),
     };
+    let (len, users) = match closed {
+        Closed::Second { .. } => (1, 0),
+        Closed::Minute { unique_users, .. } => (60, unique_users),
+    };
+    let start = r.window_start;
+    if start > MAX_TS
+        || !start.is_multiple_of(len)
+        || r.window_end != start + len
+        || users > r.frames
+    {
+        return Err(BadPiece::Window(format!(
+            "start {start}, end {}, {} frames, {users} users",
+            r.window_end, r.frames
+        )));
+    }
     if r.partition < 0 || partial_key(&closed) != key {
-        return Err(format!("partial does not match its key {key:?}"));
+        return Err(BadPiece::KeyMismatch(key.chars().take(64).collect()));
     }
     Ok(Piece::Partial {
         partition: r.partition as u32,
@@ -106,44 +141,109 @@ pub fn encode_checkpoint(cp: &MergeCheckpoint) -> String {
     )
 }
 
-pub fn decode_checkpoint(offset: u64, metadata: &str) -> Option<MergeCheckpoint> {
-    let mut parts = metadata.split(';');
-    if parts.next()? != MERGE_METADATA {
-        return None;
-    }
-    let mut cp = MergeCheckpoint {
-        resume_seq: offset,
-        handled_until: offset,
-        marks: Vec::new(),
-    };
-    for part in parts {
-        let (k, v) = part.split_once('=')?;
-        match k {
-            "handled" => cp.handled_until = v.parse().ok()?,
-            "marks" => {
-                cp.marks = v
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(|m| {
-                        if m == "-" {
-                            Some(None)
-                        } else {
-                            m.parse().ok().map(Some)
-                        }
-                    })
-                    .collect::<Option<Vec<_>>>()?;
-            }
-            _ => {}
-        }
-    }
-    Some(cp)
+/// Kafka's default `offset.metadata.max.bytes`: no broker keeps longer
+/// metadata, so longer is no checkpoint of ours.
+pub const MAX_METADATA: usize = 4096;
+
+/// Why a committed offset's metadata is no merge checkpoint: a merge
+/// resumes only from one it wrote, for the same routing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadMergeCheckpoint {
+    #[error("the commit has no metadata (offsets reset or committed by another tool)")]
+    Empty,
+    #[error("metadata of {0} bytes, more than any broker keeps ({MAX_METADATA})")]
+    TooLong(usize),
+    #[error("foreign metadata (not {MERGE_METADATA})")]
+    Foreign,
+    #[error("a field is not key=value")]
+    NotKeyValue,
+    #[error("unknown or repeated field {0:?}")]
+    Field(String),
+    #[error("field {0} missing")]
+    Missing(&'static str),
+    #[error("{field} is not a number")]
+    NotANumber { field: &'static str },
+    #[error("handled={handled} is below the committed offset {offset}")]
+    HandledBelowOffset { handled: u64, offset: u64 },
+    /// The marks are one per input partition: another count is a
+    /// checkpoint of another routing (the input topic changed).
+    #[error("{found} marks, but the input topic has {expected} partitions")]
+    MarkCount { found: usize, expected: usize },
 }
 
-/// The committed merge checkpoints of `partitions` of `topic`.
+/// The merge checkpoint committed at `offset` with `metadata`, for a
+/// routing of `partitions` input partitions. Every field must be present
+/// once and parse, `handled` must not be below the offset, and there must
+/// be one mark per input partition.
+pub fn decode_checkpoint(
+    offset: u64,
+    metadata: &str,
+    partitions: u32,
+) -> Result<MergeCheckpoint, BadMergeCheckpoint> {
+    use BadMergeCheckpoint as Bad;
+    if metadata.is_empty() {
+        return Err(Bad::Empty);
+    }
+    if metadata.len() > MAX_METADATA {
+        return Err(Bad::TooLong(metadata.len()));
+    }
+    let mut parts = metadata.split(';');
+    if parts.next() != Some(MERGE_METADATA) {
+        return Err(Bad::Foreign);
+    }
+    let (mut handled, mut marks) = (None, None);
+    for part in parts {
+        let (k, v) = part.split_once('=').ok_or(Bad::NotKeyValue)?;
+        match k {
+            "handled" if handled.is_none() => {
+                handled = Some(
+                    v.parse::<u64>()
+                        .map_err(|_| Bad::NotANumber { field: "handled" })?,
+                );
+            }
+            "marks" if marks.is_none() => {
+                let parsed: Result<Vec<Option<u64>>, Bad> = v
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(|m| match m {
+                        "-" => Ok(None),
+                        _ => m
+                            .parse()
+                            .map(Some)
+                            .map_err(|_| Bad::NotANumber { field: "marks" }),
+                    })
+                    .collect();
+                marks = Some(parsed?);
+            }
+            _ => return Err(Bad::Field(k.chars().take(32).collect())),
+        }
+    }
+    let handled = handled.ok_or(Bad::Missing("handled"))?;
+    let marks = marks.ok_or(Bad::Missing("marks"))?;
+    if handled < offset {
+        return Err(Bad::HandledBelowOffset { handled, offset });
+    }
+    if marks.len() != partitions as usize {
+        return Err(Bad::MarkCount {
+            found: marks.len(),
+            expected: partitions as usize,
+        });
+    }
+    Ok(MergeCheckpoint {
+        resume_seq: offset,
+        handled_until: handled,
+        marks,
+    })
+}
+
+/// The committed merge checkpoints of `partitions` of `topic`, for a
+/// routing of `inputs` input partitions; an unusable one is an
+/// [`Error::Checkpoint`] naming the partition, the offset and why.
 pub fn committed<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     topic: &str,
     partitions: &[i32],
+    inputs: u32,
     timeout: Duration,
 ) -> Result<HashMap<i32, MergeCheckpoint>, Error> {
     let mut tpl = TopicPartitionList::new();
@@ -158,9 +258,9 @@ pub fn committed<C: ConsumerContext>(
     for elem in committed.elements_for_topic(topic) {
         if let Offset::Offset(o) = elem.offset() {
             if o >= 0 {
-                let cp = decode_checkpoint(o as u64, elem.metadata()).ok_or_else(|| {
-                    Error::Kafka(format!(
-                        "{topic}/{}: committed offset {o} has no merge checkpoint",
+                let cp = decode_checkpoint(o as u64, elem.metadata(), inputs).map_err(|e| {
+                    Error::Checkpoint(format!(
+                        "{topic}/{}: committed offset {o} holds no merge checkpoint: {e}",
                         elem.partition()
                     ))
                 })?;
@@ -207,8 +307,11 @@ mod tests {
             marks: vec![Some(100), None, Some(u64::MAX)],
         };
         let meta = encode_checkpoint(&cp);
-        assert_eq!(decode_checkpoint(7, &meta), Some(cp));
-        assert_eq!(decode_checkpoint(7, "tb2;clock=1"), None);
+        assert_eq!(decode_checkpoint(7, &meta, 3), Ok(cp));
+        assert_eq!(
+            decode_checkpoint(7, "tb2;clock=1", 3),
+            Err(BadMergeCheckpoint::Foreign)
+        );
         // Kafka's default partitioner puts the same key in the same place.
         assert_eq!(
             partition_of("21", 4),

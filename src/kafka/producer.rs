@@ -259,9 +259,59 @@ pub const TRANSACTIONAL_DEFAULTS: &[(&str, &str)] = &[
     ("linger.ms", "10"),
     ("batch.size", "1000000"),
     ("queue.buffering.max.kbytes", "32768"),
+    // TRANSACTION_TIMEOUT_MS
     ("transaction.timeout.ms", "10000"),
     ("message.timeout.ms", "10000"),
 ];
+
+/// The transaction timeout of the workers' and the merge's producers
+/// ([`TRANSACTIONAL_DEFAULTS`]), in milliseconds.
+pub const TRANSACTION_TIMEOUT_MS: u64 = 10_000;
+
+/// The transaction timeout a transactional producer made from `settings`
+/// gets: the user's `transaction.timeout.ms` if set, else `default_ms`.
+pub fn transaction_timeout(settings: &KafkaSettings, default_ms: u64) -> Result<Duration, Error> {
+    let user = settings
+        .properties
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "transaction.timeout.ms");
+    let ms = match user.map(|(_, v)| v) {
+        Some(v) => v.parse::<u64>().map_err(|_| {
+            Error::Config(format!(
+                "transaction.timeout.ms={v:?} is not a number of milliseconds"
+            ))
+        })?,
+        None => default_ms,
+    };
+    Ok(Duration::from_millis(ms))
+}
+
+/// Refuses a commit interval that cannot fit the transaction timeout. A
+/// transaction opens with the first record after a commit and stays open
+/// for the interval and then for its commit (which waits for the records
+/// still in flight); the broker aborts one that outlives the timeout, and a
+/// job that replays and commits the same way never makes progress. So the
+/// interval must be at most half the timeout.
+pub fn check_commit_interval(
+    flag: &str,
+    interval: Duration,
+    timeout: Duration,
+) -> Result<(), Error> {
+    let (interval_ms, timeout_ms) = (interval.as_millis(), timeout.as_millis());
+    if interval_ms.saturating_mul(2) > timeout_ms {
+        return Err(Error::Config(format!(
+            "{flag} {interval_ms} cannot fit the transaction timeout \
+             (transaction.timeout.ms {timeout_ms}): a transaction stays open for the interval \
+             and then for its commit, and the broker aborts it after the timeout, so the \
+             interval must be at most half of it ({}); lower {flag}, or raise \
+             transaction.timeout.ms (-X transaction.timeout.ms=..., at most the broker's \
+             transaction.max.timeout.ms)",
+            timeout_ms / 2
+        )));
+    }
+    Ok(())
+}
 
 pub fn tracked_producer(
     settings: &KafkaSettings,
@@ -301,24 +351,42 @@ pub fn worker_producer(
 /// Sends one record, waiting while the local queue is full. A record the
 /// producer refuses outright (for example, larger than `message.max.bytes`)
 /// is counted as a failed delivery at `position`, never dropped silently.
-pub fn send(producer: &TrackedProducer, mut record: BaseRecord<'_, [u8], [u8], usize>) {
+pub fn send(producer: &TrackedProducer, record: BaseRecord<'_, [u8], [u8], usize>) {
+    if let Err((e, returned)) = try_send(producer, record) {
+        let position = returned.delivery_opaque as u64;
+        let deliveries = &producer.context().deliveries;
+        deliveries.refused_at_send.fetch_add(1, Ordering::Relaxed);
+        deliveries.record_error(position, returned.topic, &e, e.to_string());
+    }
+}
+
+/// A record the producer refused outright, and why.
+pub type Refused<'a> = (KafkaError, BaseRecord<'a, [u8], [u8], usize>);
+
+/// Sends one record, waiting while the local queue is full; the record
+/// comes back with the error if the producer refuses it outright (as
+/// rdkafka's own `send` gives it back, large as it is).
+#[allow(clippy::result_large_err)]
+pub fn try_send<'a>(
+    producer: &TrackedProducer,
+    mut record: BaseRecord<'a, [u8], [u8], usize>,
+) -> Result<(), Refused<'a>> {
     loop {
         match producer.send(record) {
-            Ok(()) => return,
-            Err((e, returned)) => {
-                if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) {
-                    std::thread::sleep(Duration::from_millis(5));
-                    record = returned;
-                    continue;
-                }
-                let position = returned.delivery_opaque as u64;
-                let deliveries = &producer.context().deliveries;
-                deliveries.refused_at_send.fetch_add(1, Ordering::Relaxed);
-                deliveries.record_error(position, returned.topic, &e, e.to_string());
-                return;
+            Ok(()) => return Ok(()),
+            Err((e, returned)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                std::thread::sleep(Duration::from_millis(5));
+                record = returned;
             }
+            Err(refused) => return Err(refused),
         }
     }
+}
+
+/// Whether a refusal is for the record itself (too large, malformed):
+/// sending it again fails the same way.
+pub fn refused_for_good(error: &KafkaError) -> bool {
+    is_permanent(error)
 }
 
 /// Waits until no record is queued or in flight, or `timeout` has passed,
@@ -465,5 +533,43 @@ fn reason_headers(reason: &str, detail: &str, origin: Origin) -> OwnedHeaders {
                 key: HEADER_OFFSET,
                 value: Some(&offset.to_string()),
             }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(props: &[(&str, &str)]) -> KafkaSettings {
+        KafkaSettings {
+            bootstrap: "127.0.0.1:1".into(),
+            properties: props
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>(),
+        }
+    }
+
+    #[test]
+    fn a_commit_interval_must_fit_the_transaction_timeout() {
+        let ms = Duration::from_millis;
+        let default = transaction_timeout(&settings(&[]), TRANSACTION_TIMEOUT_MS).unwrap();
+        assert_eq!(default, ms(10_000));
+        assert!(check_commit_interval("--commit-interval-ms", ms(1_000), default).is_ok());
+        assert!(check_commit_interval("--commit-interval-ms", ms(5_000), default).is_ok());
+        let err = check_commit_interval("--commit-interval-ms", ms(15_000), default).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let text = err.to_string();
+        assert!(
+            text.contains("--commit-interval-ms 15000")
+                && text.contains("transaction.timeout.ms 10000"),
+            "{text}"
+        );
+        // The user's transaction timeout counts.
+        let raised = settings(&[("transaction.timeout.ms", "60000")]);
+        let timeout = transaction_timeout(&raised, TRANSACTION_TIMEOUT_MS).unwrap();
+        assert!(check_commit_interval("--commit-interval-ms", ms(15_000), timeout).is_ok());
+        let bad = settings(&[("transaction.timeout.ms", "soon")]);
+        assert_eq!(transaction_timeout(&bad, 1).unwrap_err().exit_code(), 2);
     }
 }

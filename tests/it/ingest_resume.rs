@@ -1,15 +1,16 @@
 //! `timebucket ingest` rerun on the real broker: exactly once from file to
 //! topic. A rerun after `kill -9`, after a completed run, after an
-//! undeliverable record (exit 7) or on an appended file continues after the
+//! undeliverable record (exit 7, the topic's limit lowered mid-run) or on an appended file continues after the
 //! last committed line, so every line is in the input or dead-letter topic
 //! exactly once (read_committed); `--restart`, another file and a rewritten
 //! file start over.
 
 use std::path::Path;
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::admin::{AdminOptions, AlterConfig, ResourceSpecifier};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::common::pipeline::{read_topic, Pipeline};
 use crate::common::{admin, end_offsets, runtime, wait_until};
@@ -61,8 +62,10 @@ fn ok(out: &Output) -> String {
 /// The input and dead-letter topics hold exactly `want` (valid lines in the
 /// first, malformed ones in the second), each line `times` times.
 fn assert_topics_hold(p: &Pipeline, want: &[String], times: usize, context: &str) {
+    // Records keyed `probe` are a test's own, not ingest's.
     let mut frames: Vec<String> = read_topic(&p.bootstrap, &p.input)
         .into_iter()
+        .filter(|r| r.key.as_deref() != Some("probe"))
         .map(|r| String::from_utf8(r.payload).unwrap())
         .collect();
     frames.extend(
@@ -209,68 +212,111 @@ fn restart_another_file_and_a_rewritten_file_start_over() {
     );
 }
 
+/// A frame the broker refuses only at delivery (the topic's limit was
+/// lowered after ingest read it): that transaction is aborted and ingest
+/// stops with exit 7 once; the rerun reads the limit again, dead-letters
+/// the frame as `too_large_for_topic` with its line, and every line ends up
+/// exactly once in the input or dead-letter topic.
 #[test]
-fn a_run_stopped_by_an_undeliverable_record_resumes_after_its_last_commit() {
-    // The broker takes batches of up to 100 KB; line 2000 is a 300 KB frame
-    // (random letters, so lz4 cannot shrink it), which the producer accepts
-    // and the broker refuses: that transaction fails and ingest stops.
-    let p = Pipeline::on(
-        &crate::common::bootstrap(),
-        "eos-refused",
-        1,
-        &[("max.message.bytes", "100000")],
-    );
-    let path = p.dir.path().join("feed.jsonl");
+fn a_frame_refused_at_delivery_is_dead_lettered_by_the_rerun_exactly_once() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let p = Pipeline::new("eos-refused");
     let mut all = lines(1, 3000);
+    let mut first = p
+        .command(&[
+            "ingest",
+            "-",
+            "--source-id",
+            "feed",
+            "--commit-interval-ms",
+            "100",
+        ])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut feed = first.stdin.take().unwrap();
+    // More than the 64 KiB fingerprint, then a line at a time until a
+    // transaction committed: ingest has read the topics' limits.
+    feed.write_all((all.join("\n") + "\n").as_bytes()).unwrap();
+    wait_until(Duration::from_secs(60), "a first commit", || {
+        let next = lines(all.len() as u64 + 1, 1);
+        feed.write_all((next[0].clone() + "\n").as_bytes()).unwrap();
+        all.extend(next);
+        std::thread::sleep(Duration::from_millis(150));
+        end_offsets(&p.bootstrap, &p.progress).values().sum::<i64>() > 0
+    });
+    let alter =
+        AlterConfig::new(ResourceSpecifier::Topic(&p.input)).set("max.message.bytes", "10000");
+    let results = runtime()
+        .block_on(admin(&p.bootstrap).alter_configs([&alter], &AdminOptions::new()))
+        .unwrap();
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    // The new limit reaches the broker's log config within moments: probe
+    // with records keyed `probe` (left out of the checks) until the broker
+    // refuses one.
+    let probe: FutureProducer = crate::common::producer_config(&p.bootstrap)
+        .set("message.max.bytes", "3000000")
+        .create()
+        .unwrap();
+    let payload = noise(50_000);
+    wait_until(
+        Duration::from_secs(60),
+        "the broker to apply the new limit",
+        || {
+            let record = FutureRecord::to(&p.input).key("probe").payload(&payload);
+            runtime()
+                .block_on(probe.send(record, Duration::from_secs(10)))
+                .is_err()
+        },
+    );
+    let big_line = all.len() + 1;
+    all.push(format!(
+        r#"{{"ts":1468244424,"uid":"big","pad":"{}"}}"#,
+        noise(50_000)
+    ));
+    all.extend(lines(big_line as u64 + 1, 3));
+    feed.write_all((all[big_line - 1..].join("\n") + "\n").as_bytes())
+        .unwrap();
+    drop(feed);
+    let out = first.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "{stderr}");
+    assert!(stderr.contains("too_large_for_topic"), "{stderr}");
+
+    // The rerun, fed the same lines: it continues after the last commit.
+    let mut rerun = p
+        .command(&["ingest", "-", "--source-id", "feed"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut feed = rerun.stdin.take().unwrap();
+    feed.write_all((all.join("\n") + "\n").as_bytes()).unwrap();
+    drop(feed);
+    let stderr = ok(&rerun.wait_with_output().unwrap());
+    assert!(stderr.contains("1 valid frame(s) too large"), "{stderr}");
+    assert_topics_hold(&p, &all, 1, "after exit 7 and a rerun");
+    let dead = read_topic(&p.bootstrap, &p.dead_letter);
+    let big = dead
+        .iter()
+        .find(|r| {
+            r.headers.get("timebucket.reason").map(String::as_str) == Some("too_large_for_topic")
+        })
+        .expect("the big frame is dead-lettered");
+    assert_eq!(big.headers["timebucket.line"], big_line.to_string());
+}
+
+/// `n` random letters (lz4 cannot shrink them below the topic's limit).
+fn noise(n: usize) -> String {
     let mut seed = 7u64;
-    let noise: String = (0..300_000)
+    (0..n)
         .map(|_| {
             seed = seed
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             (b'a' + (seed >> 59) as u8 % 26) as char
         })
-        .collect();
-    all[1999] = format!(r#"{{"ts":1468244424,"uid":"big","pad":"{noise}"}}"#);
-    write(&path, &all);
-
-    let out = ingest(&p, &path, &[]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(7), "{stderr}");
-    let committed =
-        read_topic(&p.bootstrap, &p.input).len() + read_topic(&p.bootstrap, &p.dead_letter).len();
-    assert!(
-        committed < 2000,
-        "nothing after the failed transaction is committed: {committed}"
-    );
-    // The broker refuses the whole batch, so the report names its first
-    // lines and the stretch of lines that was given up.
-    assert!(
-        stderr.contains("MessageSizeTooLarge") && stderr.contains("..=2000 was aborted"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("run ingest again on the same source to continue from line"),
-        "{stderr}"
-    );
-
-    // The operator raises the limit; the rerun goes on from the last commit.
-    let alter =
-        AlterConfig::new(ResourceSpecifier::Topic(&p.input)).set("max.message.bytes", "2097152");
-    let results = runtime()
-        .block_on(admin(&p.bootstrap).alter_configs([&alter], &AdminOptions::new()))
-        .unwrap();
-    assert!(results.iter().all(Result::is_ok), "{results:?}");
-    let started = Instant::now();
-    let rerun = loop {
-        // The new limit reaches the broker's log config within moments.
-        let out = ingest(&p, &path, &[]);
-        if out.status.code() != Some(7) || started.elapsed() > Duration::from_secs(30) {
-            break out;
-        }
-        std::thread::sleep(Duration::from_secs(1));
-    };
-    let stderr = ok(&rerun);
-    assert_topics_hold(&p, &all, 1, "after exit 7 and a rerun");
-    assert!(stderr.contains("(resumed after line "), "{stderr}");
+        .collect()
 }

@@ -14,6 +14,7 @@ mod compose;
 mod dashboard;
 mod edges;
 mod faults;
+mod fuzz;
 mod generate;
 mod golden;
 mod guard;

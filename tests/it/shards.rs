@@ -311,3 +311,92 @@ fn a_shard_without_frames_stalls_no_window_in_batch_or_live_runs() {
     };
     assert_same_windows(&got_due, &due, || live.p.worker_logs());
 }
+
+/// Issue 18: a merge checkpoint whose offset holds no record (here a
+/// transaction's commit marker, as a merge's own commit offset usually is)
+/// resumes with one seek, from the first record after it; it used to seek
+/// again on every record, for ever. A partial that comes again from the
+/// same shard is not added twice either.
+#[test]
+fn the_merge_resumes_from_a_checkpoint_at_a_commit_marker() {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let p = Pipeline::new("merge-marker");
+    let partials = unique_name("merge-marker-partials");
+    create_topic(&p.bootstrap, &partials, 1, 1);
+    let s = Sharded { p, partials };
+    let producer: BaseProducer = crate::common::producer_config(&s.p.bootstrap)
+        .set("transactional.id", unique_name("partials"))
+        .create()
+        .unwrap();
+    let t = Duration::from_secs(30);
+    producer.init_transactions(t).unwrap();
+    let transaction = |records: &[(String, String)]| {
+        producer.begin_transaction().unwrap();
+        for (key, value) in records {
+            producer
+                .send(
+                    BaseRecord::<str, str>::to(&s.partials)
+                        .key(key)
+                        .payload(value),
+                )
+                .unwrap();
+        }
+        producer.flush(t).unwrap();
+        producer.commit_transaction(t).unwrap();
+    };
+    let partial = |partition: i32, frames: u64| {
+        let closed = timebucket::core::window::Closed::Second {
+            start: 1468244384,
+            frames,
+        };
+        (
+            timebucket::kafka::partials::partial_key(&closed),
+            timebucket::core::metric::MetricRecord::new(closed, partition).to_json(),
+        )
+    };
+    let progress = |partition: i32| {
+        (
+            timebucket::kafka::partials::progress_key(partition),
+            timebucket::kafka::partials::progress_value(partition, u64::MAX),
+        )
+    };
+    // Offset 0: an unrelated progress record; 1: its commit marker.
+    transaction(&[progress(1)]);
+    // 2..: the same shard's partial three times (a restarted shard), the
+    // other shard's, and every shard's end; then a marker.
+    let routing = Routing::sharded(900, PARTITIONS as u32, SHARDS).unwrap();
+    let group = routing.partition(1468244384);
+    let shards: Vec<u32> = routing.shard_partitions(group).collect();
+    let (a, b) = (shards[0] as i32, shards[1] as i32);
+    let mut records = vec![partial(a, 5), partial(a, 5), partial(a, 5), partial(b, 2)];
+    records.extend((0..PARTITIONS).map(progress));
+    transaction(&records);
+
+    // The merge group's checkpoint at offset 1, the marker.
+    let merge_group = format!("{}-merge", s.p.group);
+    let consumer: BaseConsumer = crate::common::consumer_config(&s.p.bootstrap, &merge_group)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    let mut elem = tpl.add_partition(&s.partials, 0);
+    elem.set_offset(Offset::Offset(1)).unwrap();
+    elem.set_metadata(format!(
+        "tbm1;handled=1;marks={}",
+        vec!["-"; PARTITIONS as usize].join(",")
+    ));
+    consumer.commit(&tpl, CommitMode::Sync).unwrap();
+    drop(consumer);
+
+    let merger = s.merger(&["--until-end", "--idle-shard-seconds", "0"]);
+    s.wait(vec![merger], Duration::from_secs(90));
+    let got = emitted_once(&s.p);
+    let windows: Vec<(WindowKey, (u64, Option<u64>))> = got.windows.into_iter().collect();
+    assert_eq!(
+        windows,
+        [((MetricKind::Second, 1468244384), (7, None))],
+        "one second of 5 + 2 frames"
+    );
+}

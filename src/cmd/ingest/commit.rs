@@ -14,8 +14,11 @@ use crate::error::Error;
 use crate::kafka::config::KafkaSettings;
 use crate::kafka::connect::{refusal_of, refused};
 use crate::kafka::error::Failure;
+use crate::kafka::limits::OutputLimits;
+use crate::kafka::producer::REASON_TOO_LARGE_FOR_TOPIC;
 use crate::kafka::producer::{self, TrackedProducer};
 use crate::kafka::retry::{transactional, Patience};
+use std::sync::atomic::Ordering;
 
 /// How long a commit or abort may take, and all its retries together: the
 /// commit first waits for every queued record (up to
@@ -29,7 +32,7 @@ const PATIENCE: Patience = Patience {
 /// holds back `read_committed` readers unless a rerun aborts it first.
 /// Records may take as long to be delivered (librdkafka's rule:
 /// `message.timeout.ms` <= `transaction.timeout.ms`).
-const TRANSACTION_TIMEOUT_MS: &str = "60000";
+pub const TRANSACTION_TIMEOUT_MS: u64 = 60_000;
 
 /// When to commit: whichever comes first.
 #[derive(Debug, Clone, Copy)]
@@ -73,16 +76,24 @@ impl Transactions {
         key: Option<String>,
         every: CommitEvery,
         committed: Position,
+        limits: &OutputLimits,
     ) -> Result<Transactions, Error> {
+        // The size settings the topics' limits imply (as a worker's
+        // producer): librdkafka's own default message.max.bytes
+        // (1,000,000 with record framing) would refuse frames the topics
+        // take.
+        let sizes = limits.producer_properties();
         let mut config: Vec<(&str, &str)> = producer::INGEST_DEFAULTS
             .iter()
             .copied()
-            .filter(|(k, _)| *k != "message.timeout.ms")
+            .filter(|(k, _)| *k != "message.timeout.ms" && sizes.iter().all(|(s, _)| s != k))
             .collect();
+        config.extend(sizes.iter().map(|(k, v)| (*k, v.as_str())));
+        let timeout = TRANSACTION_TIMEOUT_MS.to_string();
         config.extend([
             ("transactional.id", id.as_str()),
-            ("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS),
-            ("message.timeout.ms", TRANSACTION_TIMEOUT_MS),
+            ("transaction.timeout.ms", timeout.as_str()),
+            ("message.timeout.ms", timeout.as_str()),
         ]);
         let producer = producer::tracked_producer(settings, &config)?;
         producer
@@ -132,6 +143,31 @@ impl Transactions {
         producer::send(&self.producer, record);
         self.records += 1;
         Ok(())
+    }
+
+    /// Sends a frame inside the open transaction; `false` when the
+    /// producer refused it for good (larger than its `message.max.bytes`
+    /// with framing): not sent, not a failure, for the caller to
+    /// dead-letter.
+    pub(super) fn send_frame(
+        &mut self,
+        record: BaseRecord<'_, [u8], [u8], usize>,
+    ) -> Result<bool, Error> {
+        self.begin()?;
+        match producer::try_send(&self.producer, record) {
+            Ok(()) => {
+                self.records += 1;
+                Ok(true)
+            }
+            Err((e, _)) if producer::refused_for_good(&e) => Ok(false),
+            Err((e, returned)) => {
+                let deliveries = &self.producer.context().deliveries;
+                deliveries.refused_at_send.fetch_add(1, Ordering::Relaxed);
+                let line = returned.delivery_opaque as u64;
+                deliveries.record_error(line, returned.topic, &e, e.to_string());
+                Ok(true)
+            }
+        }
     }
 
     /// Whether the open transaction is due for a commit, asked after every
@@ -206,10 +242,22 @@ impl Transactions {
                 }) {
                     warn!(error = %abort, "cannot abort the transaction: the broker aborts it after its timeout, or a rerun does");
                 }
-                format!(
+                let aborted = format!(
                     "the transaction of lines {first}..={} was aborted ({e})",
                     position.line
-                )
+                );
+                if deliveries.permanent() > 0 {
+                    // The topic's limit changed since this run read it (or
+                    // could not be read): a rerun reads it again, and
+                    // dead-letters what does not fit before sending.
+                    format!(
+                        "{aborted}; the broker refused records for good (too large for the \
+                         topic?): a rerun reads the topics' limits again and dead-letters a \
+                         frame that does not fit as {REASON_TOO_LARGE_FOR_TOPIC}"
+                    )
+                } else {
+                    aborted
+                }
             }
         };
         Err(Error::Delivery(format!(

@@ -13,6 +13,7 @@
 //! run before (a crash, `kill -9`, exit 7). `bar` is the progress bar.
 
 mod bar;
+mod bound;
 pub mod commit;
 pub mod position;
 pub mod source;
@@ -30,12 +31,16 @@ use crate::core::summary::Summary;
 use crate::error::Error;
 use crate::input::{LineReader, RawLine};
 use crate::kafka::config::{KafkaSettings, TopicNames};
-use crate::kafka::producer::{self, Origin};
+use crate::kafka::limits::OutputLimits;
+use crate::kafka::producer::{self, Origin, REASON_TOO_LARGE_FOR_TOPIC};
+use crate::kafka::sink::fit_dead_letter;
 use crate::kafka::topics::{PartitionWatch, WATCH_INTERVAL};
 use crate::observe::ingest::IngestMetrics;
 use crate::observe::Exporter;
+use rdkafka::message::OwnedHeaders;
 
 use bar::Progress;
+use bound::{unix_now, MovingBound};
 pub use commit::CommitEvery;
 use commit::Transactions;
 pub use position::Position;
@@ -84,6 +89,10 @@ pub struct IngestSummary {
     /// the first lines.
     pub failed: u64,
     pub failed_lines: Vec<u64>,
+    /// Valid frames of this run too large for the input topic (its
+    /// `max.message.bytes`, or the producer's `message.max.bytes`, with
+    /// record framing): dead-lettered as `too_large_for_topic`.
+    pub too_large: u64,
     pub elapsed: Duration,
 }
 
@@ -106,7 +115,9 @@ pub fn ingest_source(source: Source, opts: &IngestOptions) -> Result<IngestSumma
     if let Some(e) = &exporter {
         info!(url = %format!("http://{}/metrics", e.addr()), "serving metrics, /healthz and /readyz");
     }
-    let (mut txn, base) = resume(&source, opts)?;
+    let (mut txn, base, limits) = resume(&source, opts)?;
+    let input_limit = limits.limit(&opts.topics.input);
+    let mut too_large = 0u64;
     let partitions = crate::kafka::topics::partition_count(
         &opts.settings,
         &opts.topics.input,
@@ -140,9 +151,9 @@ pub fn ingest_source(source: Source, opts: &IngestOptions) -> Result<IngestSumma
     let mut reader =
         LineReader::resuming(input, opts.parser.max_frame_bytes, base.line, base.bytes);
     let mut read = Summary::default();
-    let mut parser = opts.parser;
+    let mut bound = MovingBound::new(opts.parser, opts.max_future, unix_now);
     // Where this run stands, as a position to commit.
-    let position = |read: &Summary, reader: &LineReader<_>| {
+    let position = |read: &Summary, reader: &LineReader<_>, too_large: u64| {
         let run = Summary {
             lines: reader.line_no() - base.line,
             bytes: reader.bytes() - base.bytes,
@@ -157,19 +168,20 @@ pub fn ingest_source(source: Source, opts: &IngestOptions) -> Result<IngestSumma
             .collect();
         let mut at = base.advanced(&run, &failed);
         at.failed = base.failed + deliveries.failed();
+        at.too_large = base.too_large + too_large;
         at.runs = base.runs + 1;
         at
     };
     loop {
         // Lines up to the last one read are done: commit here if it is time.
         if txn.due() {
-            txn.commit(position(&read, &reader))?;
+            txn.commit(position(&read, &reader, too_large))?;
         }
         if let Some(now) = watch.changed() {
             // The lines read so far were routed by the old count: commit
             // them, and produce none by a count that no longer holds.
             let next = reader.line_no() + 1;
-            txn.commit(position(&read, &reader))?;
+            txn.commit(position(&read, &reader, too_large))?;
             return Err(watch.error(
                 now,
                 &format!(
@@ -191,21 +203,49 @@ pub fn ingest_source(source: Source, opts: &IngestOptions) -> Result<IngestSumma
                 return Err(refused);
             }
         }
-        // The bound moves with the clock, so an ingest that runs for days
-        // keeps accepting current frames.
-        if let (Some(ahead), 1) = (opts.max_future, line_no % 4096) {
-            parser = opts.parser.bounded_at(unix_now(), ahead);
-        }
+        // The bound moves with the clock (by time, not lines), so an ingest
+        // that runs for days, or reads a slow feed, accepts current frames.
+        let parser = bound.parser();
         let (reason, payload): (Invalid, &[u8]) = match line.raw {
             RawLine::Oversized { .. } => (Invalid::TooLarge, &[]),
             RawLine::Line(bytes) => match parser.parse(bytes) {
                 Line::Frame(frame) => {
                     read.valid += 1;
-                    txn.send(
-                        BaseRecord::with_opaque_to(&opts.topics.input, line_no as usize)
-                            .partition(routing.route(frame.ts, &frame.uid) as i32)
-                            .payload(bytes),
-                    )?;
+                    // Checked before sending: a record the broker refuses
+                    // would fail the whole transaction, and every rerun the
+                    // same way. One the producer refuses at send (its
+                    // message.max.bytes) is dead-lettered the same way.
+                    let sent = limits.fits(&opts.topics.input, bytes.len(), 0)
+                        && txn.send_frame(
+                            BaseRecord::with_opaque_to(&opts.topics.input, line_no as usize)
+                                .partition(routing.route(frame.ts, &frame.uid) as i32)
+                                .payload(bytes),
+                        )?;
+                    if !sent {
+                        too_large += 1;
+                        if too_large <= opts.log_invalid {
+                            warn!(
+                            line = line_no,
+                            bytes = bytes.len(),
+                            topic = %opts.topics.input,
+                            limit = input_limit,
+                            "valid frame too large for the input topic: dead-lettered as {REASON_TOO_LARGE_FOR_TOPIC}"
+                            );
+                        }
+                        let headers = producer::too_large_headers(
+                            &opts.topics.input,
+                            input_limit,
+                            Origin::Line(line_no),
+                        );
+                        dead_letter(
+                            &mut txn,
+                            &limits,
+                            &opts.topics.dead_letter,
+                            line_no,
+                            headers,
+                            bytes,
+                        )?;
+                    }
                     if line_no % 4096 == 0 {
                         progress.update(line.consumed, read.valid);
                         publish(&read, &reader);
@@ -229,17 +269,21 @@ pub fn ingest_source(source: Source, opts: &IngestOptions) -> Result<IngestSumma
                 reason.describe()
             );
         }
-        txn.send(
-            BaseRecord::with_opaque_to(&opts.topics.dead_letter, line_no as usize)
-                .payload(payload)
-                .headers(producer::dead_letter_headers(reason, Origin::Line(line_no))),
+        let headers = producer::dead_letter_headers(reason, Origin::Line(line_no));
+        dead_letter(
+            &mut txn,
+            &limits,
+            &opts.topics.dead_letter,
+            line_no,
+            headers,
+            payload,
         )?;
     }
     read.lines = reader.line_no() - base.line;
     read.bytes = reader.bytes() - base.bytes;
     progress.finish(reader.bytes(), read.valid);
     info!("waiting for every delivery");
-    let end = position(&read, &reader);
+    let end = position(&read, &reader, too_large);
     if end.bytes != base.bytes {
         txn.commit(end)?;
     }
@@ -253,6 +297,7 @@ pub fn ingest_source(source: Source, opts: &IngestOptions) -> Result<IngestSumma
         total: txn.committed.summary(),
         failed: txn.committed.failed,
         failed_lines: txn.committed.failed_lines.clone(),
+        too_large,
         resumed_at: base.line,
         resumable,
         read,
@@ -273,10 +318,37 @@ pub fn ingest_source(source: Source, opts: &IngestOptions) -> Result<IngestSumma
     Ok(summary)
 }
 
-/// The transactions of this source, and the position this run starts at:
-/// the latest committed one if the source is the same (its fingerprint
-/// matches and it is long enough), else the start.
-fn resume(source: &Source, opts: &IngestOptions) -> Result<(Transactions, Position), Error> {
+/// Sends a dead letter of line `line_no`, cut to what `topic` takes.
+fn dead_letter(
+    txn: &mut Transactions,
+    limits: &OutputLimits,
+    topic: &str,
+    line_no: u64,
+    headers: OwnedHeaders,
+    payload: &[u8],
+) -> Result<(), Error> {
+    let (headers, kept) = fit_dead_letter(limits, topic, headers, payload);
+    txn.send(
+        BaseRecord::with_opaque_to(topic, line_no as usize)
+            .payload(kept)
+            .headers(headers),
+    )
+}
+
+/// The transactions of this source, the position this run starts at (the
+/// latest committed one if the source is the same: its fingerprint
+/// matches and it is long enough; else the start), and the record limits
+/// of the topics ingest writes to.
+fn resume(
+    source: &Source,
+    opts: &IngestOptions,
+) -> Result<(Transactions, Position, OutputLimits), Error> {
+    let topics = &opts.topics;
+    let limits = OutputLimits::describe(
+        &opts.settings,
+        &[&topics.input, &topics.dead_letter, &topics.progress],
+    )?
+    .capped_by_producer(&opts.settings);
     let key = source
         .id
         .as_deref()
@@ -302,10 +374,11 @@ fn resume(source: &Source, opts: &IngestOptions) -> Result<(Transactions, Positi
         key.clone(),
         opts.commit_every,
         fresh.clone(),
+        &limits,
     )?;
     let Some(key) = key else {
         warn!("stdin without --source-id: not resumable (a rerun ingests everything again)");
-        return Ok((txn, fresh));
+        return Ok((txn, fresh, limits));
     };
     let latest = position::latest(
         &opts.settings,
@@ -336,11 +409,5 @@ fn resume(source: &Source, opts: &IngestOptions) -> Result<(Transactions, Positi
         }
     };
     txn.set_committed(start.clone());
-    Ok((txn, start))
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    Ok((txn, start, limits))
 }

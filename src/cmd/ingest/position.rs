@@ -35,6 +35,10 @@ pub struct Position {
     /// how many, and the first lines.
     pub failed: u64,
     pub failed_lines: Vec<u64>,
+    /// Valid frames (counted in `valid`) too large for the input topic,
+    /// dead-lettered as `too_large_for_topic` instead.
+    #[serde(default)]
+    pub too_large: u64,
     /// How many runs have committed to this source since it started over.
     pub runs: u64,
 }
@@ -52,6 +56,7 @@ impl Position {
             invalid: Default::default(),
             failed: 0,
             failed_lines: Vec::new(),
+            too_large: 0,
             runs: 0,
         }
     }
@@ -85,14 +90,49 @@ impl Position {
             }
         }
         next.failed += failed_lines.len() as u64;
-        next.failed_lines.extend(failed_lines.iter().take(20));
-        next.failed_lines.truncate(20);
+        next.failed_lines
+            .extend(failed_lines.iter().take(KEPT_FAILED_LINES));
+        next.failed_lines.truncate(KEPT_FAILED_LINES);
         next
     }
 
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a position serializes")
     }
+
+    /// A progress record's value, or why it is none that ingest wrote:
+    /// not this JSON, or counts that cannot all come from its lines.
+    pub fn decode(value: &[u8]) -> Result<Position, BadPosition> {
+        let p: Position = serde_json::from_slice(value)?;
+        let invalid = p
+            .invalid
+            .values()
+            .try_fold(0u64, |sum, n| sum.checked_add(*n));
+        let counted = invalid
+            .and_then(|i| i.checked_add(p.valid))
+            .and_then(|c| c.checked_add(p.blank));
+        if counted.is_none_or(|c| c > p.line) || p.too_large > p.valid {
+            return Err(BadPosition::Counts { line: p.line });
+        }
+        if p.failed_lines.len() > KEPT_FAILED_LINES || p.failed_lines.iter().any(|&l| l > p.line) {
+            return Err(BadPosition::FailedLines);
+        }
+        Ok(p)
+    }
+}
+
+/// Failed lines a position lists one by one.
+const KEPT_FAILED_LINES: usize = 20;
+
+/// Why a progress record is no [`Position`].
+#[derive(Debug, thiserror::Error)]
+pub enum BadPosition {
+    #[error("not a position: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("counts that {line} lines cannot hold")]
+    Counts { line: u64 },
+    #[error("failed lines beyond the position or more than {KEPT_FAILED_LINES}")]
+    FailedLines,
 }
 
 /// The key of `source`'s positions for `input_topic`.
@@ -115,7 +155,7 @@ pub fn latest(
         if m.key() != Some(key.as_bytes()) {
             return;
         }
-        match m.payload().map(serde_json::from_slice::<Position>) {
+        match m.payload().map(Position::decode) {
             Some(Ok(p)) => latest = Some(p),
             // A tombstone forgets the source: start over.
             None => latest = None,

@@ -200,6 +200,7 @@ fn start_of(consumer: &MergeConsumer, shared: &Shared, partition: i32) -> Result
         consumer,
         &opts.partials_topic,
         &[partition],
+        shared.routing.partitions(),
         Duration::from_secs(120),
     )?;
     Ok(match committed.get(&partition) {
@@ -255,7 +256,13 @@ fn all_done(consumer: &MergeConsumer, shared: &Shared) -> Result<bool, Error> {
     if unknown.is_empty() {
         return Ok(true);
     }
-    let committed = partials::committed(consumer, topic, &unknown, Duration::from_secs(120))?;
+    let committed = partials::committed(
+        consumer,
+        topic,
+        &unknown,
+        shared.routing.partitions(),
+        Duration::from_secs(120),
+    )?;
     let partitions = shared.routing.partitions() as usize;
     Ok(unknown.iter().all(|p| {
         committed.get(p).is_some_and(|cp| {
@@ -274,7 +281,13 @@ fn seek_to_checkpoints(consumer: &MergeConsumer, shared: &Shared) -> Result<(), 
         .iter()
         .map(|e| e.partition())
         .collect();
-    let committed = partials::committed(consumer, topic, &owned, Duration::from_secs(120))?;
+    let committed = partials::committed(
+        consumer,
+        topic,
+        &owned,
+        shared.routing.partitions(),
+        Duration::from_secs(120),
+    )?;
     for p in owned {
         let offset = committed
             .get(&p)

@@ -306,32 +306,14 @@ impl Outputs {
             partition,
             offset: offset as i64,
         };
-        let mut headers = match reason {
+        let headers = match reason {
             DeadLetter::Invalid(invalid) => producer::dead_letter_headers(invalid, origin),
             DeadLetter::TooLargeFor(topic) => {
                 producer::too_large_headers(topic, self.limits.limit(topic), origin)
             }
-        }
-        .insert(Header {
-            key: producer::HEADER_SIZE,
-            value: Some(&payload.len().to_string()),
-        });
+        };
         let topic = &self.topics.dead_letter;
-        // Room for the truncation header too, in case it is needed.
-        let truncated = Header {
-            key: producer::HEADER_TRUNCATED,
-            value: Some("true"),
-        };
-        let extra = truncated.key.len() + 4;
-        let budget =
-            self.limits
-                .payload_budget(topic, headers_bytes(&headers) + extra, headers.count() + 1);
-        let kept = if payload.len() > budget {
-            headers = headers.insert(truncated);
-            &payload[..budget]
-        } else {
-            payload
-        };
+        let (headers, kept) = fit_dead_letter(&self.limits, topic, headers, payload);
         let position = Position::Record { partition, offset };
         producer::send(
             producer,
@@ -339,6 +321,33 @@ impl Outputs {
                 .payload(kept)
                 .headers(headers),
         );
+    }
+}
+
+/// A dead letter's headers and payload for `topic`: the payload's size
+/// (header `timebucket.size`), and the payload cut to what the topic takes
+/// with those headers (header `timebucket.truncated`) if need be.
+pub(crate) fn fit_dead_letter<'a>(
+    limits: &OutputLimits,
+    topic: &str,
+    headers: OwnedHeaders,
+    payload: &'a [u8],
+) -> (OwnedHeaders, &'a [u8]) {
+    let headers = headers.insert(Header {
+        key: producer::HEADER_SIZE,
+        value: Some(&payload.len().to_string()),
+    });
+    // Room for the truncation header too, in case it is needed.
+    let truncated = Header {
+        key: producer::HEADER_TRUNCATED,
+        value: Some("true"),
+    };
+    let extra = truncated.key.len() + 4;
+    let budget = limits.payload_budget(topic, headers_bytes(&headers) + extra, headers.count() + 1);
+    if payload.len() > budget {
+        (headers.insert(truncated), &payload[..budget])
+    } else {
+        (headers, payload)
     }
 }
 
