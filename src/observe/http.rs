@@ -1,17 +1,54 @@
-//! A small synchronous HTTP server on a thread of its own (tiny_http), for
-//! the endpoints of a worker or an ingest (`/metrics`, `/healthz`,
-//! `/readyz`) and for the dashboard; and a minimal HTTP/1.0 GET client for
-//! `timebucket health` and the tests.
+//! The HTTP server of a worker's or an ingest's endpoints (`/metrics`,
+//! `/healthz`, `/readyz`) and of the dashboard, and a minimal HTTP/1.0 GET
+//! client for `timebucket health` and the tests.
+//!
+//! The server is hyper 1.x on a current-thread tokio runtime of its own
+//! thread: the process's loop stays synchronous and never waits on it. It
+//! is built to hold against hostile clients (issue 18), with the limits
+//! below (documented in docs/http.md): GET and HEAD only (405), no request
+//! body (413), bounded header bytes and count (431), a header read timeout
+//! and a deadline on each connection (so a slow reader cannot hold it),
+//! one request per connection, and a cap on open connections (a connection
+//! over it is closed at once). Every refusal is counted in [`HttpCounters`]
+//! (exposed on `/metrics`); the process goes on answering everyone else.
 
+use std::convert::Infallible;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tracing::{info, warn};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ACCEPT, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
+use hyper::{Method, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::sync::{oneshot, Semaphore};
+use tracing::{debug, info, warn};
 
 use crate::error::Error;
+
+/// Connections open at once; one more is closed at once and counted
+/// (`http_connections_refused_total`). Far above what scrapers, probes and
+/// a few browsers need; each costs a few KiB.
+pub const MAX_CONNECTIONS: usize = 512;
+/// Bytes of a request's start line and headers; beyond: 431 and close.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Header lines of a request; beyond: 431 and close.
+pub const MAX_HEADERS: usize = 64;
+/// Time a client has to send its whole request head, from the moment it
+/// connected; then the connection is closed.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a connection may live: its request read, answered and the answer
+/// written (the write timeout: a client that does not read is dropped).
+pub const CONNECTION_DEADLINE: Duration = Duration::from_secs(10);
 
 /// What a handler sees of a request.
 #[derive(Debug, Clone, Copy)]
@@ -49,38 +86,112 @@ impl Response {
     }
 }
 
+/// Why a request or connection was refused: a fixed set, so the label
+/// cannot grow with what clients send.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RejectLabel {
+    reason: &'static str,
+}
+
+/// Refusals of the server, by reason, and its open connections. Clones
+/// share their counts.
+#[derive(Clone, Debug, Default)]
+pub struct HttpCounters {
+    /// Connections closed at once: [`MAX_CONNECTIONS`] were open.
+    pub refused: Counter,
+    rejected: Family<RejectLabel, Counter>,
+    /// Connections open now.
+    pub open: Gauge,
+}
+
+impl HttpCounters {
+    /// Reasons a request is refused (`http_requests_rejected_total`).
+    pub const REASONS: [&'static str; 5] = ["method", "body", "header", "timeout", "malformed"];
+
+    /// Counters registered in `registry` (every reason's series at zero).
+    pub fn register(registry: &mut Registry) -> HttpCounters {
+        let c = HttpCounters::default();
+        registry.register(
+            "http_connections_refused",
+            "HTTP connections closed at once because the server's connection cap was reached",
+            c.refused.clone(),
+        );
+        registry.register(
+            "http_requests_rejected",
+            "HTTP requests refused: a method other than GET/HEAD, a body, headers over the \
+             limits, a timeout, or not HTTP",
+            c.rejected.clone(),
+        );
+        registry.register(
+            "http_connections_open",
+            "HTTP connections open now",
+            c.open.clone(),
+        );
+        for reason in Self::REASONS {
+            c.rejected(reason);
+        }
+        c
+    }
+
+    /// The refusal counter of `reason` (one of [`Self::REASONS`]).
+    pub fn rejected(&self, reason: &'static str) -> Counter {
+        debug_assert!(Self::REASONS.contains(&reason));
+        self.rejected
+            .get_or_create_owned(&RejectLabel { reason })
+            .clone()
+    }
+}
+
+type Handler = dyn Fn(&Request<'_>) -> Response + Send + Sync;
+
 /// A running server; stops (and joins its thread) when dropped.
 pub struct Server {
-    inner: Arc<tiny_http::Server>,
     addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Server {
     /// Binds `addr` (`HOST:PORT`; port 0 picks a free one) and answers every
-    /// GET with `handler` on a thread named `name`. A bind error is a
-    /// configuration error (exit 2).
+    /// GET and HEAD with `handler` on a thread named `name`, counting
+    /// refusals in `counters`. A bind error is a configuration error (exit 2).
     pub fn start(
         addr: &str,
         name: &str,
-        handler: impl Fn(&Request<'_>) -> Response + Send + 'static,
+        counters: HttpCounters,
+        handler: impl Fn(&Request<'_>) -> Response + Send + Sync + 'static,
     ) -> Result<Server, Error> {
-        let inner = tiny_http::Server::http(addr)
-            .map(Arc::new)
-            .map_err(|e| Error::Config(format!("cannot listen on {addr} for {name}: {e}")))?;
-        let addr = inner
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| Error::Config(format!("{addr} is not an IP address")))?;
-        let server = inner.clone();
+        let cannot = |what: &str, e: std::io::Error| {
+            Error::Config(format!("cannot {what} on {addr} for {name}: {e}"))
+        };
+        let listener = std::net::TcpListener::bind(addr).map_err(|e| cannot("listen", e))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| cannot("listen", e))?;
+        let bound = listener.local_addr().map_err(|e| cannot("listen", e))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(|e| cannot("start a runtime", e))?;
+        let (stop, stopped) = oneshot::channel();
+        let handler: Arc<Handler> = Arc::new(handler);
         let thread = std::thread::Builder::new()
             .name(name.to_string())
-            .spawn(move || serve(&server, &handler))
-            .map_err(|e| Error::Config(format!("cannot start the {name} thread: {e}")))?;
-        info!(%addr, "{name} listening");
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => accept(l, handler, counters, stopped).await,
+                        Err(e) => warn!(error = %e, "the HTTP server cannot listen"),
+                    }
+                });
+                // Dropping the runtime ends every connection still open.
+            })
+            .map_err(|e| cannot("start a thread", e))?;
+        info!(addr = %bound, "{name} listening");
         Ok(Server {
-            inner,
-            addr,
+            addr: bound,
+            stop: Some(stop),
             thread: Some(thread),
         })
     }
@@ -93,39 +204,130 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.inner.unblock();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
 }
 
-fn serve(server: &tiny_http::Server, handler: &dyn Fn(&Request<'_>) -> Response) {
-    for request in server.incoming_requests() {
-        let url = request.url().to_string();
-        let path = url.split('?').next().unwrap_or("/");
-        let accept = request
-            .headers()
-            .iter()
-            .find(|h| h.field.equiv("Accept"))
-            .map(|h| h.value.as_str().to_string());
-        let response = if matches!(request.method(), tiny_http::Method::Get) {
-            handler(&Request {
-                path,
-                accept: accept.as_deref(),
-            })
-        } else {
-            Response::text(405, "only GET")
+/// Accepts connections until `stopped`, each on a task of its own while
+/// fewer than [`MAX_CONNECTIONS`] are open.
+async fn accept(
+    listener: tokio::net::TcpListener,
+    handler: Arc<Handler>,
+    counters: HttpCounters,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let stream = tokio::select! {
+            _ = &mut stopped => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, most likely: wait for some
+                    // to be freed rather than spin.
+                    warn!(error = %e, "cannot accept an HTTP connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
         };
-        let header = tiny_http::Header::from_bytes("Content-Type", response.content_type)
-            .expect("a valid header");
-        let reply = tiny_http::Response::from_data(response.body)
-            .with_status_code(response.status)
-            .with_header(header);
-        if let Err(e) = request.respond(reply) {
-            warn!(error = %e, path, "cannot answer an HTTP request");
-        }
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            counters.refused.inc();
+            drop(stream);
+            continue;
+        };
+        let (handler, counters) = (handler.clone(), counters.clone());
+        tokio::spawn(async move {
+            counters.open.inc();
+            connection(stream, handler, &counters).await;
+            counters.open.dec();
+            drop(permit);
+        });
     }
+}
+
+/// Serves one request on `stream`, within [`CONNECTION_DEADLINE`].
+async fn connection(stream: tokio::net::TcpStream, handler: Arc<Handler>, counters: &HttpCounters) {
+    let _ = stream.set_nodelay(true);
+    let service_counters = counters.clone();
+    let service = hyper::service::service_fn(move |request| {
+        let answer = respond(&request, &*handler, &service_counters);
+        std::future::ready(Ok::<_, Infallible>(answer))
+    });
+    let serving = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_header_size(MAX_HEADER_BYTES)
+        .max_buf_size(MAX_HEADER_BYTES.max(8192))
+        .max_headers(MAX_HEADERS)
+        .keep_alive(false)
+        // A client that sends its request and then closes its side still
+        // gets the answer.
+        .half_close(true)
+        .serve_connection(TokioIo::new(stream), service);
+    let reason = match tokio::time::timeout(CONNECTION_DEADLINE, serving).await {
+        Ok(Ok(())) => return,
+        Err(_) => "timeout",
+        Ok(Err(e)) if e.is_timeout() => "timeout",
+        Ok(Err(e)) if e.is_parse_too_large() => "header",
+        Ok(Err(e)) if e.is_parse() => "malformed",
+        Ok(Err(e)) => {
+            // The client went away (reset, incomplete request): not a
+            // refusal of ours.
+            debug!(error = %e, "HTTP connection ended");
+            return;
+        }
+    };
+    counters.rejected(reason).inc();
+}
+
+/// The answer to one request: the handler's for a GET or HEAD without a
+/// body (hyper leaves out the body of a HEAD's answer), else a refusal.
+fn respond(
+    request: &hyper::Request<Incoming>,
+    handler: &Handler,
+    counters: &HttpCounters,
+) -> hyper::Response<Full<Bytes>> {
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        counters.rejected("method").inc();
+        let mut refusal = reply(Response::text(405, "only GET and HEAD"));
+        refusal
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return refusal;
+    }
+    let headers = request.headers();
+    let body = headers.contains_key(TRANSFER_ENCODING)
+        || headers
+            .get_all(CONTENT_LENGTH)
+            .iter()
+            .any(|v| v.as_bytes() != b"0");
+    if body {
+        // Never read: the connection closes after this answer.
+        counters.rejected("body").inc();
+        return reply(Response::text(413, "request bodies are refused"));
+    }
+    let accept = headers.get(ACCEPT).and_then(|v| v.to_str().ok());
+    reply(handler(&Request {
+        path: request.uri().path(),
+        accept,
+    }))
+}
+
+fn reply(response: Response) -> hyper::Response<Full<Bytes>> {
+    let mut reply = hyper::Response::new(Full::new(Bytes::from(response.body)));
+    *reply.status_mut() =
+        StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    reply.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(response.content_type),
+    );
+    reply
 }
 
 /// `GET url` (`http://HOST:PORT/PATH` only) with HTTP/1.0: the status and
@@ -168,25 +370,4 @@ pub fn get(url: &str, timeout: Duration) -> Result<(u16, String), String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn serves_get_and_stops_when_dropped() {
-        let server = Server::start("127.0.0.1:0", "test-http", |r| match r.path {
-            "/hello" => Response::text(200, &format!("accept={:?}", r.accept)),
-            _ => Response::not_found(),
-        })
-        .unwrap();
-        let base = format!("http://{}", server.addr());
-        let t = Duration::from_secs(5);
-        assert_eq!(
-            get(&format!("{base}/hello?x=1"), t).unwrap(),
-            (200, "accept=None\n".to_string())
-        );
-        assert_eq!(get(&format!("{base}/nope"), t).unwrap().0, 404);
-        drop(server);
-        assert!(get(&format!("{base}/hello"), t).is_err());
-        assert!(get("https://x/", t).is_err());
-    }
-}
+mod tests;

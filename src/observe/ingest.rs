@@ -7,6 +7,7 @@ use std::sync::Arc;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::{Registry, Unit};
 
+use super::http::HttpCounters;
 use super::{by_reason, mirror, Readiness, PREFIX};
 use crate::core::frame::Invalid;
 use crate::core::summary::Summary;
@@ -17,6 +18,8 @@ const FINISHED: u8 = 2;
 
 pub struct IngestMetrics {
     registry: Arc<Registry>,
+    /// Refusals of the `--metrics-addr` server.
+    http: HttpCounters,
     lines: Counter,
     bytes: Counter,
     valid: Counter,
@@ -65,6 +68,7 @@ impl IngestMetrics {
             "Records that could not be delivered",
         );
         IngestMetrics {
+            http: HttpCounters::register(&mut r),
             registry: Arc::new(r),
             lines,
             bytes,
@@ -78,6 +82,11 @@ impl IngestMetrics {
 
     pub fn registry(&self) -> Arc<Registry> {
         self.registry.clone()
+    }
+
+    /// The counters the `--metrics-addr` server counts its refusals in.
+    pub fn http(&self) -> HttpCounters {
+        self.http.clone()
     }
 
     /// Mirrors ingest's counts so far.

@@ -11,7 +11,8 @@
 //!
 //! Metrics are updated from the process's own loop, per poll batch or about
 //! once a second, never per record; the server runs on a thread of its own
-//! ([`http`]).
+//! ([`http`]), with limits against hostile clients whose refusals are
+//! counted in the same registry (`http_*`, docs/http.md).
 
 pub mod http;
 pub mod ingest;
@@ -26,7 +27,7 @@ use prometheus_client::registry::Registry;
 
 use crate::core::frame::Invalid;
 use crate::error::Error;
-use http::{Request, Response, Server};
+use http::{HttpCounters, Request, Response, Server};
 
 /// Every metric name starts with this.
 pub const PREFIX: &str = "timebucket";
@@ -41,9 +42,15 @@ pub struct Exporter {
 
 impl Exporter {
     /// Serves `registry` on `addr` (`HOST:PORT`; port 0 picks a free one,
-    /// logged and in [`Exporter::addr`]).
-    pub fn serve(addr: &str, registry: Arc<Registry>, ready: Readiness) -> Result<Exporter, Error> {
-        let server = Server::start(addr, "metrics", move |r| answer(r, &registry, &ready))?;
+    /// logged and in [`Exporter::addr`]); the server counts its refusals in
+    /// `http` (registered in `registry`).
+    pub fn serve(
+        addr: &str,
+        registry: Arc<Registry>,
+        http: HttpCounters,
+        ready: Readiness,
+    ) -> Result<Exporter, Error> {
+        let server = Server::start(addr, "metrics", http, move |r| answer(r, &registry, &ready))?;
         Ok(Exporter { server })
     }
 
@@ -151,7 +158,8 @@ mod tests {
                 Err("joining".into())
             }
         });
-        let exporter = Exporter::serve("127.0.0.1:0", registry, ready).unwrap();
+        let exporter =
+            Exporter::serve("127.0.0.1:0", registry, HttpCounters::default(), ready).unwrap();
         let url = |p: &str| format!("http://{}{p}", exporter.addr());
         let t = std::time::Duration::from_secs(5);
         assert_eq!(http::get(&url("/healthz"), t).unwrap().0, 200);

@@ -16,6 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 
+use super::http::HttpCounters;
 use super::{by_reason, mirror, Readiness, PREFIX};
 use crate::cmd::worker::WorkerSummary;
 use crate::core::frame::Invalid;
@@ -65,6 +66,8 @@ impl ByWindow {
 
 pub struct WorkerMetrics {
     registry: Arc<Registry>,
+    /// Refusals of the `--metrics-addr` server.
+    http: HttpCounters,
     consumed: Counter,
     valid: Counter,
     replayed: Counter,
@@ -207,6 +210,7 @@ impl WorkerMetrics {
             lag.clone(),
         );
         WorkerMetrics {
+            http: HttpCounters::register(&mut r),
             registry: Arc::new(r),
             consumed,
             valid,
@@ -235,6 +239,11 @@ impl WorkerMetrics {
 
     pub fn registry(&self) -> Arc<Registry> {
         self.registry.clone()
+    }
+
+    /// The counters the `--metrics-addr` server counts its refusals in.
+    pub fn http(&self) -> HttpCounters {
+        self.http.clone()
     }
 
     /// Mirrors the summary's counts into the counters.

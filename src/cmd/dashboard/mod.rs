@@ -33,7 +33,7 @@ use crate::error::Error;
 use crate::kafka::config::{KafkaSettings, TopicNames};
 use crate::kafka::producer::{HEADER_LATE, HEADER_REASON};
 use crate::kafka::read::partitions_of;
-use crate::observe::http::{Request, Response, Server};
+use crate::observe::http::{HttpCounters, Request, Response, Server};
 
 const INDEX_HTML: &str = include_str!("index.html");
 const DASHBOARD_JS: &str = include_str!("dashboard.js");
@@ -72,7 +72,12 @@ pub fn run(opts: DashboardOptions, stop: Arc<AtomicBool>) -> Result<(), Error> {
     });
     let consumer = reader(&opts)?;
     let page = shared.clone();
-    let server = Server::start(&opts.listen, "dashboard", move |r| answer(r, &page))?;
+    let server = Server::start(
+        &opts.listen,
+        "dashboard",
+        HttpCounters::default(),
+        move |r| answer(r, &page),
+    )?;
     info!(url = %format!("http://{}/", server.addr()), "dashboard");
     while !stop.load(Ordering::SeqCst) {
         if let Some(message) = consumer.poll(Duration::from_millis(200)) {

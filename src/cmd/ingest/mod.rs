@@ -108,6 +108,7 @@ pub fn ingest_source(source: Source, opts: &IngestOptions) -> Result<IngestSumma
         Some(addr) => Some(Exporter::serve(
             addr,
             metrics.registry(),
+            metrics.http(),
             metrics.readiness(),
         )?),
         None => None,

@@ -171,6 +171,7 @@ pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSummary, 
         Some(addr) => Some(Exporter::serve(
             addr,
             metrics.registry(),
+            metrics.http(),
             metrics.readiness(&opts.group),
         )?),
         None => None,
