@@ -20,7 +20,7 @@ use timebucket::cmd::worker::Resume;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn serial() -> std::sync::MutexGuard<'static, ()> {
+pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -28,7 +28,7 @@ const INVALID: [&str; 3] = [r#"{"ts":1468244000"#, r#"{"uid":"x"}"#, "[]"];
 
 /// Invalid records written straight to the input topic (ingest would have
 /// dead-lettered them): the workers must dead-letter each exactly once.
-fn inject_invalid(p: &Pipeline) {
+pub(crate) fn inject_invalid(p: &Pipeline) {
     let producer: BaseProducer = crate::common::producer_config(&p.bootstrap)
         .create()
         .unwrap();
@@ -45,7 +45,7 @@ fn inject_invalid(p: &Pipeline) {
 }
 
 /// Every check of exactly-once output.
-fn assert_exactly_once(p: &Pipeline, path: &Path) {
+pub(crate) fn assert_exactly_once(p: &Pipeline, path: &Path) {
     assert_same_windows(&emitted_once(p), &aggregate(path), || p.worker_logs());
 
     let text = std::fs::read_to_string(path).unwrap();
@@ -93,9 +93,9 @@ fn kill9(mut worker: Child) {
     worker.wait().unwrap();
 }
 
-const WORKER: [&str; 3] = ["--forward", "--throttle", "3000"];
+pub(crate) const WORKER: [&str; 3] = ["--forward", "--throttle", "3000"];
 
-fn unix_ms() -> u64 {
+pub(crate) fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -175,8 +175,18 @@ fn all_workers_killed_and_restarted_mid_stream() {
 /// Feeds `path` to `ingest` through its stdin over about `secs` seconds, so
 /// that a broker can fail while ingest is running.
 fn slow_ingest(p: &Pipeline, path: &Path, secs: u64) -> (Child, std::thread::JoinHandle<()>) {
+    slow_ingest_via(p, &[], path, secs)
+}
+
+/// [`slow_ingest`] started by `launcher` (ingest on another host).
+pub(crate) fn slow_ingest_via(
+    p: &Pipeline,
+    launcher: &[String],
+    path: &Path,
+    secs: u64,
+) -> (Child, std::thread::JoinHandle<()>) {
     let mut child = p
-        .command(&["ingest", "-"])
+        .command_via(launcher, &["ingest", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(p.dir.path().join("ingest.log")).unwrap())
@@ -188,7 +198,10 @@ fn slow_ingest(p: &Pipeline, path: &Path, secs: u64) -> (Child, std::thread::Joi
         let chunks = 40;
         let size = text.len().div_ceil(chunks);
         for chunk in text.chunks(size) {
-            stdin.write_all(chunk).unwrap();
+            // Ingest exited early: finish_ingest reports its status and log.
+            if stdin.write_all(chunk).is_err() {
+                return;
+            }
             std::thread::sleep(Duration::from_millis(secs * 1000 / chunks as u64));
         }
     });

@@ -22,6 +22,7 @@ mod ingest;
 mod ingest_resume;
 mod kafka_smoke;
 mod loadtest;
+mod netfaults;
 mod pipeline;
 mod prometheus;
 mod secure;

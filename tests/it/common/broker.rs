@@ -27,6 +27,23 @@ impl OwnKafka {
         ])
     }
 
+    /// Three brokers, node N listening on and advertising the Nth of
+    /// `hosts` and running in the Nth network namespace of `namespaces`
+    /// (both comma-separated; see [`super::netns::Net::kafka`]).
+    pub fn start_on(port: u16, hosts: &str, namespaces: &str) -> OwnKafka {
+        OwnKafka::launch(&[
+            "start",
+            "--port",
+            &port.to_string(),
+            "--cluster",
+            "3",
+            "--hosts",
+            hosts,
+            "--netns",
+            namespaces,
+        ])
+    }
+
     /// One secure broker (`scripts/kafka start --secure`: SASL_SSL with
     /// SCRAM, ACLs enforced) on `port`; its controller and inter-broker
     /// listeners take `port` + 10000 and + 20000.
@@ -86,6 +103,27 @@ impl OwnKafka {
 
     pub fn stop_broker(&self, node: u32) {
         self.run(&["stop-broker", &node.to_string()]);
+    }
+
+    /// The node id of the active controller (the KRaft quorum's leader).
+    pub fn active_controller(&self) -> u32 {
+        let out = self.run(&[
+            "tool",
+            "kafka-metadata-quorum",
+            "--bootstrap-server",
+            &self.bootstrap,
+            "describe",
+            "--status",
+        ]);
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix("LeaderId:"))
+            .and_then(|id| id.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no LeaderId in kafka-metadata-quorum's answer:\n{out}"))
+    }
+
+    /// kill -9 of broker `node`: a crash.
+    pub fn kill_broker(&self, node: u32) {
+        self.run(&["kill-broker", &node.to_string()]);
     }
 
     pub fn start_broker(&self, node: u32) {

@@ -12,6 +12,7 @@
 
 pub mod broker;
 pub mod files;
+pub mod netns;
 pub mod pipeline;
 pub mod tools;
 

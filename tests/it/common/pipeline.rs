@@ -95,7 +95,20 @@ impl Pipeline {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
+        self.command_via(&[], args)
+    }
+
+    /// [`Pipeline::command`] started by `launcher` (e.g. `ip netns exec NS`,
+    /// see [`super::netns::Net::launcher`]): a process on another host.
+    pub fn command_via(&self, launcher: &[String], args: &[&str]) -> Command {
+        let mut c = match launcher.split_first() {
+            None => Command::new(BIN),
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(BIN);
+                c
+            }
+        };
         c.args(args)
             .env("BOOTSTRAP_SERVERS", &self.bootstrap)
             .env("INPUT_TOPIC", &self.input)
@@ -175,18 +188,26 @@ impl Pipeline {
     /// A worker process to the end of the input, logging to a file of its
     /// own and writing its typed report beside it (see [`Pipeline::reports`]).
     pub fn worker(&self, extra: &[&str]) -> Child {
+        self.worker_via(&[], extra)
+    }
+
+    /// [`Pipeline::worker`] started by `launcher` (see [`Pipeline::command_via`]).
+    pub fn worker_via(&self, launcher: &[String], extra: &[&str]) -> Child {
         let name = unique_name("w");
         let log =
             std::fs::File::create(self.dir.path().join(format!("worker-{name}.log"))).unwrap();
         let report = self.dir.path().join(format!("worker-{name}.report.json"));
-        self.command(&["worker", "--until-end", "--commit-interval-ms", "200"])
-            .arg("--report-file")
-            .arg(report)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap()
+        self.command_via(
+            launcher,
+            &["worker", "--until-end", "--commit-interval-ms", "200"],
+        )
+        .arg("--report-file")
+        .arg(report)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
     }
 
     pub fn worker_logs(&self) -> String {

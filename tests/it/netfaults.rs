@@ -1,0 +1,336 @@
+//! Faults across hosts (docs/faults.md): three brokers, the workers and
+//! ingest each in a network namespace of their own (`scripts/netns`), and
+//! the faults of a real network between them: a worker cut from every
+//! broker, a frozen worker, the active controller killed, ingest cut
+//! mid-file, delay and loss on every link. After each, the same checks as
+//! the loopback fault tests (`faults.rs`): `read_committed` outputs equal
+//! `aggregate` window by window, no duplicate, every frame forwarded and
+//! dead-lettered exactly once, every input line exactly once, and every
+//! process finished (none hangs; a non-zero exit fails the test).
+//!
+//! Each prints what it measured (`measured: ...` lines, see the "Tested
+//! faults" table in docs/faults.md).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use timebucket::cmd::worker::{Phase, WorkerReport};
+
+use crate::common::broker::OwnKafka;
+use crate::common::netns::Net;
+use crate::common::pipeline::{read_topic, Pipeline};
+use crate::faults::{assert_exactly_once, inject_invalid, serial, slow_ingest_via, unix_ms};
+
+/// Every host of a scenario: brokers k1..k3, workers w1..w3, ingest, merge.
+const HOSTS: [&str; 8] = ["k1", "k2", "k3", "w1", "w2", "w3", "in", "m"];
+
+/// Workers slow enough that a fault lands mid-stream (60,000 frames over
+/// two workers: about 20 s of work each).
+const SLOW: [&str; 3] = ["--forward", "--throttle", "1500"];
+
+/// The workers' session timeout (`CONSUMER_DEFAULTS`) and transaction
+/// timeout (`TRANSACTIONAL_DEFAULTS`): a fault longer than both gets a
+/// worker evicted from its group and its open transaction aborted.
+const PAST_SESSION_AND_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long a scenario's workers may take to finish after the fault.
+const FINISH_WITHIN: Duration = Duration::from_secs(240);
+
+struct Setup {
+    // Dropped first: every process of the run is killed with its namespace.
+    net: Net,
+    kafka: OwnKafka,
+    p: Pipeline,
+    path: PathBuf,
+}
+
+/// The hosts, a 3-broker cluster on k1..k3 from broker port `port`, topics
+/// with 3 replicas (min ISR 2) and an input file of `frames`.
+fn setup(tag: &str, port: u16, frames: u64) -> Setup {
+    let net = Net::up(&HOSTS);
+    let kafka = net.kafka(port);
+    let p = Pipeline::on(&kafka.bootstrap, tag, 3, &[("min.insync.replicas", "2")]);
+    let path = p.input_file(frames, &[]);
+    Setup {
+        net,
+        kafka,
+        p,
+        path,
+    }
+}
+
+/// Ingest of the whole file from host `in`.
+fn ingest(s: &Setup) {
+    let out =
+        s.p.command_via(&s.net.launcher("in"), &["ingest"])
+            .arg(&s.path)
+            .output()
+            .unwrap();
+    assert!(
+        out.status.success(),
+        "ingest failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+struct Worker {
+    child: Child,
+    report: PathBuf,
+}
+
+/// A worker on `host` to the end of the input.
+fn worker(s: &Setup, host: &str, extra: &[&str]) -> Worker {
+    let n = std::fs::read_dir(s.p.dir.path()).unwrap().count();
+    let name = format!("worker-{host}-{n}");
+    let log = std::fs::File::create(s.p.dir.path().join(format!("{name}.log"))).unwrap();
+    let report = s.p.dir.path().join(format!("{name}.report.json"));
+    let child =
+        s.p.command_via(
+            &s.net.launcher(host),
+            &["worker", "--until-end", "--commit-interval-ms", "200"],
+        )
+        .arg("--report-file")
+        .arg(&report)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    Worker { child, report }
+}
+
+impl Worker {
+    /// The final report (the worker finished).
+    fn report(&self) -> WorkerReport {
+        let r = WorkerReport::read(&self.report).unwrap().expect("a report");
+        assert_eq!(r.phase, Phase::Finished);
+        r
+    }
+}
+
+fn wait_workers(s: &Setup, workers: &mut [Worker]) {
+    let started = Instant::now();
+    for w in workers.iter_mut() {
+        loop {
+            if let Some(status) = w.child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "worker exited with {status}\n{}",
+                    s.p.worker_logs()
+                );
+                break;
+            }
+            assert!(
+                started.elapsed() < FINISH_WITHIN,
+                "workers did not finish within {FINISH_WITHIN:?}\n{}",
+                s.p.worker_logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Waits for `what` up to `within`.
+fn wait_until(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !cond() {
+        assert!(started.elapsed() < within, "not within {within:?}: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Partitions the group assigns to the member on each host address.
+fn assigned(s: &Setup) -> BTreeMap<String, usize> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &s.kafka.bootstrap)
+        .create()
+        .unwrap();
+    let Ok(groups) = consumer.fetch_group_list(Some(&s.p.group), Duration::from_secs(10)) else {
+        return BTreeMap::new();
+    };
+    let mut by_host = BTreeMap::new();
+    for g in groups.groups() {
+        for m in g.members() {
+            let host = m.client_host().trim_start_matches('/').to_string();
+            let n = m.assignment().map_or(0, assignment_size);
+            *by_host.entry(host).or_default() += n;
+        }
+    }
+    by_host
+}
+
+/// Partitions in a consumer protocol assignment (version, then topics
+/// with their partitions).
+fn assignment_size(bytes: &[u8]) -> usize {
+    let int = |at: usize, n: usize| -> Option<i64> {
+        let b = bytes.get(at..at + n)?;
+        Some(b.iter().fold(0i64, |v, &x| (v << 8) | x as i64))
+    };
+    let Some(topics) = int(2, 4) else { return 0 };
+    let (mut at, mut partitions) = (6usize, 0usize);
+    for _ in 0..topics.max(0) {
+        let Some(len) = int(at, 2) else { break };
+        at += 2 + len.max(0) as usize;
+        let Some(n) = int(at, 4) else { break };
+        partitions += n.max(0) as usize;
+        at += 4 + 4 * n.max(0) as usize;
+    }
+    partitions
+}
+
+/// Waits until the workers on `hosts` all own partitions.
+fn wait_owning(s: &Setup, hosts: &[&str]) {
+    wait_until(
+        "every worker owns partitions",
+        Duration::from_secs(90),
+        || {
+            let a = assigned(s);
+            hosts
+                .iter()
+                .all(|h| a.get(s.net.addr(h)).is_some_and(|&n| n > 0))
+        },
+    );
+}
+
+/// A worker cut off (`fault`) while it owns partitions and holds an open
+/// transaction, for longer than its session and transaction timeouts,
+/// then healed (`heal`). The group evicts it, the coordinator aborts its
+/// transaction, the other worker resumes its partitions from their
+/// checkpoints; its late commit is refused and it rejoins.
+fn evicted_worker(tag: &str, port: u16, fault: impl Fn(&Net), heal: impl Fn(&Net)) {
+    let _serial = serial();
+    let s = setup(tag, port, 60_000);
+    ingest(&s);
+    inject_invalid(&s.p);
+    let mut workers = vec![worker(&s, "w1", &SLOW), worker(&s, "w2", &SLOW)];
+    wait_owning(&s, &["w1", "w2"]);
+
+    let cut = unix_ms();
+    fault(&s.net);
+    std::thread::sleep(PAST_SESSION_AND_TRANSACTION_TIMEOUT);
+    heal(&s.net);
+    let healed = unix_ms();
+    wait_workers(&s, &mut workers);
+    assert_exactly_once(&s.p, &s.path);
+
+    let (cut_off, other) = (workers[0].report(), workers[1].report());
+    let logs = s.p.worker_logs();
+    assert!(
+        cut_off.summary.transactions_aborted > 0,
+        "the cut-off worker's late commit was refused\n{logs}"
+    );
+    let taken_over: Vec<_> = other.resumes.iter().filter(|r| r.at_ms > cut).collect();
+    assert!(
+        !taken_over.is_empty(),
+        "the other worker resumed partitions after the fault\n{logs}"
+    );
+    let failover = taken_over.iter().map(|r| r.at_ms).min().unwrap() - cut;
+    let back = cut_off
+        .resumes
+        .iter()
+        .filter(|r| r.at_ms > healed)
+        .map(|r| r.at_ms - healed)
+        .min();
+    println!(
+        "measured: {tag}: partitions resumed by the other worker {:.1} s after the fault \
+         began; the cut-off worker resumed partitions {} after the heal; its transactions \
+         aborted: {}, producers replaced: {}",
+        failover as f64 / 1000.0,
+        back.map_or("none".to_string(), |ms| format!(
+            "{:.1} s",
+            ms as f64 / 1000.0
+        )),
+        cut_off.summary.transactions_aborted,
+        cut_off.summary.producer_replacements,
+    );
+}
+
+#[test]
+fn a_worker_cut_from_every_broker_past_its_session_timeout_is_fenced() {
+    evicted_worker("netcut", 10100, |net| net.isolate("w1"), Net::heal);
+}
+
+/// Feeds the file to ingest on host `in` over about `secs` seconds.
+fn slow_ingest(s: &Setup, secs: u64) -> (Child, std::thread::JoinHandle<()>) {
+    slow_ingest_via(&s.p, &s.net.launcher("in"), &s.path, secs)
+}
+
+fn finish_ingest(s: &Setup, (mut child, feeder): (Child, std::thread::JoinHandle<()>)) {
+    feeder.join().unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < FINISH_WITHIN,
+            "ingest did not finish within {FINISH_WITHIN:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let log = std::fs::read_to_string(s.p.dir.path().join("ingest.log")).unwrap();
+    assert!(
+        status.success(),
+        "ingest did not ride out the fault: {status}\n{log}"
+    );
+}
+
+/// Every line of the file on the input topic exactly once (read_committed).
+fn assert_ingested_once(s: &Setup) {
+    let text = std::fs::read_to_string(&s.path).unwrap();
+    let mut want: Vec<&[u8]> = text.lines().map(str::as_bytes).collect();
+    want.sort();
+    let records = read_topic(&s.kafka.bootstrap, &s.p.input);
+    let mut got: Vec<&[u8]> = records.iter().map(|r| r.payload.as_slice()).collect();
+    got.sort();
+    assert_eq!(got.len(), want.len(), "input records vs file lines");
+    assert!(got == want, "the input topic differs from the file's lines");
+}
+
+/// The controller dies during ingest; the workers then run on the two
+/// brokers left. (Workers started before ingest ends would stop at the end
+/// offsets present when they started.)
+#[test]
+fn the_active_controller_killed_mid_run() {
+    let _serial = serial();
+    let s = setup("netctl", 10120, 40_000);
+    let ingesting = slow_ingest(&s, 10);
+    std::thread::sleep(Duration::from_secs(4));
+    let leader = s.kafka.active_controller();
+    let killed = Instant::now();
+    s.kafka.kill_broker(leader);
+    finish_ingest(&s, ingesting);
+    // Before the invalid records are written straight to the input topic.
+    assert_ingested_once(&s);
+    inject_invalid(&s.p);
+    let new_leader = s.kafka.active_controller();
+    assert_ne!(new_leader, leader, "another controller took over");
+    println!(
+        "measured: netctl: controller {leader} killed; controller {new_leader} active when asked, {:.1} s after the kill (ingest finished)",
+        killed.elapsed().as_secs_f64()
+    );
+    let mut workers = vec![worker(&s, "w1", &SLOW), worker(&s, "w2", &SLOW)];
+    wait_workers(&s, &mut workers);
+    assert_exactly_once(&s.p, &s.path);
+}
+
+#[test]
+fn ingest_cut_from_the_brokers_mid_file_then_healed() {
+    let _serial = serial();
+    let s = setup("netingest", 10130, 40_000);
+    let ingesting = slow_ingest(&s, 12);
+    std::thread::sleep(Duration::from_secs(4));
+    s.net.isolate("in");
+    std::thread::sleep(PAST_SESSION_AND_TRANSACTION_TIMEOUT);
+    s.net.heal();
+    finish_ingest(&s, ingesting);
+    assert_ingested_once(&s);
+    inject_invalid(&s.p);
+    let mut workers = vec![worker(&s, "w1", &SLOW), worker(&s, "w2", &SLOW)];
+    wait_workers(&s, &mut workers);
+    assert_exactly_once(&s.p, &s.path);
+}
