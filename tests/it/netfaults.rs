@@ -291,33 +291,6 @@ fn assert_ingested_once(s: &Setup) {
     assert!(got == want, "the input topic differs from the file's lines");
 }
 
-/// The controller dies during ingest; the workers then run on the two
-/// brokers left. (Workers started before ingest ends would stop at the end
-/// offsets present when they started.)
-#[test]
-fn the_active_controller_killed_mid_run() {
-    let _serial = serial();
-    let s = setup("netctl", 10120, 40_000);
-    let ingesting = slow_ingest(&s, 10);
-    std::thread::sleep(Duration::from_secs(4));
-    let leader = s.kafka.active_controller();
-    let killed = Instant::now();
-    s.kafka.kill_broker(leader);
-    finish_ingest(&s, ingesting);
-    // Before the invalid records are written straight to the input topic.
-    assert_ingested_once(&s);
-    inject_invalid(&s.p);
-    let new_leader = s.kafka.active_controller();
-    assert_ne!(new_leader, leader, "another controller took over");
-    println!(
-        "measured: netctl: controller {leader} killed; controller {new_leader} active when asked, {:.1} s after the kill (ingest finished)",
-        killed.elapsed().as_secs_f64()
-    );
-    let mut workers = vec![worker(&s, "w1", &SLOW), worker(&s, "w2", &SLOW)];
-    wait_workers(&s, &mut workers);
-    assert_exactly_once(&s.p, &s.path);
-}
-
 #[test]
 fn ingest_cut_from_the_brokers_mid_file_then_healed() {
     let _serial = serial();
