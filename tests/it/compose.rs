@@ -260,16 +260,27 @@ fn images_are_pinned() {
         Some(Yaml::Map(entries)) => entries.clone(),
         _ => panic!("services is not a mapping"),
     } {
-        let image = svc.get("image").and_then(Yaml::str);
+        // Every image is `${NAME_IMAGE:-public/image:tag}`: the tests put
+        // the images of scripts/images in its place.
+        let raw = svc
+            .get("image")
+            .and_then(Yaml::str)
+            .unwrap_or_else(|| panic!("service {name} has no image"));
+        let variable = raw
+            .strip_prefix("${")
+            .and_then(|r| r.split_once(":-"))
+            .map(|(v, _)| v)
+            .unwrap_or_else(|| panic!("{name}: image {raw:?} is not ${{NAME_IMAGE:-default}}"));
+        assert!(
+            variable.ends_with("_IMAGE") && raw.ends_with('}') && raw.matches("${").count() == 1,
+            "{name}: image {raw:?} is not ${{NAME_IMAGE:-default}}"
+        );
         if svc.get("build").is_some() {
             // Built here; the image name is only a local tag.
             continue;
         }
-        let image = image.unwrap_or_else(|| panic!("service {name} has neither image nor build"));
-        assert!(
-            !image.contains("${"),
-            "{name}: image {image:?} depends on a variable"
-        );
+        let image = resolved(raw);
+        let image = image.as_str();
         let last = image.rsplit('/').next().unwrap();
         let tag = last
             .split_once(':')
@@ -284,18 +295,22 @@ fn images_are_pinned() {
             "{name}: tag {tag:?} names no version"
         );
     }
-    let kafka = service(&c, "kafka")
-        .get("image")
-        .and_then(Yaml::str)
-        .unwrap();
+    let kafka = resolved(
+        service(&c, "kafka")
+            .get("image")
+            .and_then(Yaml::str)
+            .unwrap(),
+    );
     assert!(
         kafka.starts_with("apache/kafka:4."),
         "broker image {kafka:?} is not apache/kafka 4.x"
     );
-    let ui = service(&c, "kafka-ui")
-        .get("image")
-        .and_then(Yaml::str)
-        .unwrap();
+    let ui = resolved(
+        service(&c, "kafka-ui")
+            .get("image")
+            .and_then(Yaml::str)
+            .unwrap(),
+    );
     assert!(
         ui.starts_with("kafbat/kafka-ui:") || ui.starts_with("provectuslabs/kafka-ui:"),
         "UI image {ui:?} is not kafka-ui"
@@ -304,9 +319,12 @@ fn images_are_pinned() {
         ("prometheus", "prom/prometheus:v"),
         ("grafana", "grafana/grafana:"),
     ] {
-        let image = service(&c, name).get("image").and_then(Yaml::str);
+        let image = service(&c, name)
+            .get("image")
+            .and_then(Yaml::str)
+            .map(resolved);
         assert!(
-            image.is_some_and(|i| i.starts_with(prefix)),
+            image.as_ref().is_some_and(|i| i.starts_with(prefix)),
             "{name} runs {image:?}, not {prefix}*"
         );
     }
@@ -571,14 +589,41 @@ fn the_dockerfile_builds_and_runs_timebucket() {
         .filter(|l| l.trim_start().starts_with("FROM "))
         .collect();
     assert!(froms.len() >= 2, "multi-stage build expected: {froms:?}");
+    // The bases are build arguments (the tests swap them for local images)
+    // whose defaults are what users build on.
+    for arg in [
+        "ARG RUST_IMAGE=rust:1-bookworm",
+        "ARG RUNTIME_IMAGE=debian:bookworm-slim",
+        "ARG BINARY=cargo",
+    ] {
+        assert!(dockerfile.lines().any(|l| l == arg), "no `{arg}`");
+    }
     assert!(
-        froms[0].contains("rust:1-bookworm"),
-        "builder is rust:1-bookworm: {froms:?}"
+        froms[0].starts_with("FROM ${RUST_IMAGE} AS cargo"),
+        "builder is RUST_IMAGE: {froms:?}"
+    );
+    assert_eq!(
+        froms.last().unwrap().trim(),
+        "FROM ${RUNTIME_IMAGE}",
+        "runtime is RUNTIME_IMAGE: {froms:?}"
+    );
+    // No frontend image to pull: the builder's own Dockerfile syntax.
+    assert!(!dockerfile.contains("# syntax="));
+    let runtime = &dockerfile[dockerfile.rfind("FROM ${RUNTIME_IMAGE}").unwrap()..];
+    assert!(
+        runtime.contains("USER timebucket") && runtime.contains("--uid 10001"),
+        "the runtime runs as a non-root user"
     );
     assert!(
-        froms.last().unwrap().contains("debian:bookworm-slim"),
-        "runtime is debian:bookworm-slim: {froms:?}"
+        runtime.contains(r#"CMD ["timebucket", "health", "#),
+        "a HEALTHCHECK through `timebucket health`"
     );
+    for compiler in ["build-essential", "cargo build", "gcc"] {
+        assert!(
+            !runtime.contains(compiler),
+            "the runtime stage has {compiler}"
+        );
+    }
     assert!(dockerfile.contains("ca-certificates"));
     assert!(dockerfile.contains("--locked"), "the build uses Cargo.lock");
     assert!(dockerfile.contains(r#"ENTRYPOINT ["timebucket"]"#));

@@ -11,6 +11,8 @@ mod common;
 
 mod aggregate_cli;
 mod compose;
+mod compose_run;
+mod compose_secure;
 mod dashboard;
 mod edges;
 mod faults;

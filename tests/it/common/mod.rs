@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod docker;
 pub mod files;
 pub mod netns;
 pub mod pipeline;
