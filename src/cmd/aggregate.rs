@@ -34,6 +34,9 @@ pub struct Summary {
     pub blank: u64,
     pub invalid: [u64; Invalid::ALL.len()],
     pub late: LateCounts,
+    /// Valid frames counted in windows that were then dropped as beyond
+    /// the horizon (see `core::window::WatermarkRule::horizon`).
+    pub beyond_horizon: u64,
     pub seconds_emitted: u64,
     pub minutes_emitted: u64,
 }
@@ -295,5 +298,6 @@ fn count_in_order(
     }
     out.flush().map_err(Error::Output)?;
     summary.late = windows.late();
+    summary.beyond_horizon = windows.beyond_horizon();
     Ok(summary)
 }
