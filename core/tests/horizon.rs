@@ -25,7 +25,7 @@ fn state_bytes_follow_the_open_windows_and_their_uids() {
         w.record(3 + i, 1001, &format!("{i:x}"));
     }
     let many = w.state_bytes();
-    assert!(many >= 10_000 * 17 && many <= 10_000 * 17 * 3, "{many}");
+    assert!((10_000 * 17..=10_000 * 17 * 3).contains(&many), "{many}");
     // Closing everything gives every byte back.
     w.close_all(&mut out);
     assert_eq!(w.open_windows(), 0);

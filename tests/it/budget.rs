@@ -203,10 +203,10 @@ fn distinct_huge_uids_and_far_future_frames_leave_the_worker_alive_and_exact() {
     assert_same_windows(&emitted_once(&p), &want, || p.worker_logs());
     // Every hostile frame accounted for.
     let reasons = &r.summary.invalid_reasons;
-    assert_eq!(reasons.get("uid_too_long"), Some(&(huge as u64)));
+    assert_eq!(reasons.get("uid_too_long"), Some(&huge));
     assert_eq!(
         offline_summary.invalid[timebucket::core::frame::Invalid::UidTooLong.index()],
-        huge as u64
+        huge
     );
     let dead = read_topic(&p.bootstrap, &p.dead_letter);
     let too_long = dead
@@ -217,7 +217,7 @@ fn distinct_huge_uids_and_far_future_frames_leave_the_worker_alive_and_exact() {
     assert_eq!(r.summary.frames, offline_summary.valid);
     assert_eq!(r.summary.beyond_horizon, offline_summary.beyond_horizon);
     assert!(
-        r.summary.beyond_horizon > 0 && r.summary.beyond_horizon <= far as u64,
+        r.summary.beyond_horizon > 0 && r.summary.beyond_horizon <= far,
         "{:?}",
         r.summary
     );
