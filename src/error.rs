@@ -52,13 +52,18 @@ pub enum Error {
     /// reset, foreign or crafted metadata), and `--on-missing-checkpoint=fail`.
     #[error("no valid checkpoint: {0}")]
     Checkpoint(String),
+    /// A worker's open windows outgrew its state budget (`--state-budget`):
+    /// it stops rather than count inexactly (see docs/limits.md).
+    #[error("{0}")]
+    StateBudget(String),
 }
 
 impl Error {
     /// Exit code for the binary: 2 usage/config, 3 input, 4 output,
     /// 5 kafka, 6 drift, 7 delivery, 8 wrong results, 9 not healthy,
     /// 10 input partition count changed (or would), 11 no valid checkpoint,
-    /// 12 loadtest runs failed before their check.
+    /// 12 loadtest runs failed before their check,
+    /// 13 state budget exceeded.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) => 2,
@@ -72,6 +77,7 @@ impl Error {
             Error::Partitions(_) => 10,
             Error::Checkpoint(_) => 11,
             Error::RunsFailed(_) => 12,
+            Error::StateBudget(_) => 13,
         }
     }
 }

@@ -96,6 +96,13 @@ impl Routing {
         partition % self.groups()
     }
 
+    /// The time from one of a partition's buckets to its next: G·B
+    /// seconds. A partition's event time jumps by up to this much when
+    /// its next bucket comes (the default horizon of its windows).
+    pub fn cycle_secs(&self) -> u64 {
+        u64::from(self.groups()) * self.bucket_secs
+    }
+
     pub fn bucket_secs(&self) -> u64 {
         self.bucket_secs
     }
@@ -155,6 +162,8 @@ mod tests {
         assert_eq!(r.route(ts + 900, "abc"), 479_470_107 % 4 * 2 + 1);
         assert_eq!(r.group_first(r.route(ts + 900, "21")), 1);
         assert_eq!(r.shard_partitions(1).collect::<Vec<_>>(), vec![1, 3, 5, 7]);
+        assert_eq!(r.cycle_secs(), 2 * 900);
+        assert_eq!(Routing::new(900, 8).unwrap().cycle_secs(), 8 * 900);
         // Every uid of a bucket stays inside its group's S partitions.
         for i in 0..1000 {
             let uid = format!("{i:x}");

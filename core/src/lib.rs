@@ -8,6 +8,7 @@
 //!
 //! - [`frame`]: one input line → a [`frame::Frame`] (`ts`, `uid`) or an
 //!   [`frame::Invalid`] reason; the validating hot-path parser.
+//! - [`budget`]: a worker's state budget over its partitions' windows.
 //! - [`bucket`]: `ts` → time bucket → partition ([`bucket::Routing`]), with
 //!   shards by [`murmur2`] of the uid.
 //! - [`merge`]: shards' partial windows summed once every shard closed them.
@@ -27,6 +28,7 @@
 //!   the topic is done), driven through a group [`ends::Member`].
 
 pub mod bucket;
+pub mod budget;
 pub mod checkpoint;
 pub mod clock;
 pub mod compare;

@@ -16,8 +16,10 @@ pub struct PartitionedWindows {
 }
 
 impl PartitionedWindows {
+    /// `rule`'s horizon defaults to the routing's cycle, as in the worker.
     pub fn new(routing: Routing, rule: WatermarkRule) -> Self {
         let p = routing.partitions() as usize;
+        let rule = rule.resolved(&routing);
         PartitionedWindows {
             routing,
             windows: (0..p).map(|_| Windows::new(rule)).collect(),
@@ -52,6 +54,11 @@ impl PartitionedWindows {
     /// Windows closed since the last call, in closing order, with their partition.
     pub fn take_closed(&mut self) -> std::vec::Drain<'_, (u32, Closed)> {
         self.closed.drain(..)
+    }
+
+    /// Frames dropped with windows beyond the horizon, over every partition.
+    pub fn beyond_horizon(&self) -> u64 {
+        self.windows.iter().map(|w| w.beyond_horizon().frames).sum()
     }
 
     pub fn late(&self) -> LateCounts {

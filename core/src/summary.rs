@@ -15,6 +15,9 @@ pub struct Summary {
     pub blank: u64,
     pub invalid: [u64; Invalid::ALL.len()],
     pub late: LateCounts,
+    /// Valid frames counted in windows that were then dropped as beyond
+    /// the horizon (see `crate::window::WatermarkRule::horizon`).
+    pub beyond_horizon: u64,
     pub seconds_emitted: u64,
     pub minutes_emitted: u64,
 }

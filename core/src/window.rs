@@ -14,12 +14,20 @@
 //! For rebalance-safe commits the core also knows, per open window, the
 //! sequence number (Kafka offset or line index) of its first counted frame, so
 //! that [`Windows::checkpoint`] can say where a new owner must resume.
+//!
+//! What input makes them hold: bounded by [`horizon`], measured by [`size`].
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{btree_map, BTreeMap, HashSet};
 
 use rustc_hash::FxBuildHasher;
 
 use crate::clock::{EventClock, DEFAULT_QUORUM};
+
+mod horizon;
+mod size;
+
+pub use horizon::BeyondHorizon;
+use size::{MINUTE_ENTRY_BYTES, SECOND_ENTRY_BYTES};
 
 /// Sequence number of a frame within its partition (Kafka offset, or line
 /// index offline). Strictly increasing in arrival order.
@@ -52,11 +60,32 @@ impl Watermark {
 pub struct WatermarkRule {
     pub lateness: u64,
     pub quorum: usize,
+    /// How far past the watermark `W` an open window may lie, in seconds:
+    /// a frame dated at or below `W + horizon` drops the open minutes that
+    /// start after it, and their seconds ([`horizon`]). `None`: where a
+    /// [`crate::bucket::Routing`] is known, its cycle ([`WatermarkRule::resolved`]);
+    /// bare [`Windows`] have none.
+    pub horizon: Option<u64>,
 }
 
 impl WatermarkRule {
     pub fn new(lateness: u64, quorum: usize) -> WatermarkRule {
-        WatermarkRule { lateness, quorum }
+        WatermarkRule {
+            lateness,
+            quorum,
+            horizon: None,
+        }
+    }
+
+    pub fn with_horizon(self, horizon: Option<u64>) -> WatermarkRule {
+        WatermarkRule { horizon, ..self }
+    }
+
+    /// The rule with its horizon fixed: the given one, or the routing's
+    /// cycle, the time from one of a partition's buckets to its next (so a
+    /// partition's honest jump to its next bucket stays within it).
+    pub fn resolved(self, routing: &crate::bucket::Routing) -> WatermarkRule {
+        self.with_horizon(Some(self.horizon.unwrap_or_else(|| routing.cycle_secs())))
     }
 
     /// The plain largest-`ts` rule (quorum 1).
@@ -100,13 +129,17 @@ struct MinuteWindow {
     frames: u64,
     packed: HashSet<u128, FxBuildHasher>,
     other: HashSet<Box<str>, FxBuildHasher>,
+    /// Bytes of the uids in `other` (their boxes).
+    other_text: usize,
     first_seq: Seq,
     /// The partition's event clock before `first_seq`.
     clock_before: EventClock,
 }
 
 impl MinuteWindow {
-    fn insert(&mut self, uid: &str) {
+    /// Inserts a uid; returns how many heap bytes that added (estimated).
+    fn insert(&mut self, uid: &str) -> usize {
+        let before = self.heap_bytes();
         match pack_hex_uid(uid) {
             Some(key) => {
                 self.packed.insert(key);
@@ -114,9 +147,11 @@ impl MinuteWindow {
             None => {
                 if !self.other.contains(uid) {
                     self.other.insert(uid.into());
+                    self.other_text += uid.len();
                 }
             }
         }
+        self.heap_bytes() - before
     }
 
     fn unique_users(&self) -> u64 {
@@ -203,6 +238,10 @@ pub struct Windows {
     already_emitted: Option<Watermark>,
     /// Raised by [`Windows::close_all`]: windows it closed stay closed.
     floor: Option<Watermark>,
+    horizon: Option<u64>,
+    beyond_horizon: BeyondHorizon,
+    /// Estimated heap bytes of the open windows ([`Windows::state_bytes`]).
+    bytes: usize,
 }
 
 impl Windows {
@@ -215,6 +254,9 @@ impl Windows {
             late: LateCounts::default(),
             already_emitted: None,
             floor: None,
+            horizon: rule.horizon,
+            beyond_horizon: BeyondHorizon::default(),
+            bytes: 0,
         }
     }
 
@@ -262,14 +304,29 @@ impl Windows {
         self.seconds.len() + self.minutes.len()
     }
 
+    /// Estimated heap bytes of the open windows: their entries (with the
+    /// event clock each keeps) and their sets of distinct uids. Kept up to
+    /// date by every frame and every close, at O(1) cost.
+    pub fn state_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Windows dropped beyond the horizon so far, and their frames.
+    pub fn beyond_horizon(&self) -> BeyondHorizon {
+        self.beyond_horizon
+    }
+
     fn is_closed(&self, end: u64) -> bool {
         self.watermark().is_some_and(|w| w.0 >= end)
     }
 
     /// Counts one frame, in arrival order. Does not close anything: call
-    /// [`Windows::flush`] with [`Windows::watermark`] afterwards.
+    /// [`Windows::flush`] with [`Windows::watermark`] afterwards. A frame
+    /// within the horizon first drops the windows beyond it
+    /// ([`WatermarkRule::horizon`]).
     pub fn record(&mut self, seq: Seq, ts: u64, uid: &str) -> Admission {
         debug_assert!(ts <= MAX_TS, "ts {ts} above window::MAX_TS");
+        self.drop_beyond_horizon(ts);
         let second = ts;
         let minute = ts - ts % MINUTE;
         let clock_before = self.clock;
@@ -278,29 +335,40 @@ impl Windows {
         if self.is_closed(second + SECOND) {
             self.late.seconds += 1;
         } else {
-            self.seconds
-                .entry(second)
-                .or_insert(SecondWindow {
-                    frames: 0,
-                    first_seq: seq,
-                    clock_before,
-                })
-                .frames += 1;
+            let window = match self.seconds.entry(second) {
+                btree_map::Entry::Occupied(e) => e.into_mut(),
+                btree_map::Entry::Vacant(e) => {
+                    self.bytes += SECOND_ENTRY_BYTES;
+                    e.insert(SecondWindow {
+                        frames: 0,
+                        first_seq: seq,
+                        clock_before,
+                    })
+                }
+            };
+            window.frames += 1;
             admission.second = true;
         }
 
         if self.is_closed(minute + MINUTE) {
             self.late.minutes += 1;
         } else {
-            let window = self.minutes.entry(minute).or_insert_with(|| MinuteWindow {
-                frames: 0,
-                packed: HashSet::default(),
-                other: HashSet::default(),
-                first_seq: seq,
-                clock_before,
-            });
+            let window = match self.minutes.entry(minute) {
+                btree_map::Entry::Occupied(e) => e.into_mut(),
+                btree_map::Entry::Vacant(e) => {
+                    self.bytes += MINUTE_ENTRY_BYTES;
+                    e.insert(MinuteWindow {
+                        frames: 0,
+                        packed: HashSet::default(),
+                        other: HashSet::default(),
+                        other_text: 0,
+                        first_seq: seq,
+                        clock_before,
+                    })
+                }
+            };
             window.frames += 1;
-            window.insert(uid);
+            self.bytes += window.insert(uid);
             admission.minute = true;
         }
 
@@ -318,6 +386,7 @@ impl Windows {
                 break;
             }
             let w = self.seconds.pop_first().expect("non-empty").1;
+            self.bytes -= SECOND_ENTRY_BYTES;
             out.push(Closed::Second {
                 start,
                 frames: w.frames,
@@ -328,6 +397,7 @@ impl Windows {
                 break;
             }
             let w = self.minutes.pop_first().expect("non-empty").1;
+            self.bytes -= MINUTE_ENTRY_BYTES + w.heap_bytes();
             out.push(Closed::Minute {
                 start,
                 frames: w.frames,

@@ -30,6 +30,7 @@ impl AggregateArgs {
     pub fn run(self) -> Result<(), Error> {
         let opts = AggregateOptions {
             routing: Routing::sharded(self.window.bucket_seconds, self.partitions, self.shards)?,
+            // The horizon defaults to the routing's cycle (PartitionedWindows).
             rule: self.window.rule(),
             parser: self.window.parser(),
             log_invalid: 20,
@@ -43,6 +44,7 @@ impl AggregateArgs {
             std::io::stderr().lock(),
             "aggregate: {} lines, {} valid frames, {} blank, {} invalid ({})\n\
              late frames: {} for their second, {} for their minute\n\
+             beyond the horizon: {} frames, in windows dropped (docs/limits.md)\n\
              emitted: {} seconds, {} minutes\n\
              {:.2}s, {:.0} frames/s, {:.0} MB/s",
             summary.lines,
@@ -52,6 +54,7 @@ impl AggregateArgs {
             summary.invalid_breakdown(),
             summary.late.seconds,
             summary.late.minutes,
+            summary.beyond_horizon,
             summary.seconds_emitted,
             summary.minutes_emitted,
             secs,

@@ -8,7 +8,7 @@ use clap::Args;
 use crate::core::bucket::DEFAULT_BUCKET_SECS;
 use crate::core::clock::{DEFAULT_QUORUM, MAX_QUORUM};
 use crate::core::frame::{
-    FrameParser, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_FUTURE, DEFAULT_MIN_TS,
+    FrameParser, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_FUTURE, DEFAULT_MAX_UID_BYTES, DEFAULT_MIN_TS,
 };
 use crate::core::partition::Rules;
 use crate::core::window::{WatermarkRule, MAX_TS};
@@ -39,6 +39,18 @@ pub struct WindowArgs {
     /// Largest accepted frame in bytes.
     #[arg(long, env = "MAX_FRAME_BYTES", default_value_t = DEFAULT_MAX_FRAME_BYTES)]
     pub max_frame_bytes: usize,
+    /// Longest accepted uid, in bytes (decoded UTF-8); a longer one is
+    /// invalid as `uid_too_long` (every distinct uid of an open minute is
+    /// kept in full).
+    #[arg(long, env = "MAX_UID_BYTES", default_value_t = DEFAULT_MAX_UID_BYTES)]
+    pub max_uid_bytes: usize,
+    /// How far past its partition's watermark a window may lie, in seconds,
+    /// once frames near the watermark show the partition's time is still
+    /// there: windows beyond are dropped, their frames counted as
+    /// `beyond_horizon` [default: the routing's cycle, partitions / shards
+    /// x bucket seconds] (see docs/limits.md).
+    #[arg(long, env = "HORIZON_SECONDS", value_parser = clap::value_parser!(u64).range(60..))]
+    pub horizon_seconds: Option<u64>,
 }
 
 impl WindowArgs {
@@ -66,11 +78,13 @@ impl WindowArgs {
     pub fn parser_without_bound(&self) -> FrameParser {
         let mut parser = FrameParser::new(self.min_ts, self.max_ts.unwrap_or(MAX_TS));
         parser.max_frame_bytes = self.max_frame_bytes;
+        parser.max_uid_bytes = self.max_uid_bytes;
         parser
     }
 
     pub fn rule(&self) -> WatermarkRule {
         WatermarkRule::new(self.lateness, self.watermark_quorum as usize)
+            .with_horizon(self.horizon_seconds)
     }
 
     /// What decides a worker's counts: each frame bounded by its record's

@@ -8,6 +8,7 @@ use clap::Args;
 
 use super::{KafkaArgs, MetricsArgs, ShardArgs, WindowArgs};
 use crate::cmd::worker::{parse_offsets, run, OnMissingCheckpoint, Targets, WorkerOptions};
+use crate::core::budget::DEFAULT_STATE_BUDGET;
 use crate::error::Error;
 use crate::kafka::producer::TRANSACTION_TIMEOUT_MS;
 
@@ -66,6 +67,11 @@ pub struct WorkerArgs {
     /// naming the partition; `restart` recomputes it from the log start.
     #[arg(long, env = "ON_MISSING_CHECKPOINT", value_enum, default_value_t = OnMissingCheckpoint::Fail)]
     pub on_missing_checkpoint: OnMissingCheckpoint,
+    /// Bytes the owned partitions' open windows may take together (bytes,
+    /// or with KiB, MiB, GiB): past it the worker stops with exit code 13
+    /// naming the partition, its offset and the limit (docs/limits.md).
+    #[arg(long, env = "STATE_BUDGET", default_value_t = DEFAULT_STATE_BUDGET, value_parser = parse_bytes)]
+    pub state_budget: u64,
     /// Loadtest: like --until-end with the end offsets given, PARTITION=OFFSET,...,
     /// or @FILE: a file that will hold them once the input is complete.
     #[arg(long, hide = true, conflicts_with = "until_end")]
@@ -88,6 +94,7 @@ impl WorkerArgs {
             forward: self.forward,
             late_topic: self.late_topic,
             rules: self.window.rules(),
+            state_budget: self.state_budget,
             bucket_secs: self.window.bucket_seconds,
             on_missing_checkpoint: self.on_missing_checkpoint,
             idle_flush: (self.idle_flush > 0).then(|| Duration::from_secs(self.idle_flush)),
@@ -111,5 +118,45 @@ impl WorkerArgs {
             partials_topic: self.shard.partials_topic,
         };
         run(opts, stop).map(|_| ())
+    }
+}
+
+/// A size in bytes: digits, with an optional `KiB`, `MiB` or `GiB`.
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, ""),
+    };
+    let unit: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?}: use bytes, KiB, MiB or GiB"
+            ))
+        }
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .ok_or_else(|| format!("not a size in bytes: {text:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_bytes("1024"), Ok(1024));
+        assert_eq!(parse_bytes("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_bytes("1 GiB"), Ok(1 << 30));
+        assert!(parse_bytes("1GB").is_err());
+        assert!(parse_bytes("GiB").is_err());
+        assert!(parse_bytes("99999999999GiB").is_err());
     }
 }

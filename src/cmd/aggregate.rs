@@ -259,5 +259,6 @@ fn count_in_order(
     }
     out.flush().map_err(Error::Output)?;
     summary.late = windows.late();
+    summary.beyond_horizon = windows.beyond_horizon();
     Ok(summary)
 }

@@ -84,6 +84,10 @@ pub struct WorkerMetrics {
     rebalances: Counter,
     partitions_revoked: Counter,
     owned: Gauge,
+    beyond_horizon: Counter,
+    state_bytes: Gauge,
+    state_peak: Gauge,
+    state_budget: Gauge,
     watermark: Family<PartitionLabel, Gauge>,
     delay: Family<PartitionLabel, Gauge>,
     lag: Family<PartitionLabel, Gauge>,
@@ -188,6 +192,31 @@ impl WorkerMetrics {
             "Input partitions assigned to this worker now",
             owned.clone(),
         );
+        let beyond_horizon = counter(
+            &mut r,
+            "frames_beyond_horizon",
+            "Valid frames counted in windows dropped because they lay beyond the horizon past the watermark (never emitted)",
+        );
+        let gauge = |r: &mut Registry, name: &str, help: &str| {
+            let g = Gauge::default();
+            r.register_with_unit(name, help, Unit::Bytes, g.clone());
+            g
+        };
+        let state_bytes = gauge(
+            &mut r,
+            "state",
+            "Estimated heap bytes of the owned partitions' open windows and their distinct uids",
+        );
+        let state_peak = gauge(
+            &mut r,
+            "state_peak",
+            "The most the owned partitions' open windows took (estimated heap bytes)",
+        );
+        let state_budget = gauge(
+            &mut r,
+            "state_budget",
+            "The state budget (--state-budget): the worker stops with exit code 13 past it",
+        );
         let watermark = Family::<PartitionLabel, Gauge>::default();
         r.register_with_unit(
             "partition_watermark_timestamp",
@@ -227,6 +256,10 @@ impl WorkerMetrics {
             rebalances,
             partitions_revoked,
             owned,
+            beyond_horizon,
+            state_bytes,
+            state_peak,
+            state_budget,
             watermark,
             delay,
             lag,
@@ -268,6 +301,17 @@ impl WorkerMetrics {
         mirror(&self.lost_to_retention, s.lost_to_retention);
         mirror(&self.rebalances, s.rebalances);
         mirror(&self.partitions_revoked, s.partitions_revoked);
+        mirror(&self.beyond_horizon, s.beyond_horizon);
+        self.state_bytes
+            .set(i64::try_from(s.state_bytes).unwrap_or(i64::MAX));
+        self.state_peak
+            .set(i64::try_from(s.state_bytes_peak).unwrap_or(i64::MAX));
+    }
+
+    /// The state budget, set once at start.
+    pub fn state_budget(&self, limit: u64) {
+        self.state_budget
+            .set(i64::try_from(limit).unwrap_or(i64::MAX));
     }
 
     /// How long ending one transaction took.
@@ -384,11 +428,14 @@ mod tests {
             frames: 10,
             blank: 1,
             late_minutes: 2,
+            beyond_horizon: 3,
+            state_bytes: 4096,
             ..WorkerSummary::default()
         };
         s.count_invalid("not_json");
         s.count_invalid("not_json");
         m.publish(&s);
+        m.state_budget(1 << 30);
         let text = exposition(&m);
         for line in [
             "timebucket_frames_consumed_total 13",
@@ -397,6 +444,9 @@ mod tests {
             "timebucket_frames_invalid_total{reason=\"bad_uid\"} 0",
             "timebucket_frames_late_total{window=\"minute\"} 2",
             "timebucket_transactions_total{outcome=\"aborted\"} 0",
+            "timebucket_frames_beyond_horizon_total 3",
+            "timebucket_state_bytes 4096",
+            "timebucket_state_budget_bytes 1073741824",
         ] {
             assert!(text.contains(line), "{line} missing in\n{text}");
         }

@@ -223,6 +223,10 @@ fn noisy_tail_gives_the_same_windows_and_counts_invalid_reasons() {
         ),
         (br#"{"ts":1468299999,"uid":""}"#.to_vec(), Invalid::BadUid),
         (
+            format!(r#"{{"ts":1468299999,"uid":"{}"}}"#, "u".repeat(257)).into_bytes(),
+            Invalid::UidTooLong,
+        ),
+        (
             b"{\"ts\":1468299999,\"uid\":\"\xff\"}".to_vec(),
             Invalid::NotUtf8,
         ),

@@ -10,6 +10,7 @@
 mod common;
 
 mod aggregate_cli;
+mod budget;
 mod compose;
 mod compose_run;
 mod compose_secure;

@@ -15,6 +15,11 @@ pub const DEFAULT_MIN_TS: u64 = 946_684_800;
 /// Default upper bound of a frame in bytes (Kafka's default `message.max.bytes`
 /// is about 1 MB, so a larger frame could not travel through the pipeline).
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 1_000_000;
+/// Default upper bound of a decoded `uid` in bytes. Every distinct uid of an
+/// open minute is kept in full, so this bounds what one frame can add to a
+/// worker's state. Real uids are 19 hex digits; 256 leaves room for UUIDs,
+/// e-mail addresses (at most 254) and the like.
+pub const DEFAULT_MAX_UID_BYTES: usize = 256;
 /// A valid frame: the root `ts` and `uid` of one line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame<'a> {
@@ -39,6 +44,9 @@ pub enum Invalid {
     MissingUid,
     DuplicateUid,
     BadUid,
+    /// A `uid` longer than [`FrameParser::max_uid_bytes`] (decoded UTF-8
+    /// bytes): it would be kept in full in its minute's set of distinct users.
+    UidTooLong,
     /// A valid frame read from a partition its `ts` does not route to (a
     /// foreign producer, or a partition count changed under a running
     /// ingest): counting it would split its minute over two partitions.
@@ -47,7 +55,7 @@ pub enum Invalid {
 }
 
 impl Invalid {
-    pub const ALL: [Invalid; 12] = [
+    pub const ALL: [Invalid; 13] = [
         Invalid::TooLarge,
         Invalid::NotUtf8,
         Invalid::NotJson,
@@ -59,6 +67,7 @@ impl Invalid {
         Invalid::MissingUid,
         Invalid::DuplicateUid,
         Invalid::BadUid,
+        Invalid::UidTooLong,
         Invalid::WrongPartition,
     ];
 
@@ -76,6 +85,7 @@ impl Invalid {
             Invalid::MissingUid => "missing_uid",
             Invalid::DuplicateUid => "duplicate_uid",
             Invalid::BadUid => "bad_uid",
+            Invalid::UidTooLong => "uid_too_long",
             Invalid::WrongPartition => "wrong_partition",
         }
     }
@@ -94,6 +104,7 @@ impl Invalid {
             Invalid::MissingUid => "root object has no \"uid\"",
             Invalid::DuplicateUid => "root object has more than one \"uid\"",
             Invalid::BadUid => "\"uid\" is not a non-empty string",
+            Invalid::UidTooLong => "\"uid\" is longer than the maximum uid length",
             Invalid::WrongPartition => {
                 "frame's time bucket routes to another partition of the input topic"
             }
@@ -127,6 +138,8 @@ pub struct FrameParser {
     pub min_ts: u64,
     pub max_ts: u64,
     pub max_frame_bytes: usize,
+    /// Longest accepted `uid`, in bytes of its decoded UTF-8.
+    pub max_uid_bytes: usize,
 }
 
 impl FrameParser {
@@ -137,6 +150,7 @@ impl FrameParser {
             min_ts,
             max_ts: max_ts.min(crate::window::MAX_TS),
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            max_uid_bytes: DEFAULT_MAX_UID_BYTES,
         }
     }
 
@@ -199,8 +213,17 @@ impl FrameParser {
                 if raw.is_empty() {
                     return Err(Invalid::BadUid);
                 }
+                // Escapes never decode to more bytes than they take, so a
+                // raw span within the cap needs no further check.
+                if raw.len() > self.max_uid_bytes && !escaped {
+                    return Err(Invalid::UidTooLong);
+                }
                 if escaped {
-                    Cow::Owned(unescape(raw).ok_or(Invalid::BadUid)?)
+                    let uid = unescape(raw).ok_or(Invalid::BadUid)?;
+                    if uid.len() > self.max_uid_bytes {
+                        return Err(Invalid::UidTooLong);
+                    }
+                    Cow::Owned(uid)
                 } else {
                     // The whole line passed the UTF-8 check and the span lies between quotes.
                     Cow::Borrowed(std::str::from_utf8(raw).map_err(|_| Invalid::BadUid)?)
@@ -402,6 +425,43 @@ mod tests {
             let line = format!(r#"{{"ts":1468244384,"uid":{bad}}}"#);
             assert_eq!(invalid(line.as_bytes()), Invalid::BadUid, "{line}");
         }
+    }
+
+    /// The cap counts decoded bytes: escapes that decode within it pass,
+    /// and a uid exactly at the cap is valid.
+    #[test]
+    fn uid_length_cap_counts_decoded_bytes() {
+        let mut parser = p();
+        parser.max_uid_bytes = 4;
+        let parse = |line: &'static str| parser.parse(line.as_bytes());
+        assert!(matches!(
+            parse(r#"{"ts":1468244384,"uid":"abcd"}"#),
+            Line::Frame(_)
+        ));
+        assert_eq!(
+            parse(r#"{"ts":1468244384,"uid":"abcde"}"#),
+            Line::Invalid(Invalid::UidTooLong)
+        );
+        // 12 raw bytes, 4 decoded: valid; 5 decoded: too long.
+        assert!(matches!(
+            parse(r#"{"ts":1468244384,"uid":"\u0041\u0042cd"}"#),
+            Line::Frame(_)
+        ));
+        assert_eq!(
+            parse(r#"{"ts":1468244384,"uid":"\u0041\u0042cde"}"#),
+            Line::Invalid(Invalid::UidTooLong)
+        );
+        // Cyrillic: 2 bytes a letter.
+        assert_eq!(
+            parse(r#"{"ts":1468244384,"uid":"ПрП"}"#),
+            Line::Invalid(Invalid::UidTooLong)
+        );
+        // A bad uid stays bad, whatever its length.
+        assert_eq!(
+            parse(r#"{"ts":1468244384,"uid":"\udc00\udc00"}"#),
+            Line::Invalid(Invalid::BadUid)
+        );
+        assert_eq!(p().max_uid_bytes, DEFAULT_MAX_UID_BYTES);
     }
 
     #[test]

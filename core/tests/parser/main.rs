@@ -111,6 +111,21 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+    /// The uid length cap (`uid_too_long`), with caps around the length of
+    /// real uids (19 bytes) and of the generated strings: the same oracle.
+    #[test]
+    fn uid_cap_agrees_with_serde_json(case in case(), cap in 0usize..24) {
+        let mut p = parser();
+        p.max_uid_bytes = cap;
+        if let Err(msg) = check(&p, &render(&case)) {
+            return Err(TestCaseError::fail(msg));
+        }
+    }
+}
+
 fn real_lines() -> &'static [Vec<u8>] {
     use std::sync::OnceLock;
     static LINES: OnceLock<Vec<Vec<u8>>> = OnceLock::new();

@@ -241,6 +241,7 @@ pub fn expect(p: &FrameParser, line: &[u8]) -> Expect {
     match &uid[..] {
         [] => one(I(Invalid::MissingUid)),
         [_, _, ..] => one(I(Invalid::DuplicateUid)),
+        [Val::Str(s)] if s.len() > p.max_uid_bytes => one(I(Invalid::UidTooLong)),
         [Val::Str(s)] if !s.is_empty() => one(Outcome::Frame(ts, s.clone())),
         [_] => one(I(Invalid::BadUid)),
     }

@@ -129,6 +129,7 @@ mod tests {
                 parser: FrameParser::default(),
                 max_future: Some(86_400),
             },
+            state_budget: 1 << 30,
             bucket_secs: 900,
             on_missing_checkpoint: policy,
             idle_flush: None,

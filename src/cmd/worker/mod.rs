@@ -20,6 +20,7 @@
 //!   at start. A [`PartitionWatch`] stops the worker when the input's
 //!   partition count changes; the routing guard on frames is in
 //!   [`crate::core::partition`].
+//! - [`bounds`]: the state budget and the windows dropped beyond the horizon.
 //! - [`shard`]: sharded buckets (S > 1): windows as partials, the shards'
 //!   progress, drained shards closed for good.
 //!
@@ -30,6 +31,7 @@
 //! The sink is [`Transactional`] (exactly-once, the default) or
 //! [`AtLeastOnce`].
 
+mod bounds;
 mod ends;
 pub use ends::Targets;
 pub mod guard;
@@ -50,6 +52,7 @@ pub use guard::OnMissingCheckpoint;
 pub use report::{Phase, Resume, WorkerReport, WorkerSummary};
 
 use crate::core::bucket::Routing;
+use crate::core::budget::StateBudget;
 use crate::core::window::Closed;
 use crate::error::Error;
 use crate::kafka::config::{KafkaSettings, TopicNames};
@@ -70,8 +73,12 @@ pub struct WorkerOptions {
     pub forward: bool,
     /// Send every late frame, unchanged, to this topic.
     pub late_topic: Option<String>,
-    /// The watermark rule and the frame bounds.
+    /// The watermark rule and the frame bounds. A horizon left `None` is
+    /// the input routing's cycle, fixed at start.
     pub rules: Rules,
+    /// Bytes the owned partitions' open windows may take together
+    /// ([`crate::core::budget`]); past it the worker stops (exit 13).
+    pub state_budget: u64,
     /// Time-bucket length: with the input's partition count, the routing
     /// every frame is checked against (`--bucket-seconds`, as ingest's).
     pub bucket_secs: u64,
@@ -125,6 +132,8 @@ struct State {
     resumes: Vec<Resume>,
     /// Scratch for closed windows.
     closed: Vec<Closed>,
+    /// The bytes each owned partition's windows take, against the budget.
+    budget: StateBudget,
     /// Set when a commit was given up: every owned partition must go back
     /// to its committed checkpoint before processing goes on.
     rewind: bool,
@@ -164,7 +173,7 @@ impl Shared {
 
 /// Runs until `stop` is set (SIGINT/SIGTERM) or, with `until_end`, until the
 /// owned partitions are drained.
-pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSummary, Error> {
+pub fn run(mut opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSummary, Error> {
     let mut report = WorkerReport::started(unix_ms());
     let metrics = Arc::new(WorkerMetrics::new());
     let exporter = match &opts.metrics_addr {
@@ -203,6 +212,8 @@ pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSummary, 
     };
     let count = partition_count(&opts.settings, &opts.topics.input, Duration::from_secs(30))?;
     let routing = Routing::sharded(opts.bucket_secs, count, opts.shards)?;
+    opts.rules.watermark = opts.rules.watermark.resolved(&routing);
+    metrics.state_budget(opts.state_budget);
     let watch = PartitionWatch::start(&opts.settings, &opts.topics.input, count, WATCH_INTERVAL)?;
     let shared = Arc::new(Shared {
         opts: opts.clone(),
@@ -214,6 +225,7 @@ pub fn run(opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSummary, 
             summary: WorkerSummary::default(),
             resumes: Vec::new(),
             closed: Vec::new(),
+            budget: StateBudget::new(opts.state_budget),
             rewind: false,
             fatal: None,
             at_end: HashMap::new(),

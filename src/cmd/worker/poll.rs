@@ -16,6 +16,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::Offset;
 use tracing::{info, warn};
 
+use super::bounds;
 use super::ends::{drain_step, lost_to_retention, on_end, Targets};
 use super::{shard, unix_ms, Owned, Resume, Shared, State, WorkerOptions};
 use crate::core::partition::{Partition, SeekTo, Start, Step};
@@ -140,6 +141,7 @@ pub(super) fn run(
                 state.first_record_ms.get_or_insert(now);
                 state.last_record_ms = Some(now);
             }
+            bounds::publish(&mut state);
             shared.metrics.publish(&state.summary);
             if let Some(e) = state.fatal.take() {
                 return Err(e);
@@ -228,6 +230,7 @@ fn handle_record(
         .partitions
         .get_mut(&partition)
         .expect("inserted above");
+    let dropped_before = owned.partition.windows().beyond_horizon().frames;
     let step = owned
         .partition
         .on_record(offset, record_time, payload, &mut state.closed);
@@ -295,6 +298,7 @@ fn handle_record(
         }
     }
     owned.last_record = Instant::now();
+    bounds::after_record(state, partition, offset, dropped_before)?;
     emit(state, partition);
     Ok(())
 }
@@ -344,6 +348,7 @@ pub(super) fn emit(state: &mut State, partition: i32) {
         return;
     }
     state.emit_pending = true;
+    bounds::after_close(state, partition);
     for c in state.closed.drain(..) {
         match c {
             Closed::Second { .. } => state.summary.seconds_emitted += 1,
@@ -523,6 +528,7 @@ fn commit_state(
             // Nothing of the given-up outputs is visible to read_committed
             // readers; replaying from the committed checkpoints makes them again.
             state.partitions.clear();
+            state.budget.clear();
             state.rewind = true;
         }
     }
@@ -546,6 +552,7 @@ impl Handover for Shared {
         let result = commit_state(self, &mut state, consumer);
         for p in partitions {
             state.partitions.remove(p);
+            state.budget.remove(*p);
         }
         state.summary.partitions_revoked += partitions.len() as u64;
         self.metrics.revoked(partitions);

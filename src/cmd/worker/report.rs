@@ -43,6 +43,16 @@ pub struct WorkerSummary {
     /// worker read them: from a committed checkpoint or the position
     /// reached up to the log's new start. Logged as errors with the range.
     pub lost_to_retention: u64,
+    /// Valid frames counted in windows that were then dropped because they
+    /// lay beyond the horizon (never emitted; each drop logged).
+    #[serde(default)]
+    pub beyond_horizon: u64,
+    /// Estimated bytes of the owned partitions' open windows at the last
+    /// poll batch, and the most they took ([`crate::core::budget`]).
+    #[serde(default)]
+    pub state_bytes: u64,
+    #[serde(default)]
+    pub state_bytes_peak: u64,
 }
 
 impl WorkerSummary {
