@@ -10,6 +10,7 @@
 mod common;
 
 mod aggregate_cli;
+mod attack;
 mod budget;
 mod compose;
 mod compose_run;
