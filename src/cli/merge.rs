@@ -32,7 +32,7 @@ pub struct MergeArgs {
     /// Idle-shard bound, seconds of event time: a window is merged once one
     /// shard of its bucket passed its end by this much, even if others did
     /// not (their partials for it are then late at the merge). 0: off, wait
-    /// for every shard (backfills; see README, Semantics, Shards).
+    /// for every shard (backfills; see docs/semantics.md, Shards).
     #[arg(long, env = "IDLE_SHARD_SECONDS", default_value_t = 300)]
     pub idle_shard_seconds: u64,
     /// Stop once every shard published its end (workers run with

@@ -28,7 +28,7 @@ pub struct TopicsArgs {
     pub timeout_secs: u64,
     /// Raise the input topic's partition count to --input-partitions (or
     /// its definition's) even though it is in use: frames already in it
-    /// were routed by the old count (see README, "Partition count").
+    /// were routed by the old count (see docs/semantics.md, "Partition count").
     #[arg(long, env = "ALLOW_REPARTITION")]
     pub allow_repartition: bool,
     #[command(flatten)]

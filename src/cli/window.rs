@@ -19,7 +19,7 @@ pub struct WindowArgs {
     #[arg(short = 'L', long, env = "LATENESS", default_value_t = 5)]
     pub lateness: u64,
     /// Distinct users whose frames must vouch for a time before the event
-    /// clock moves there (1: the plain largest-ts rule; see README, Semantics).
+    /// clock moves there (1: the plain largest-ts rule; see docs/semantics.md).
     #[arg(long, env = "WATERMARK_QUORUM", default_value_t = DEFAULT_QUORUM as u64,
           value_parser = clap::value_parser!(u64).range(1..=MAX_QUORUM as u64))]
     pub watermark_quorum: u64,

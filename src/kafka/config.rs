@@ -367,7 +367,7 @@ fn check_property(p: &Property) -> Result<(), Error> {
                 | "ssl.truststore.password"
                 | "ssl.truststore.type" => {
                     " (a Java client property: use librdkafka's names, e.g. sasl.username, \
-                     sasl.password, ssl.ca.location; see README, \"Connecting to a real cluster\")"
+                     sasl.password, ssl.ca.location; see docs/operations.md, \"Connecting to a real cluster\")"
                 }
                 _ => "",
             };

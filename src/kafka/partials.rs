@@ -1,5 +1,5 @@
 //! The partials topic: shard workers' partial windows and progress, as the
-//! merge stage reads them (README, Semantics, "Shards").
+//! merge stage reads them (docs/semantics.md, "Shards").
 //!
 //! - A partial is the shard's metric record (the JSON of
 //!   [`MetricRecord`], `partition` = the shard's input partition), key

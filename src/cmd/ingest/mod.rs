@@ -188,7 +188,7 @@ pub fn ingest_source(source: Source, opts: &IngestOptions) -> Result<IngestSumma
                 &format!(
                     "ingest stopped before line {next}: lines 1..{next} are committed, routed \
                      by the old count; line {next} and the rest of the input were not produced \
-                     (README \"Partition count\")"
+                     (docs/semantics.md, \"Partition count\")"
                 ),
             ));
         }

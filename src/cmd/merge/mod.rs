@@ -1,5 +1,5 @@
-//! `timebucket merge`: the merge stage of sharded buckets (README,
-//! Semantics, "Shards"). A consumer group of its own reads the partials
+//! `timebucket merge`: the merge stage of sharded buckets (docs/semantics.md,
+//! "Shards"). A consumer group of its own reads the partials
 //! topic (`read_committed`); one pure [`Merger`] per owned partials
 //! partition sums the shards' partial windows and says when a window is
 //! complete; the merged windows go to the metric topics in a transaction

@@ -75,7 +75,7 @@ pub fn usable(
             "partition {partition} of {topic}: the offset {offset} committed by group {group} \
              carries no valid timebucket checkpoint ({why}); resuming there could emit windows \
              again with other values, so the worker stops. To recompute the partition from the \
-             log start (the same values when the log is complete, see README \"Offset resets\"), \
+             log start (the same values when the log is complete, see docs/semantics.md, \"Offset resets\"), \
              rerun once with --on-missing-checkpoint=restart (ON_MISSING_CHECKPOINT=restart), or \
              with every worker stopped: kafka-consumer-groups.sh --bootstrap-server {bootstrap} \
              --group {group} --topic {topic}:{partition} --delete-offsets --execute",
@@ -100,7 +100,7 @@ pub fn check_partition(
         now,
         &format!(
             "the worker got a record from partition {partition} and stops rather than \
-             judge frames by the old count (README \"Partition count\")"
+             judge frames by the old count (docs/semantics.md, \"Partition count\")"
         ),
     ))
 }

@@ -70,7 +70,7 @@ pub(super) fn run(
         }
         shared.watch.check(|| {
             "the worker stops rather than judge frames by the old count \
-             (README \"Partition count\")"
+             (docs/semantics.md, \"Partition count\")"
                 .to_string()
         })?;
         // In batch mode an empty queue may mean the end: check soon.

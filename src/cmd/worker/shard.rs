@@ -1,4 +1,4 @@
-//! A worker of sharded buckets (S > 1, README "Shards"): its windows are
+//! A worker of sharded buckets (S > 1, docs/semantics.md, "Shards"): its windows are
 //! partials for `timebucket merge`, sent to the partials topic; with every
 //! commit it publishes each owned partition's progress (the watermark up to
 //! which that shard emitted its windows) in the same transaction. A drained
