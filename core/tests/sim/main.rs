@@ -108,7 +108,10 @@ impl Sim {
         c.assign_shift = rng.below(4) as usize;
         let routing = Routing::sharded(60, partitions, shards).expect("valid");
         let rules = Rules {
-            watermark: WatermarkRule::new(rng.range(0, 10), rng.range(1, 2) as usize),
+            // Resolved as the worker resolves it (the horizon defaults to the
+            // routing's cycle), so members and the aggregate decide alike.
+            watermark: WatermarkRule::new(rng.range(0, 10), rng.range(1, 2) as usize)
+                .resolved(&routing),
             parser: FrameParser::new(0, 4_000_000_000),
             max_future: None,
         };
