@@ -113,7 +113,9 @@ fn hint_of(refusal: Refusal, reason: &str) -> &'static str {
             "TLS handshake failed: check security.protocol, ssl.ca.location and, for \
              mutual TLS, ssl.certificate.location and ssl.key.location"
         }
-        Refusal::Authorization => "not authorized: the user lacks an ACL (see docs/operations.md, \"ACLs\")",
+        Refusal::Authorization => {
+            "not authorized: the user lacks an ACL (see docs/operations.md, \"ACLs\")"
+        }
     }
 }
 

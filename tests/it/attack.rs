@@ -103,7 +103,7 @@ fn slow_header(addr: SocketAddr) -> JoinHandle<Duration> {
 
 /// Connections that never send a byte, held while `/healthz` is asked.
 fn idle_connections(addr: SocketAddr) {
-    assert!(IDLE < MAX_CONNECTIONS);
+    const { assert!(IDLE < MAX_CONNECTIONS) };
     let idle: Vec<TcpStream> = (0..IDLE)
         .map(|_| TcpStream::connect(addr).unwrap())
         .collect();
