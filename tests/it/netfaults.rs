@@ -296,7 +296,18 @@ fn ingest_cut_from_the_brokers_mid_file_then_healed() {
     let _serial = serial();
     let s = setup("netingest", 10130, 40_000);
     let ingesting = slow_ingest(&s, 12);
-    std::thread::sleep(Duration::from_secs(4));
+    // Mid-file: once ingest has committed records, with most of the file
+    // still to come (it is fed over 12 s).
+    wait_until(
+        "ingest's first records on the input topic",
+        Duration::from_secs(60),
+        || {
+            crate::common::end_offsets(&s.kafka.bootstrap, &s.p.input)
+                .values()
+                .sum::<i64>()
+                > 0
+        },
+    );
     s.net.isolate("in");
     std::thread::sleep(PAST_SESSION_AND_TRANSACTION_TIMEOUT);
     s.net.heal();
