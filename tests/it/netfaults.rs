@@ -144,7 +144,7 @@ fn wait_until(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
 }
 
 /// Partitions the group assigns to the member on each host address.
-fn assigned(s: &Setup) -> BTreeMap<String, usize> {
+fn assigned(s: &Setup) -> BTreeMap<String, Vec<i32>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &s.kafka.bootstrap)
         .create()
@@ -152,34 +152,67 @@ fn assigned(s: &Setup) -> BTreeMap<String, usize> {
     let Ok(groups) = consumer.fetch_group_list(Some(&s.p.group), Duration::from_secs(10)) else {
         return BTreeMap::new();
     };
-    let mut by_host = BTreeMap::new();
+    let mut by_host: BTreeMap<String, Vec<i32>> = BTreeMap::new();
     for g in groups.groups() {
         for m in g.members() {
             let host = m.client_host().trim_start_matches('/').to_string();
-            let n = m.assignment().map_or(0, assignment_size);
-            *by_host.entry(host).or_default() += n;
+            let owned = m.assignment().map_or_else(Vec::new, assignment_partitions);
+            by_host.entry(host).or_default().extend(owned);
         }
     }
     by_host
 }
 
-/// Partitions in a consumer protocol assignment (version, then topics
+/// The partitions in a consumer protocol assignment (version, then topics
 /// with their partitions).
-fn assignment_size(bytes: &[u8]) -> usize {
+fn assignment_partitions(bytes: &[u8]) -> Vec<i32> {
     let int = |at: usize, n: usize| -> Option<i64> {
         let b = bytes.get(at..at + n)?;
         Some(b.iter().fold(0i64, |v, &x| (v << 8) | x as i64))
     };
-    let Some(topics) = int(2, 4) else { return 0 };
-    let (mut at, mut partitions) = (6usize, 0usize);
+    let mut partitions = Vec::new();
+    let Some(topics) = int(2, 4) else {
+        return partitions;
+    };
+    let mut at = 6usize;
     for _ in 0..topics.max(0) {
         let Some(len) = int(at, 2) else { break };
         at += 2 + len.max(0) as usize;
         let Some(n) = int(at, 4) else { break };
-        partitions += n.max(0) as usize;
-        at += 4 + 4 * n.max(0) as usize;
+        at += 4;
+        for _ in 0..n.max(0) {
+            let Some(p) = int(at, 4) else { break };
+            partitions.push(p as i32);
+            at += 4;
+        }
     }
     partitions
+}
+
+/// The group's last committed offset of each of `partitions` (absent: none
+/// yet), `None` while the cluster does not answer. Read uncommitted, so a
+/// member's open transaction does not hold the answer back.
+fn committed(s: &Setup, partitions: &[i32]) -> Option<BTreeMap<i32, i64>> {
+    let consumer: BaseConsumer = crate::common::consumer_config(&s.kafka.bootstrap, &s.p.group)
+        .set("isolation.level", "read_uncommitted")
+        .create()
+        .ok()?;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for &p in partitions {
+        tpl.add_partition(&s.p.input, p);
+    }
+    let got = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .ok()?;
+    Some(
+        got.elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                rdkafka::Offset::Offset(o) => Some((e.partition(), o)),
+                _ => None,
+            })
+            .collect(),
+    )
 }
 
 /// Waits until the workers on `hosts` all own partitions.
@@ -191,7 +224,7 @@ fn wait_owning(s: &Setup, hosts: &[&str]) {
             let a = assigned(s);
             hosts
                 .iter()
-                .all(|h| a.get(s.net.addr(h)).is_some_and(|&n| n > 0))
+                .all(|h| a.get(s.net.addr(h)).is_some_and(|p| !p.is_empty()))
         },
     );
 }
@@ -208,10 +241,38 @@ fn evicted_worker(tag: &str, port: u16, fault: impl Fn(&Net), heal: impl Fn(&Net
     inject_invalid(&s.p);
     let mut workers = vec![worker(&s, "w1", &SLOW), worker(&s, "w2", &SLOW)];
     wait_owning(&s, &["w1", "w2"]);
+    // Mid-stream: the cut-off worker's partitions have checkpoints, so the
+    // other worker resumes them rather than starting over.
+    let mut owned = Vec::new();
+    wait_until(
+        "the first worker's partitions have committed checkpoints",
+        Duration::from_secs(60),
+        || {
+            owned = assigned(&s).remove(s.net.addr("w1")).unwrap_or_default();
+            !owned.is_empty()
+                && committed(&s, &owned).is_some_and(|c| owned.iter().all(|p| c.contains_key(p)))
+        },
+    );
 
     let cut = unix_ms();
     fault(&s.net);
+    let at_cut = committed(&s, &owned).expect("the committed offsets at the cut");
+    // The fault lasts past both timeouts, and until the other worker has
+    // taken over: evicting the cut-off member, then the coordinator's abort
+    // of its open transaction (up to the timeout plus the broker's cleanup
+    // interval) must both happen before its partitions are read.
     std::thread::sleep(PAST_SESSION_AND_TRANSACTION_TIMEOUT);
+    wait_until(
+        "the other worker owns and commits the cut-off worker's partitions",
+        Duration::from_secs(120),
+        || {
+            let a = assigned(&s);
+            let others = a.get(s.net.addr("w2")).cloned().unwrap_or_default();
+            owned.iter().all(|p| others.contains(p))
+                && committed(&s, &owned)
+                    .is_some_and(|c| owned.iter().any(|p| c.get(p) > at_cut.get(p)))
+        },
+    );
     heal(&s.net);
     let healed = unix_ms();
     wait_workers(&s, &mut workers);
@@ -252,6 +313,19 @@ fn evicted_worker(tag: &str, port: u16, fault: impl Fn(&Net), heal: impl Fn(&Net
 #[test]
 fn a_worker_cut_from_every_broker_past_its_session_timeout_is_fenced() {
     evicted_worker("netcut", 10100, |net| net.isolate("w1"), Net::heal);
+}
+
+/// A worker frozen (SIGSTOP, as a long GC pause or a VM freeze would) while
+/// it owns partitions, past its timeouts: a zombie whose late commit, once
+/// it wakes, must be refused.
+#[test]
+fn a_worker_frozen_past_its_session_timeout_is_fenced_as_a_zombie() {
+    evicted_worker(
+        "netstop",
+        10160,
+        |net| net.pause("w1"),
+        |net| net.resume("w1"),
+    );
 }
 
 /// Feeds the file to ingest on host `in` over about `secs` seconds.
