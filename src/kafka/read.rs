@@ -9,9 +9,11 @@ use rdkafka::message::{BorrowedMessage, OwnedMessage};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
 
+use tracing::warn;
+
 use crate::error::Error;
 use crate::kafka::config::KafkaSettings;
-use crate::kafka::connect::{explain, refusal, refused};
+use crate::kafka::connect::{explain, refusal, refusal_of, refused};
 
 /// Every committed record of `topic` up to its end offsets as they are now,
 /// read with `read_committed` outside any group (for `show` and tests).
@@ -81,8 +83,16 @@ pub fn read_each(
         }
         let message = consumer.poll(Duration::from_millis(100));
         let idle = message.is_none();
-        if let Some(message) = message {
-            visit(&message.map_err(|e| refused(&format!("cannot read {topic}"), &e))?);
+        match message {
+            Some(Ok(message)) => visit(&message),
+            // A refusal (authentication, TLS, an ACL) will not change: say so
+            // now. Anything else (a broker down, a leader moving) librdkafka
+            // retries by itself, and the deadline bounds the wait.
+            Some(Err(e)) if refusal_of(&e).is_some() => {
+                return Err(refused(&format!("cannot read {topic}"), &e));
+            }
+            Some(Err(e)) => warn!(topic, error = %e, "reading goes on after an error"),
+            None => {}
         }
         // Positions, not message offsets: transaction markers and aborted
         // records occupy offsets that are never delivered. Asking for them

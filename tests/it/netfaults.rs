@@ -328,6 +328,39 @@ fn a_worker_frozen_past_its_session_timeout_is_fenced_as_a_zombie() {
     );
 }
 
+/// The active controller (KRaft quorum leader, also a broker that leads
+/// partitions and may coordinate the group or the transactions) killed with
+/// -9 while the workers are mid-stream: the other two brokers elect a new
+/// controller and carry on.
+#[test]
+fn the_active_controller_killed_mid_run() {
+    let _serial = serial();
+    let s = setup("netctl", 10190, 60_000);
+    ingest(&s);
+    inject_invalid(&s.p);
+    let mut workers = vec![worker(&s, "w1", &SLOW), worker(&s, "w2", &SLOW)];
+    wait_owning(&s, &["w1", "w2"]);
+    let leader = s.kafka.active_controller();
+    let killed = Instant::now();
+    s.kafka.kill_broker(leader);
+    let mut new_leader = leader;
+    wait_until(
+        "another controller is active",
+        Duration::from_secs(60),
+        || {
+            new_leader = s.kafka.try_active_controller().unwrap_or(leader);
+            new_leader != leader
+        },
+    );
+    println!(
+        "measured: netctl: controller {leader} killed; controller {new_leader} active \
+         within {:.1} s",
+        killed.elapsed().as_secs_f64()
+    );
+    wait_workers(&s, &mut workers);
+    assert_exactly_once(&s.p, &s.path);
+}
+
 /// Feeds the file to ingest on host `in` over about `secs` seconds.
 fn slow_ingest(s: &Setup, secs: u64) -> (Child, std::thread::JoinHandle<()>) {
     slow_ingest_via(&s.p, &s.net.launcher("in"), &s.path, secs)

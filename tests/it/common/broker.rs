@@ -107,18 +107,35 @@ impl OwnKafka {
 
     /// The node id of the active controller (the KRaft quorum's leader).
     pub fn active_controller(&self) -> u32 {
-        let out = self.run(&[
-            "tool",
-            "kafka-metadata-quorum",
-            "--bootstrap-server",
-            &self.bootstrap,
-            "describe",
-            "--status",
-        ]);
-        out.lines()
+        self.try_active_controller()
+            .unwrap_or_else(|e| panic!("no active controller: {e}"))
+    }
+
+    /// [`Self::active_controller`], or why the quorum did not name one (it
+    /// may be electing a leader).
+    pub fn try_active_controller(&self) -> Result<u32, String> {
+        let out = Command::new(script())
+            .args([
+                "tool",
+                "kafka-metadata-quorum",
+                "--bootstrap-server",
+                &self.bootstrap,
+                "describe",
+                "--status",
+            ])
+            .env("TIMEBUCKET_KAFKA_DIR", self.dir.path())
+            .output()
+            .map_err(|e| format!("cannot run scripts/kafka: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
             .find_map(|l| l.trim().strip_prefix("LeaderId:"))
             .and_then(|id| id.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no LeaderId in kafka-metadata-quorum's answer:\n{out}"))
+            .ok_or_else(|| {
+                format!(
+                    "no LeaderId in kafka-metadata-quorum's answer:\n{text}\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
     }
 
     /// kill -9 of broker `node`: a crash.
