@@ -28,8 +28,11 @@ use crate::kafka::config::KafkaSettings;
 
 /// How long [`check`] waits for a cluster that does not answer at all.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// One metadata request of [`check`]; error events are read in between.
+/// The first metadata request of [`check`]; error events are read in
+/// between. Each next request may take twice as long, up to [`LAST_STEP`]:
+/// a cluster 400 ms of round trip away never answers within 250 ms.
 const STEP: Duration = Duration::from_millis(250);
+const LAST_STEP: Duration = Duration::from_secs(4);
 
 /// What the cluster's answer means when it says no.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,8 +165,10 @@ pub fn check_within(settings: &KafkaSettings, timeout: Duration) -> Result<(), E
     // the failed call's.
     let mut last_call: String;
     let mut last_event: Option<String> = None;
+    let mut next_step = STEP;
     loop {
-        let step = STEP.min(deadline.saturating_duration_since(Instant::now()));
+        let step = next_step.min(deadline.saturating_duration_since(Instant::now()));
+        next_step = (next_step * 2).min(LAST_STEP);
         match probe.fetch_metadata(None, step.max(Duration::from_millis(1))) {
             Ok(md) if !md.brokers().is_empty() => return Ok(()),
             Ok(_) => last_call = "the metadata lists no brokers".into(),
