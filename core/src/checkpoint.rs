@@ -4,17 +4,20 @@
 //! make the same decisions. Reading and writing commits is the product's
 //! (`src/kafka/checkpoint.rs`, or the simulator's in-memory log).
 
-use crate::clock::EventClock;
+use crate::clock::{ClockState, Quorum};
 use crate::window::{Checkpoint, Watermark};
 
-const METADATA_VERSION: &str = "tb2";
+const METADATA_VERSION: &str = "tb3";
+/// Written with the fixed quorum (`clock=K/max/key@ts...`).
+const METADATA_V2: &str = "tb2";
 /// Written before the event clock: the largest `ts` only.
 const METADATA_V1: &str = "tb1";
 
-/// `tb2;clock=<EventClock>;handled=<offset>;emitted=<wm|->;floor=<wm|->`:
+/// `tb3;clock=<ClockState>;handled=<offset>;emitted=<wm|->;floor=<wm|->`:
 /// what a new owner needs besides the offset to make the same decisions.
 /// Small enough for the broker's default `offset.metadata.max.bytes` (4096):
-/// at most about 400 bytes with the largest quorum.
+/// at most about 4,000 bytes with the largest quorum and the largest times
+/// (tested), a few hundred in practice.
 pub fn encode_checkpoint(cp: &Checkpoint) -> String {
     fn opt(v: Option<u64>) -> String {
         v.map_or_else(|| "-".to_string(), |v| v.to_string())
@@ -42,6 +45,9 @@ pub struct Unusable {
 }
 
 /// What a partition's committed offset carries.
+// A checkpoint holds the clock's uids ahead inline (1.6 KB) so that it stays
+// `Copy`; one is read per partition assigned.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Committed {
     Checkpoint(Checkpoint),
@@ -76,7 +82,8 @@ pub struct Bounds {
 /// The checkpoint committed at `offset` with `metadata`, or why it is none
 /// of ours. Every field must be present once, parse, and agree with the
 /// others. A `tb1` checkpoint (largest `ts` only) resumes with that time
-/// vouched for, as that version's rule had it.
+/// vouched for, as that version's rule had it; a `tb2` one (fixed quorum)
+/// at the time its clock stood at ([`decode_v2_clock`]).
 pub fn decode_checkpoint(offset: u64, metadata: &str) -> Result<Checkpoint, String> {
     if metadata.is_empty() {
         return Err(
@@ -86,17 +93,17 @@ pub fn decode_checkpoint(offset: u64, metadata: &str) -> Result<Checkpoint, Stri
     let mut parts = metadata.split(';');
     let version = parts.next().unwrap_or_default();
     let keys: &[&str] = match version {
-        METADATA_VERSION => &["clock", "handled", "emitted", "floor"],
+        METADATA_VERSION | METADATA_V2 => &["clock", "handled", "emitted", "floor"],
         METADATA_V1 => &["max", "handled", "emitted", "floor"],
         _ => {
             return Err(format!(
-                "foreign metadata (not {METADATA_VERSION} or {METADATA_V1})"
+                "foreign metadata (not {METADATA_VERSION}, {METADATA_V2} or {METADATA_V1})"
             ))
         }
     };
     let mut cp = Checkpoint {
         resume_seq: offset,
-        clock_before: EventClock::new(1),
+        clock_before: ClockState::new(Quorum::fixed(1)),
         handled_until: offset,
         emitted: None,
         floor: None,
@@ -121,12 +128,15 @@ pub fn decode_checkpoint(offset: u64, metadata: &str) -> Result<Checkpoint, Stri
         seen.push(k);
         match k {
             "clock" => {
-                cp.clock_before =
-                    EventClock::decode(v).ok_or_else(|| format!("clock={v:?} is no event clock"))?
+                let clock = match version {
+                    METADATA_V2 => decode_v2_clock(v),
+                    _ => ClockState::decode(v),
+                };
+                cp.clock_before = clock.ok_or_else(|| format!("clock={v:?} is no event clock"))?
             }
             "max" => {
                 if let Some(max) = number(k, v)? {
-                    cp.clock_before = EventClock::at(1, max);
+                    cp.clock_before = ClockState::at(Quorum::fixed(1), max);
                 }
             }
             "handled" => {
@@ -154,6 +164,36 @@ pub fn decode_checkpoint(offset: u64, metadata: &str) -> Result<Checkpoint, Stri
         }
     }
     Ok(cp)
+}
+
+/// A `tb2` clock, `K/max/key@ts...` (the K largest per-uid maxima): it
+/// resumes at the time it stood at (the K-th), vouched for, with the
+/// largest `ts` it saw; its uids ahead are not carried over (so the first
+/// minute after an upgrade may decide a frame beyond the lateness
+/// differently than the old version would have).
+fn decode_v2_clock(text: &str) -> Option<ClockState> {
+    let mut parts = text.split('/');
+    let k: usize = parts.next()?.parse().ok()?;
+    if !(1..=8).contains(&k) {
+        return None;
+    }
+    let max = match parts.next()? {
+        "-" if parts.next().is_none() => return Some(ClockState::new(Quorum::fixed(1))),
+        max => max.parse::<u64>().ok()?,
+    };
+    let mut times = Vec::new();
+    for entry in parts {
+        let (key, ts) = entry.split_once('@')?;
+        u64::from_str_radix(key, 16).ok()?;
+        let ts: u64 = ts.parse().ok()?;
+        if ts > max || times.len() == k {
+            return None;
+        }
+        times.push(ts);
+    }
+    times.sort_unstable_by(|a, b| b.cmp(a));
+    let time = times.get(k - 1).map_or("-".to_string(), |t| t.to_string());
+    ClockState::decode(&format!("1/0/{time}/0/0/{max}"))
 }
 
 /// Checks a decoded checkpoint against what the partition and the clock
@@ -198,15 +238,18 @@ pub fn check_bounds(cp: &Checkpoint, bounds: &Bounds) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    use crate::clock::{EventClock, MAX_QUORUM};
+
     #[test]
     fn checkpoint_metadata_round_trips() {
-        let mut clock = EventClock::new(2);
+        let mut clock = EventClock::new(Quorum::default());
         clock.observe("a", 1468244384);
         clock.observe("b", 1468244380);
         clock.observe("liar", 1468330000);
+        clock.end_minute();
         let cp = Checkpoint {
             resume_seq: 42,
-            clock_before: clock,
+            clock_before: clock.resumable().unwrap(),
             handled_until: 99,
             emitted: Some(Watermark(1468244379)),
             floor: None,
@@ -215,7 +258,7 @@ mod tests {
         assert!(meta.len() < 200, "{meta}");
         assert_eq!(decode_checkpoint(42, &meta), Ok(cp));
         let fresh = Checkpoint {
-            clock_before: EventClock::new(3),
+            clock_before: ClockState::new(Quorum::new(3, 250)),
             emitted: None,
             floor: Some(Watermark(60)),
             ..cp
@@ -226,6 +269,46 @@ mod tests {
         assert!(decode_checkpoint(1, "tb1;max=x").is_err());
     }
 
+    /// A checkpoint of the previous version resumes at the time its clock
+    /// stood at (the K-th largest of its per-uid maxima).
+    #[test]
+    fn a_version_2_checkpoint_resumes_at_its_time() {
+        let meta = "tb2;clock=2/1468330000/1@1468330000/2@1468244384;handled=9;emitted=-;floor=-";
+        let cp = decode_checkpoint(7, meta).unwrap();
+        assert_eq!(cp.clock_before.time(), Some(1468244384));
+        assert_eq!(cp.clock_before.max_ts(), Some(1468330000));
+        let empty = decode_checkpoint(7, "tb2;clock=2/-;handled=9;emitted=-;floor=-").unwrap();
+        assert_eq!(empty.clock_before.time(), None);
+        assert!(decode_checkpoint(7, "tb2;clock=9/-;handled=9;emitted=-;floor=-").is_err());
+        assert!(decode_checkpoint(7, "tb2;clock=1/5/1@9;handled=9;emitted=-;floor=-").is_err());
+    }
+
+    /// The largest clock state fits the broker's default
+    /// `offset.metadata.max.bytes` with every other field at its longest.
+    #[test]
+    fn the_largest_checkpoint_fits_the_default_metadata_limit() {
+        let mut ahead = String::new();
+        for i in 0..(MAX_QUORUM - 1) as u64 {
+            ahead.push_str(&format!("/{:x}@{}", u64::MAX - i, u64::MAX - i));
+        }
+        let clock = format!(
+            "100/4999/{}/{}/1/{}{ahead}",
+            u64::MAX - 1_000,
+            u64::MAX,
+            u64::MAX
+        );
+        let cp = Checkpoint {
+            resume_seq: u64::MAX,
+            clock_before: ClockState::decode(&clock).unwrap(),
+            handled_until: u64::MAX,
+            emitted: Some(Watermark(u64::MAX)),
+            floor: Some(Watermark(u64::MAX)),
+        };
+        let meta = encode_checkpoint(&cp);
+        assert!(meta.len() <= 4_096, "{} bytes", meta.len());
+        assert_eq!(decode_checkpoint(u64::MAX, &meta), Ok(cp));
+    }
+
     #[test]
     fn a_version_1_checkpoint_resumes_at_its_largest_ts() {
         let cp = decode_checkpoint(7, "tb1;max=1000;handled=9;emitted=995;floor=-").unwrap();
@@ -234,7 +317,7 @@ mod tests {
         assert_eq!(cp.emitted, Some(Watermark(995)));
     }
 
-    const GOOD: &str = "tb2;clock=1/-;handled=12;emitted=1000;floor=1020";
+    const GOOD: &str = "tb3;clock=1/0/-/0/0/-;handled=12;emitted=1000;floor=1020";
 
     /// Every field is checked on its own and against the others: missing,
     /// foreign, unparsable, repeated or unknown fields and inconsistent
@@ -245,7 +328,8 @@ mod tests {
         let refused = [
             ("", "no metadata"),
             ("consumer-tool", "foreign"),
-            ("tb3;clock=1/-;handled=12;emitted=-;floor=-", "foreign"),
+            ("tb4;clock=1/-;handled=12;emitted=-;floor=-", "foreign"),
+            ("tb3;clock=1/-;handled=12;emitted=-;floor=-", "clock"),
             ("tb2;clock=1/-;handled=12;emitted=-", "missing: floor"),
             (
                 "tb2;clock=1/-;handled=12;emitted=-;floor=-;floor=-",
@@ -300,6 +384,8 @@ mod tests {
         assert!(
             check("tb2;clock=1/2000000;handled=12;emitted=-;floor=-", 10).contains("largest ts")
         );
+        let tb3 = "tb3;clock=2/500/-/0/0/2000000;handled=12;emitted=-;floor=-";
+        assert!(check(tb3, 10).contains("largest ts"));
         // The end of the minute of the largest ts is still a watermark.
         let edge = decode_checkpoint(10, "tb2;clock=1/-;handled=12;emitted=1000020;floor=1000020");
         assert_eq!(check_bounds(&edge.unwrap(), &bounds), Ok(()));

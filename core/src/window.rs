@@ -11,22 +11,30 @@
 //! counts in its second and its minute independently, each only while that
 //! window is open, and is otherwise late for that window kind.
 //!
-//! For rebalance-safe commits the core also knows, per open window, the
-//! sequence number (Kafka offset or line index) of its first counted frame, so
-//! that [`Windows::checkpoint`] can say where a new owner must resume.
+//! For rebalance-safe commits the core also knows, per open minute, the
+//! sequence number (Kafka offset or line index) of its first counted frame
+//! and a point at or before it to replay from, so that
+//! [`Windows::checkpoint`] can say where a new owner must resume ([`resume`]).
 //!
 //! What input makes them hold: bounded by [`horizon`], measured by [`size`].
+//! The rule's options: [`rule`].
 
 use std::collections::{btree_map, BTreeMap, HashSet};
+use std::sync::Arc;
 
 use rustc_hash::FxBuildHasher;
 
-use crate::clock::{EventClock, DEFAULT_QUORUM};
+use crate::clock::EventClock;
 
 mod horizon;
+mod resume;
+mod rule;
 mod size;
 
 pub use horizon::BeyondHorizon;
+pub use resume::Checkpoint;
+use resume::{first_holder, resume_point, ResumePoint};
+pub use rule::WatermarkRule;
 use size::{MINUTE_ENTRY_BYTES, SECOND_ENTRY_BYTES};
 
 /// Sequence number of a frame within its partition (Kafka offset, or line
@@ -51,56 +59,6 @@ impl Watermark {
     /// `time - lateness`. Saturating is exact: every window ends at >= 1.
     pub fn from_event_time(time: u64, lateness: u64) -> Watermark {
         Watermark(time.saturating_sub(lateness))
-    }
-}
-
-/// How a partition's watermark follows its frames: `E - lateness`, where
-/// `E` is the time `quorum` distinct uids vouch for ([`EventClock`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WatermarkRule {
-    pub lateness: u64,
-    pub quorum: usize,
-    /// How far past the watermark `W` an open window may lie, in seconds:
-    /// a frame dated at or below `W + horizon` drops the open minutes that
-    /// start after it, and their seconds ([`horizon`]). `None`: where a
-    /// [`crate::bucket::Routing`] is known, its cycle ([`WatermarkRule::resolved`]);
-    /// bare [`Windows`] have none.
-    pub horizon: Option<u64>,
-}
-
-impl WatermarkRule {
-    pub fn new(lateness: u64, quorum: usize) -> WatermarkRule {
-        WatermarkRule {
-            lateness,
-            quorum,
-            horizon: None,
-        }
-    }
-
-    pub fn with_horizon(self, horizon: Option<u64>) -> WatermarkRule {
-        WatermarkRule { horizon, ..self }
-    }
-
-    /// The rule with its horizon fixed: the given one, or the routing's
-    /// cycle, the time from one of a partition's buckets to its next (so a
-    /// partition's honest jump to its next bucket stays within it).
-    pub fn resolved(self, routing: &crate::bucket::Routing) -> WatermarkRule {
-        self.with_horizon(Some(self.horizon.unwrap_or_else(|| routing.cycle_secs())))
-    }
-
-    /// The plain largest-`ts` rule (quorum 1).
-    pub fn largest_ts(lateness: u64) -> WatermarkRule {
-        WatermarkRule::new(lateness, 1)
-    }
-
-    fn clock(&self) -> EventClock {
-        EventClock::new(self.quorum)
-    }
-}
-
-impl Default for WatermarkRule {
-    fn default() -> Self {
-        WatermarkRule::new(5, DEFAULT_QUORUM)
     }
 }
 
@@ -132,8 +90,12 @@ struct MinuteWindow {
     /// Bytes of the uids in `other` (their boxes).
     other_text: usize,
     first_seq: Seq,
-    /// The partition's event clock before `first_seq`.
-    clock_before: EventClock,
+    /// Where to replay from to rebuild this window and the clock exactly:
+    /// at or before `first_seq`.
+    resume: ResumePoint,
+    /// Whether this window counts `resume`'s memory in the state's bytes
+    /// (the first window to hold it does).
+    holds_resume: bool,
 }
 
 impl MinuteWindow {
@@ -159,11 +121,12 @@ impl MinuteWindow {
     }
 }
 
+/// No first frame or resume point of its own: an open second's minute is
+/// open and counted the second's first frame too, so the minute's cover it
+/// ([`Windows::checkpoint`]).
 #[derive(Debug, Clone, Copy)]
 struct SecondWindow {
     frames: u64,
-    first_seq: Seq,
-    clock_before: EventClock,
 }
 
 /// A window that closed with at least one counted frame.
@@ -209,28 +172,16 @@ pub struct LateCounts {
     pub minutes: u64,
 }
 
-/// Where a new owner of the partition must resume to rebuild the open windows
-/// exactly, and what it must know to make the same decisions from there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Checkpoint {
-    /// First sequence number to replay (the commit offset).
-    pub resume_seq: Seq,
-    /// The partition's event clock before `resume_seq`.
-    pub clock_before: EventClock,
-    /// Frames before this sequence number were already fully handled (their
-    /// side outputs sent); replaying them only rebuilds window state.
-    pub handled_until: Seq,
-    /// Windows ending at or below this watermark were already emitted.
-    pub emitted: Option<Watermark>,
-    /// Watermark floor left by [`Windows::close_all`] (idle or drained partition).
-    pub floor: Option<Watermark>,
-}
-
 /// All open windows of one partition.
 #[derive(Debug)]
 pub struct Windows {
     lateness: u64,
     clock: EventClock,
+    /// The last point where the clock's set of the minute's users was
+    /// empty: `E` entered a minute, a floor ended the count, or the start.
+    last_resume: ResumePoint,
+    /// The sequence number after the last frame recorded.
+    next_seq: Seq,
     seconds: BTreeMap<u64, SecondWindow>,
     minutes: BTreeMap<u64, MinuteWindow>,
     late: LateCounts,
@@ -246,9 +197,13 @@ pub struct Windows {
 
 impl Windows {
     pub fn new(rule: WatermarkRule) -> Windows {
+        let clock = rule.clock();
+        let start = Arc::new((0, clock.resumable().expect("a new clock is resumable")));
         Windows {
             lateness: rule.lateness,
-            clock: rule.clock(),
+            clock,
+            last_resume: start,
+            next_seq: 0,
             seconds: BTreeMap::new(),
             minutes: BTreeMap::new(),
             late: LateCounts::default(),
@@ -258,24 +213,6 @@ impl Windows {
             beyond_horizon: BeyondHorizon::default(),
             bytes: 0,
         }
-    }
-
-    /// A fresh core for a new owner of the partition, which will replay from
-    /// `checkpoint.resume_seq`.
-    pub fn resume(rule: WatermarkRule, checkpoint: &Checkpoint) -> Windows {
-        let mut windows = Windows::new(rule);
-        let cp = checkpoint.clock_before;
-        windows.clock = if cp.quorum() == rule.quorum {
-            cp
-        } else {
-            // The quorum changed since the checkpoint: go on from the time
-            // the old clock stood at.
-            cp.time()
-                .map_or_else(|| rule.clock(), |t| EventClock::at(rule.quorum, t))
-        };
-        windows.already_emitted = checkpoint.emitted;
-        windows.floor = checkpoint.floor;
-        windows
     }
 
     pub fn lateness(&self) -> u64 {
@@ -304,9 +241,9 @@ impl Windows {
         self.seconds.len() + self.minutes.len()
     }
 
-    /// Estimated heap bytes of the open windows: their entries (with the
-    /// event clock each keeps) and their sets of distinct uids. Kept up to
-    /// date by every frame and every close, at O(1) cost.
+    /// Estimated heap bytes of the open windows: their entries, the clock
+    /// states they keep to resume from, and their sets of distinct uids.
+    /// Kept up to date by every frame and every close, at O(1) cost.
     pub fn state_bytes(&self) -> usize {
         self.bytes
     }
@@ -329,8 +266,8 @@ impl Windows {
         self.drop_beyond_horizon(ts);
         let second = ts;
         let minute = ts - ts % MINUTE;
-        let clock_before = self.clock;
         let mut admission = Admission::default();
+        self.next_seq = seq + 1;
 
         if self.is_closed(second + SECOND) {
             self.late.seconds += 1;
@@ -339,11 +276,7 @@ impl Windows {
                 btree_map::Entry::Occupied(e) => e.into_mut(),
                 btree_map::Entry::Vacant(e) => {
                     self.bytes += SECOND_ENTRY_BYTES;
-                    e.insert(SecondWindow {
-                        frames: 0,
-                        first_seq: seq,
-                        clock_before,
-                    })
+                    e.insert(SecondWindow { frames: 0 })
                 }
             };
             window.frames += 1;
@@ -356,15 +289,18 @@ impl Windows {
             let window = match self.minutes.entry(minute) {
                 btree_map::Entry::Occupied(e) => e.into_mut(),
                 btree_map::Entry::Vacant(e) => {
-                    self.bytes += MINUTE_ENTRY_BYTES;
-                    e.insert(MinuteWindow {
+                    let resume = resume_point(&self.clock, &self.last_resume, seq);
+                    let window = e.insert(MinuteWindow {
                         frames: 0,
                         packed: HashSet::default(),
                         other: HashSet::default(),
                         other_text: 0,
                         first_seq: seq,
-                        clock_before,
-                    })
+                        holds_resume: first_holder(&resume),
+                        resume,
+                    });
+                    self.bytes += MINUTE_ENTRY_BYTES + window.heap_bytes();
+                    window
                 }
             };
             window.frames += 1;
@@ -372,7 +308,8 @@ impl Windows {
             admission.minute = true;
         }
 
-        self.clock.observe(uid, ts);
+        let entered_minute = self.clock.observe(uid, ts);
+        self.after_observe(seq, entered_minute);
         admission
     }
 
@@ -420,13 +357,29 @@ impl Windows {
     }
 
     /// Closes every open window now, as end of input does, for a partition
-    /// that went idle (live mode) or was drained (batch mode). The watermark
-    /// is raised to the end of the minute of the largest `ts`, so a window
-    /// closed here can never be emitted again with another value: frames for
-    /// it that still arrive are late.
+    /// that was drained (batch mode). The floor is raised to the end of the
+    /// minute of [`Windows::end_time`], so a window closed here up to it
+    /// can never be emitted again with another value: frames for it that
+    /// still arrive are late.
     pub fn close_all(&mut self, out: &mut Vec<Closed>) {
-        self.close_up_to(self.clock.max_ts(), out);
+        self.close_up_to(self.end_time(), out);
+        self.flush(Watermark::END, out);
         debug_assert_eq!(self.open_windows(), 0);
+        self.end_minute();
+    }
+
+    /// The time end of input closes for good: the largest `ts` seen, but at
+    /// most a minute past the event clock. Frames further ahead are what the
+    /// watermark rule ignores, so a bad clock cannot make a later run on the
+    /// same partition count honest frames late (their windows are emitted
+    /// with the rest, and a later frame for one opens it again). Before the
+    /// clock is defined, the largest `ts`.
+    pub fn end_time(&self) -> Option<u64> {
+        let max = self.clock.max_ts()?;
+        Some(match self.clock.time() {
+            Some(e) => max.min(e.saturating_add(MINUTE)),
+            None => max,
+        })
     }
 
     /// Closes the windows up to the end of the minute of the event clock's
@@ -435,6 +388,7 @@ impl Windows {
     /// quorum ever seen, up to the largest `ts`.
     pub fn close_idle(&mut self, out: &mut Vec<Closed>) {
         self.close_up_to(self.clock.time().or(self.clock.max_ts()), out);
+        self.end_minute();
     }
 
     /// Raises the floor to `watermark` and closes what it passed: windows
@@ -443,6 +397,7 @@ impl Windows {
     pub fn close_through(&mut self, watermark: Watermark, out: &mut Vec<Closed>) {
         self.floor = self.floor.max(Some(watermark));
         self.flush(watermark.max(self.watermark().unwrap_or(watermark)), out);
+        self.end_minute();
     }
 
     fn close_up_to(&mut self, time: Option<u64>, out: &mut Vec<Closed>) {
@@ -454,247 +409,7 @@ impl Windows {
             self.flush(wm, out);
         }
     }
-
-    /// Where to resume if this partition changed owner now, given the
-    /// sequence number of the next frame not yet recorded.
-    pub fn checkpoint(&self, next_seq: Seq) -> Checkpoint {
-        let oldest = self
-            .seconds
-            .values()
-            .map(|w| (w.first_seq, w.clock_before))
-            .chain(self.minutes.values().map(|w| (w.first_seq, w.clock_before)))
-            .min_by_key(|&(seq, _)| seq);
-        let (resume_seq, clock_before) = oldest.unwrap_or((next_seq, self.clock));
-        Checkpoint {
-            resume_seq,
-            clock_before,
-            handled_until: next_seq,
-            emitted: self.watermark().max(self.already_emitted),
-            floor: self.floor,
-        }
-    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn run(lateness: u64, frames: &[(u64, &str)]) -> (Vec<Closed>, LateCounts) {
-        let mut w = Windows::new(WatermarkRule::largest_ts(lateness));
-        let mut out = Vec::new();
-        for (seq, &(ts, uid)) in frames.iter().enumerate() {
-            w.record(seq as u64, ts, uid);
-            w.flush(w.watermark().unwrap(), &mut out);
-        }
-        w.flush(Watermark::END, &mut out);
-        (out, w.late())
-    }
-
-    #[test]
-    fn counts_seconds_and_distinct_minutes() {
-        let (out, late) = run(
-            5,
-            &[(120, "a"), (120, "b"), (121, "a"), (179, "c"), (180, "a")],
-        );
-        assert_eq!(late, LateCounts::default());
-        assert_eq!(
-            out,
-            vec![
-                Closed::Second {
-                    start: 120,
-                    frames: 2
-                },
-                Closed::Second {
-                    start: 121,
-                    frames: 1
-                },
-                Closed::Second {
-                    start: 179,
-                    frames: 1
-                },
-                Closed::Minute {
-                    start: 120,
-                    frames: 4,
-                    unique_users: 3
-                },
-                Closed::Second {
-                    start: 180,
-                    frames: 1
-                },
-                Closed::Minute {
-                    start: 180,
-                    frames: 1,
-                    unique_users: 1
-                },
-            ]
-        );
-    }
-
-    #[test]
-    fn window_closes_exactly_when_watermark_reaches_its_end() {
-        let mut w = Windows::new(WatermarkRule::largest_ts(5));
-        let mut out = Vec::new();
-        w.record(0, 100, "a");
-        w.record(1, 105, "a");
-        w.flush(w.watermark().unwrap(), &mut out);
-        assert!(out.is_empty(), "watermark 100 must not close [100,101)");
-        w.record(2, 106, "a");
-        w.flush(w.watermark().unwrap(), &mut out);
-        assert_eq!(
-            out,
-            vec![Closed::Second {
-                start: 100,
-                frames: 1
-            }]
-        );
-        // Second 100 is closed now: a frame for it is late for its second only.
-        assert_eq!(
-            w.record(3, 100, "b"),
-            Admission {
-                second: false,
-                minute: true
-            }
-        );
-        assert_eq!(
-            w.late(),
-            LateCounts {
-                seconds: 1,
-                minutes: 0
-            }
-        );
-    }
-
-    #[test]
-    fn late_for_minute_and_second() {
-        let (out, late) = run(5, &[(100, "a"), (200, "b"), (110, "c")]);
-        assert_eq!(
-            late,
-            LateCounts {
-                seconds: 1,
-                minutes: 1
-            }
-        );
-        assert!(out.contains(&Closed::Minute {
-            start: 60,
-            frames: 1,
-            unique_users: 1
-        }));
-    }
-
-    #[test]
-    fn within_lateness_is_counted() {
-        let (out, late) = run(5, &[(60, "a"), (124, "b"), (119, "c")]);
-        assert_eq!(
-            late,
-            LateCounts {
-                seconds: 0,
-                minutes: 0
-            }
-        );
-        assert!(out.contains(&Closed::Minute {
-            start: 60,
-            frames: 2,
-            unique_users: 2
-        }));
-    }
-
-    #[test]
-    fn non_hex_uids_are_counted_exactly_beside_packed_ones() {
-        let (out, _) = run(
-            0,
-            &[
-                (0, "ab"),
-                (0, "AB"),
-                (0, "ab"),
-                (0, "0ab"),
-                (0, "Привет"),
-                (0, "Привет"),
-            ],
-        );
-        assert!(out.contains(&Closed::Minute {
-            start: 0,
-            frames: 6,
-            unique_users: 4
-        }));
-    }
-
-    #[test]
-    fn packing_is_injective_on_leading_zeros() {
-        assert_ne!(pack_hex_uid("0a"), pack_hex_uid("a"));
-        assert_eq!(pack_hex_uid("G"), None);
-        assert_eq!(pack_hex_uid(&"f".repeat(31)), None);
-    }
-
-    #[test]
-    fn close_all_closes_everything_and_keeps_it_closed() {
-        let mut w = Windows::new(WatermarkRule::largest_ts(5));
-        let mut out = Vec::new();
-        w.record(0, 130, "a");
-        w.record(1, 131, "b");
-        w.close_all(&mut out);
-        assert_eq!(out.len(), 3);
-        assert_eq!(w.open_windows(), 0);
-        // A frame for the closed minute is late for both kinds now.
-        assert_eq!(
-            w.record(2, 135, "c"),
-            Admission {
-                second: false,
-                minute: false
-            }
-        );
-        assert_eq!(
-            w.record(3, 180, "c"),
-            Admission {
-                second: true,
-                minute: true
-            }
-        );
-        // The floor survives a handover.
-        let cp = w.checkpoint(4);
-        let mut resumed = Windows::resume(WatermarkRule::largest_ts(5), &cp);
-        assert_eq!(
-            resumed.record(4, 150, "d"),
-            Admission {
-                second: false,
-                minute: false
-            }
-        );
-    }
-
-    #[test]
-    fn resume_from_checkpoint_rebuilds_open_windows_without_reemitting() {
-        let frames: Vec<(u64, String)> = (0..400u64)
-            .map(|i| {
-                (
-                    1000 + i / 3 + (i % 7 == 0) as u64 * 3,
-                    format!("{:x}", i % 50),
-                )
-            })
-            .collect();
-        let mut reference = Windows::new(WatermarkRule::largest_ts(5));
-        let mut expected = Vec::new();
-        for (seq, (ts, uid)) in frames.iter().enumerate() {
-            reference.record(seq as u64, *ts, uid);
-            reference.flush(reference.watermark().unwrap(), &mut expected);
-        }
-        reference.flush(Watermark::END, &mut expected);
-
-        for cut in [1usize, 50, 133, 250, 399] {
-            let mut first = Windows::new(WatermarkRule::largest_ts(5));
-            let mut emitted = Vec::new();
-            for (seq, (ts, uid)) in frames[..cut].iter().enumerate() {
-                first.record(seq as u64, *ts, uid);
-                first.flush(first.watermark().unwrap(), &mut emitted);
-            }
-            let cp = first.checkpoint(cut as u64);
-            assert!(cp.resume_seq <= cut as u64);
-            let mut second = Windows::resume(WatermarkRule::largest_ts(5), &cp);
-            for (seq, (ts, uid)) in frames.iter().enumerate().skip(cp.resume_seq as usize) {
-                second.record(seq as u64, *ts, uid);
-                second.flush(second.watermark().unwrap(), &mut emitted);
-            }
-            second.flush(Watermark::END, &mut emitted);
-            assert_eq!(emitted, expected, "cut at {cut}");
-        }
-    }
-}
+mod tests;

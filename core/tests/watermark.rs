@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use proptest::sample::Index;
-use timebucket_core::window::{Closed, LateCounts, Watermark, WatermarkRule, Windows};
+use timebucket_core::window::{LateCounts, Watermark, WatermarkRule, Windows};
 
 const L: u64 = 5;
 const DAY: u64 = 86_400;
@@ -18,8 +18,8 @@ fn rule() -> WatermarkRule {
     WatermarkRule::new(L, 2)
 }
 
-/// Per window (kind, start): (frames, distinct users), after a whole run.
-type Counts = BTreeMap<(bool, u64), (u64, u64)>;
+mod common;
+use common::{counts, Counts};
 
 struct Run {
     counts: Counts,
@@ -50,20 +50,6 @@ fn run(rule: WatermarkRule, frames: &[(u64, String)]) -> Run {
         admitted,
         watermarks,
     }
-}
-
-fn counts(closed: &[Closed]) -> Counts {
-    closed
-        .iter()
-        .map(|c| match *c {
-            Closed::Second { start, frames } => ((false, start), (frames, 0)),
-            Closed::Minute {
-                start,
-                frames,
-                unique_users,
-            } => ((true, start), (frames, unique_users)),
-        })
-        .collect()
 }
 
 /// An honest stream: `n` frames from 1,000 s on, about `rate` per second,

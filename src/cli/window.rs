@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use clap::Args;
 
 use crate::core::bucket::DEFAULT_BUCKET_SECS;
-use crate::core::clock::{DEFAULT_QUORUM, MAX_QUORUM};
+use crate::core::clock::{Quorum, DEFAULT_QUORUM, DEFAULT_SHARE_BP, MAX_QUORUM, MAX_SHARE_BP};
 use crate::core::frame::{
     FrameParser, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_FUTURE, DEFAULT_MAX_UID_BYTES, DEFAULT_MIN_TS,
 };
@@ -18,11 +18,18 @@ pub struct WindowArgs {
     /// Allowed lateness in seconds: watermark = event clock - lateness.
     #[arg(short = 'L', long, env = "LATENESS", default_value_t = 5)]
     pub lateness: u64,
-    /// Distinct users whose frames must vouch for a time before the event
-    /// clock moves there (1: the plain largest-ts rule; see docs/semantics.md).
+    /// The fewest distinct users whose frames must vouch for a time before
+    /// the event clock moves there (1 with a share of 0: the plain
+    /// largest-ts rule; see docs/semantics.md).
     #[arg(long, env = "WATERMARK_QUORUM", default_value_t = DEFAULT_QUORUM as u64,
           value_parser = clap::value_parser!(u64).range(1..=MAX_QUORUM as u64))]
     pub watermark_quorum: u64,
+    /// Share of the users active in the minute, in percent (two decimals at
+    /// most, below 50), whose clocks may run ahead without moving the event
+    /// clock: the quorum is that many users plus one (at least
+    /// --watermark-quorum, at most 100).
+    #[arg(long, env = "WATERMARK_SHARE", default_value = "5", value_parser = parse_share)]
+    pub watermark_share: ShareBp,
     /// Time-bucket length in seconds (a multiple of 60).
     #[arg(long, env = "BUCKET_SECONDS", default_value_t = DEFAULT_BUCKET_SECS)]
     pub bucket_seconds: u64,
@@ -83,8 +90,8 @@ impl WindowArgs {
     }
 
     pub fn rule(&self) -> WatermarkRule {
-        WatermarkRule::new(self.lateness, self.watermark_quorum as usize)
-            .with_horizon(self.horizon_seconds)
+        let quorum = Quorum::new(self.watermark_quorum as usize, self.watermark_share.0);
+        WatermarkRule::with_quorum(self.lateness, quorum).with_horizon(self.horizon_seconds)
     }
 
     /// What decides a worker's counts: each frame bounded by its record's
@@ -94,6 +101,55 @@ impl WindowArgs {
             watermark: self.rule(),
             parser: self.parser_without_bound(),
             max_future: self.max_future(),
+        }
+    }
+}
+
+/// A share in basis points (hundredths of a percent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShareBp(pub u32);
+
+impl Default for ShareBp {
+    fn default() -> Self {
+        ShareBp(DEFAULT_SHARE_BP)
+    }
+}
+
+/// `5`, `2.5` or `0.25` (percent) to basis points; below 50%.
+fn parse_share(text: &str) -> Result<ShareBp, String> {
+    let bad = || format!("{text:?} is not a percentage below 50 with at most two decimals");
+    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+    if whole.is_empty()
+        || frac.len() > 2
+        || !(whole.bytes().chain(frac.bytes())).all(|b| b.is_ascii_digit())
+    {
+        return Err(bad());
+    }
+    let whole: u32 = whole.parse().map_err(|_| bad())?;
+    let frac: u32 = format!("{frac:0<2}").parse().map_err(|_| bad())?;
+    let bp = whole
+        .checked_mul(100)
+        .and_then(|w| w.checked_add(frac))
+        .ok_or_else(bad)?;
+    if bp > MAX_SHARE_BP {
+        return Err(bad());
+    }
+    Ok(ShareBp(bp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_are_read_in_percent() {
+        assert_eq!(parse_share("5"), Ok(ShareBp(500)));
+        assert_eq!(parse_share("2.5"), Ok(ShareBp(250)));
+        assert_eq!(parse_share("0.25"), Ok(ShareBp(25)));
+        assert_eq!(parse_share("0"), Ok(ShareBp(0)));
+        assert_eq!(parse_share("49.99"), Ok(ShareBp(4_999)));
+        for bad in ["", "50", "-1", "1.234", ".5", "5%", "x", "99999999999"] {
+            assert!(parse_share(bad).is_err(), "{bad:?}");
         }
     }
 }

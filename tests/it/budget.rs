@@ -13,7 +13,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use timebucket::cmd::aggregate::{aggregate as aggregate_lib, AggregateOptions, Summary};
 use timebucket::cmd::worker::{Phase, WorkerReport};
 use timebucket::core::bucket::Routing;
-use timebucket::core::clock::DEFAULT_QUORUM;
 use timebucket::core::compare::WindowSet;
 use timebucket::core::frame::{default_max_ts, FrameParser, DEFAULT_MAX_UID_BYTES, DEFAULT_MIN_TS};
 use timebucket::core::window::WatermarkRule;
@@ -50,7 +49,7 @@ fn honest(p: &Pipeline, frames: u64) -> Vec<String> {
 fn offline(path: &Path, horizon: Option<u64>) -> (WindowSet, Summary) {
     let opts = AggregateOptions {
         routing: Routing::new(900, PARTITIONS as u32).unwrap(),
-        rule: WatermarkRule::new(5, DEFAULT_QUORUM).with_horizon(horizon),
+        rule: WatermarkRule::default().with_horizon(horizon),
         parser: FrameParser::new(DEFAULT_MIN_TS, default_max_ts(now())),
         log_invalid: 0,
     };

@@ -17,7 +17,7 @@ use proptest::test_runner::{Config, RngSeed};
 
 use timebucket::cmd::ingest::position::Position;
 use timebucket::cmd::ingest::source::Fingerprint;
-use timebucket::core::clock::EventClock;
+use timebucket::core::clock::{EventClock, Quorum};
 use timebucket::core::merge::{MergeCheckpoint, Piece};
 use timebucket::core::metric::MetricRecord;
 use timebucket::core::window::{Checkpoint, Closed, Watermark};
@@ -81,7 +81,10 @@ fn wm() -> impl Strategy<Value = Option<Watermark>> {
 
 fn worker_checkpoint() -> impl Strategy<Value = Checkpoint> {
     (
-        1usize..6,
+        (
+            1usize..6,
+            prop::sample::select(vec![0u32, 500, 2_500, 4_999]),
+        ),
         prop::collection::vec(("[a-z]{1,4}", any::<u64>()), 0..12),
         any::<u64>(),
         any::<u64>(),
@@ -90,13 +93,16 @@ fn worker_checkpoint() -> impl Strategy<Value = Checkpoint> {
         any::<bool>(),
     )
         .prop_map(|(quorum, seen, resume, extra, emitted, floor, has_floor)| {
-            let mut clock = EventClock::new(quorum);
+            let mut clock = EventClock::new(Quorum::new(quorum.0, quorum.1));
             for (uid, ts) in &seen {
                 clock.observe(uid, *ts);
             }
+            // A checkpoint holds the clock where its set of the minute's
+            // users is empty, as a floor leaves it.
+            clock.end_minute();
             Checkpoint {
                 resume_seq: resume,
-                clock_before: clock,
+                clock_before: clock.resumable().expect("resumable after a floor"),
                 handled_until: resume.saturating_add(extra % 1000),
                 emitted,
                 floor: has_floor.then_some(Watermark(floor)),
@@ -181,6 +187,7 @@ proptest! {
     fn worker_checkpoint_decoding_of_any_text(meta in any::<String>(), offset in any::<u64>()) {
         let _ = checkpoint::decode_checkpoint(offset, &meta);
         let _ = checkpoint::decode_checkpoint(offset, &format!("tb2;{meta}"));
+        let _ = checkpoint::decode_checkpoint(offset, &format!("tb3;{meta}"));
     }
 
     #[test]

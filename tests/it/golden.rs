@@ -16,7 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::common::files::{data_path, golden, read};
 use timebucket::cmd::aggregate::{aggregate, AggregateOptions, Summary};
 use timebucket::core::bucket::Routing;
-use timebucket::core::clock::DEFAULT_QUORUM;
+use timebucket::core::clock::Quorum;
 use timebucket::core::frame::{default_max_ts, FrameParser, Invalid, DEFAULT_MIN_TS};
 use timebucket::core::metric::{MetricKind, MetricRecord};
 use timebucket::core::window::{LateCounts, WatermarkRule};
@@ -34,7 +34,7 @@ fn parser() -> FrameParser {
 fn options(partitions: u32, parser: FrameParser) -> AggregateOptions {
     AggregateOptions {
         routing: Routing::new(900, partitions).unwrap(),
-        rule: WatermarkRule::new(LATENESS, DEFAULT_QUORUM),
+        rule: WatermarkRule::with_quorum(LATENESS, Quorum::default()),
         parser,
         log_invalid: 0,
     }

@@ -15,6 +15,7 @@ mod budget;
 mod compose;
 mod compose_run;
 mod compose_secure;
+mod crowd;
 mod dashboard;
 mod edges;
 mod faults;

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use timebucket::cmd::aggregate::{aggregate as aggregate_lib, AggregateOptions, Summary};
 use timebucket::core::bucket::Routing;
-use timebucket::core::clock::DEFAULT_QUORUM;
+use timebucket::core::clock::Quorum;
 use timebucket::core::frame::{default_max_ts, FrameParser, DEFAULT_MIN_TS};
 use timebucket::core::window::WatermarkRule;
 
@@ -22,7 +22,7 @@ use crate::common::pipeline::{
 };
 use crate::common::producer_config;
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -30,7 +30,7 @@ fn now() -> u64 {
 }
 
 /// A frame's root `ts`, a number or a string of digits.
-fn ts_of(line: &str) -> u64 {
+pub(crate) fn ts_of(line: &str) -> u64 {
     let v: serde_json::Value = serde_json::from_str(line).unwrap();
     v["ts"]
         .as_u64()
@@ -39,10 +39,10 @@ fn ts_of(line: &str) -> u64 {
 }
 
 /// `aggregate`'s summary for `path` with watermark quorum `quorum`.
-fn offline(path: &Path, quorum: usize) -> Summary {
+fn offline(path: &Path, quorum: Quorum) -> Summary {
     let opts = AggregateOptions {
         routing: Routing::new(900, PARTITIONS as u32).unwrap(),
-        rule: WatermarkRule::new(5, quorum),
+        rule: WatermarkRule::with_quorum(5, quorum),
         parser: FrameParser::new(DEFAULT_MIN_TS, default_max_ts(now())),
         log_invalid: 0,
     };
@@ -98,9 +98,9 @@ fn a_bad_clock_mid_stream_costs_no_one_anything() {
     // the quorum's places, so the watermark stays at or below the largest
     // honest ts minus L, and only frames the plain rule would find late on
     // the clean stream can become late.
-    let before = offline(&clean, DEFAULT_QUORUM);
-    let after = offline(&path, DEFAULT_QUORUM);
-    let plain_clean = offline(&clean, 1);
+    let before = offline(&clean, Quorum::default());
+    let after = offline(&path, Quorum::default());
+    let plain_clean = offline(&clean, Quorum::fixed(1));
     assert_eq!(after.valid, before.valid + inserted as u64);
     assert!(
         before.late.seconds <= after.late.seconds
@@ -112,7 +112,7 @@ fn a_bad_clock_mid_stream_costs_no_one_anything() {
         after.late,
         plain_clean.late
     );
-    let old = offline(&path, 1);
+    let old = offline(&path, Quorum::fixed(1));
     assert!(
         old.late.minutes > plain_clean.late.minutes + 1_000,
         "the old rule should lose frames here: {:?}",

@@ -46,11 +46,10 @@ impl Windows {
         let drop = &mut self.beyond_horizon;
         drop.windows += (minutes.len() + seconds.len()) as u64;
         drop.frames += minutes.values().map(|m| m.frames).sum::<u64>();
-        let first_seq = minutes
-            .values()
-            .map(|m| m.first_seq)
-            .chain(seconds.values().map(|s| s.first_seq))
-            .min();
+        // A dropped second's minute starts at or after the cut too, and
+        // counted the second's first frame: the minutes' first frames are
+        // the first.
+        let first_seq = minutes.values().map(|m| m.first_seq).min();
         let first = minutes.keys().chain(seconds.keys()).copied().min();
         if let (Some(start), Some(seq)) = (first, first_seq) {
             drop.last = Some((start - start % MINUTE, seq));

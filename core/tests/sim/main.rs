@@ -27,6 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use timebucket_core::bucket::Routing;
+use timebucket_core::clock::Quorum;
 use timebucket_core::frame::FrameParser;
 use timebucket_core::merge::OfflineMerge;
 use timebucket_core::partition::Rules;
@@ -107,10 +108,17 @@ impl Sim {
         let mut c = Cluster::new(partitions as usize, partials as usize, session, txn_timeout);
         c.assign_shift = rng.below(4) as usize;
         let routing = Routing::sharded(60, partitions, shards).expect("valid");
+        let lateness = rng.range(0, 10);
+        let min = rng.range(1, 2) as usize;
+        // The crowd rule's share, from dice of its own so that every seed
+        // keeps the schedule it had before the share (its frames come from
+        // at most 5 users a minute: 49.99% makes K = 3 at 5 users, 25% K = 2
+        // from 4, 5% stays at the minimum, 0 is the fixed quorum).
+        let share = [0, 500, 2_500, 4_999][Rng::new(!seed).below(4) as usize];
         let rules = Rules {
             // Resolved as the worker resolves it (the horizon defaults to the
             // routing's cycle), so members and the aggregate decide alike.
-            watermark: WatermarkRule::new(rng.range(0, 10), rng.range(1, 2) as usize)
+            watermark: WatermarkRule::with_quorum(lateness, Quorum::new(min, share))
                 .resolved(&routing),
             parser: FrameParser::new(0, 4_000_000_000),
             max_future: None,

@@ -16,7 +16,7 @@ use crate::kafka::config::KafkaSettings;
 use super::report::Check;
 use super::topics::RunTopics;
 use super::{io_error, parser, LATENESS};
-use crate::core::clock::DEFAULT_QUORUM;
+use crate::core::clock::Quorum;
 use crate::core::compare::WindowSet;
 use crate::core::window::WatermarkRule;
 use crate::kafka::read::read_each;
@@ -26,7 +26,7 @@ use crate::kafka::read::read_each;
 pub fn expected_windows(data: &Path, partitions: u32, shards: u32) -> Result<WindowSet, Error> {
     let opts = AggregateOptions {
         routing: Routing::sharded(DEFAULT_BUCKET_SECS, partitions, shards)?,
-        rule: WatermarkRule::new(LATENESS, DEFAULT_QUORUM),
+        rule: WatermarkRule::with_quorum(LATENESS, Quorum::default()),
         parser: parser(),
         log_invalid: 0,
     };
