@@ -55,7 +55,7 @@ pub struct LoadtestArgs {
     #[arg(long)]
     pub live: bool,
     /// Soak: with --live, keep the workers under a live load this long
-    /// (e.g. 90s, 10m, 1h; a bare number is seconds): frames at --rate per
+    /// (e.g. 90s, 10m, 1h 30m; a bare number is seconds): frames at --rate per
     /// second with ts = now, then drain and check; samples each worker's
     /// memory, lag, late frames and event-time delay (--frames and --start
     /// do not apply).
@@ -231,28 +231,22 @@ impl LoadtestArgs {
     }
 }
 
-/// A duration: a number with a unit, `s`, `m` or `h` (`90s`, `10m`, `1h`),
-/// or a bare number of seconds.
+/// A soak's duration: humantime's format (`90s`, `10m`, `1h 30m`), or a bare
+/// number of seconds; at least 1 s.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let (number, unit) = match t.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => t.split_at(i),
-        None => (t, "s"),
+    let duration = if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        t.parse()
+            .map(Duration::from_secs)
+            .map_err(|e| format!("{text:?}: {e}"))?
+    } else {
+        humantime::parse_duration(t)
+            .map_err(|e| format!("{text:?}: {e} (e.g. 90s, 10m, 1h 30m)"))?
     };
-    let scale = match unit.trim() {
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        other => return Err(format!("unknown unit {other:?} in {text:?}: use s, m or h")),
-    };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("expected a number and a unit (90s, 10m, 1h), got {text:?}"))?;
-    let secs = value * scale;
-    if !(secs >= 1.0 && secs.is_finite()) {
+    if duration < Duration::from_secs(1) {
         return Err(format!("{text:?}: a soak lasts at least 1 s"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(duration)
 }
 
 #[cfg(test)]
@@ -264,8 +258,10 @@ mod tests {
         assert_eq!(parse_duration("20s"), Ok(Duration::from_secs(20)));
         assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
-        for bad in ["", "10x", "m", "0s", "-5s", "10 min"] {
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        for bad in ["", "10x", "m", "0s", "-5s", "500ms"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

@@ -1,6 +1,6 @@
 //! The HTTP server of a worker's or an ingest's endpoints (`/metrics`,
-//! `/healthz`, `/readyz`) and of the dashboard, and a minimal HTTP/1.0 GET
-//! client for `timebucket health` and the tests.
+//! `/healthz`, `/readyz`) and of the dashboard, and ([`client`]) the GET
+//! client of `timebucket health`, the soak and the tests.
 //!
 //! The server is hyper 1.x on a current-thread tokio runtime of its own
 //! thread: the process's loop stays synchronous and never waits on it. It
@@ -13,8 +13,7 @@
 //! (exposed on `/metrics`); the process goes on answering everyone else.
 
 use std::convert::Infallible;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -34,6 +33,9 @@ use tokio::sync::{oneshot, Semaphore};
 use tracing::{debug, info, warn};
 
 use crate::error::Error;
+
+mod client;
+pub use client::{get, MAX_BODY_BYTES};
 
 /// Connections open at once; one more is closed at once and counted
 /// (`http_connections_refused_total`). Far above what scrapers, probes and
@@ -328,45 +330,6 @@ fn reply(response: Response) -> hyper::Response<Full<Bytes>> {
         HeaderValue::from_static(response.content_type),
     );
     reply
-}
-
-/// `GET url` (`http://HOST:PORT/PATH` only) with HTTP/1.0: the status and
-/// the body. For `timebucket health` and tests; no redirects, no TLS.
-pub fn get(url: &str, timeout: Duration) -> Result<(u16, String), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url}: only http:// URLs"))?;
-    let (host, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let addr = host
-        .to_socket_addrs()
-        .map_err(|e| format!("{host}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{host}: no address"))?;
-    let mut stream =
-        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{url}: {e}"))?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .and_then(|()| stream.set_write_timeout(Some(timeout)))
-        .map_err(|e| format!("{url}: {e}"))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")
-        .map_err(|e| format!("{url}: {e}"))?;
-    let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .map_err(|e| format!("{url}: {e}"))?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("{url}: not an HTTP answer"))?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("{url}: no status in {head:?}"))?;
-    Ok((status, body.to_string()))
 }
 
 #[cfg(test)]

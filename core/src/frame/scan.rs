@@ -298,6 +298,9 @@ pub(super) fn skip_number(b: &[u8], mut i: usize) -> Scan<usize> {
 /// bytes are then looked at one by one, independently of each other.
 #[inline]
 pub(super) fn scan_string(b: &[u8], mut i: usize) -> Scan<(usize, bool)> {
+    if let Some(end) = short_plain_string(b, i) {
+        return Ok((end, false));
+    }
     let mut escaped_any = false;
     // Bit 0 of the next block is escaped by a backslash that ended this one.
     let mut carry = 0u64;
@@ -333,6 +336,19 @@ pub(super) fn scan_string(b: &[u8], mut i: usize) -> Scan<(usize, bool)> {
         carry = (backslash & !escaped) >> 63;
         i += 64;
     }
+}
+
+/// The closing quote of a string whose body is within the 16 bytes at `i`
+/// and holds no backslash or control character; `None` for any other
+/// string (the 64-byte scan decides those). Most keys of a frame are such
+/// short plain strings: one 16-byte compare instead of a whole block.
+#[inline(always)]
+fn short_plain_string(b: &[u8], i: usize) -> Option<usize> {
+    let bytes: &[u8; 16] = b.get(i..i + 16)?.try_into().ok()?;
+    let (quote, special) = Block::short(bytes);
+    // Bytes before the first quote: none of them a backslash or control.
+    let before = (quote & quote.wrapping_neg()).wrapping_sub(1);
+    (quote != 0 && special & before == 0).then(|| i + quote.trailing_zeros() as usize)
 }
 
 /// Bytes escaped by the backslashes in `backslash` (a block's backslash mask
@@ -404,6 +420,37 @@ impl Block {
             }
             masks
         }
+    }
+
+    /// Quotes, and backslashes or control characters, of 16 bytes.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn short(bytes: &[u8; 16]) -> (u16, u16) {
+        // SAFETY: SSE2 is part of the x86_64 baseline; the unaligned
+        // 16-byte load is the whole array.
+        unsafe {
+            use std::arch::x86_64::*;
+            let v = _mm_loadu_si128(bytes.as_ptr() as *const __m128i);
+            let ctl_max = _mm_set1_epi8(0x1f);
+            let q = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+            let s = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+            let c = _mm_cmpeq_epi8(_mm_max_epu8(v, ctl_max), ctl_max);
+            (
+                _mm_movemask_epi8(q) as u16,
+                _mm_movemask_epi8(_mm_or_si128(s, c)) as u16,
+            )
+        }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    #[inline(always)]
+    fn short(bytes: &[u8; 16]) -> (u16, u16) {
+        let (mut quote, mut special) = (0u16, 0u16);
+        for (k, &c) in bytes.iter().enumerate() {
+            quote |= u16::from(c == b'"') << k;
+            special |= u16::from(c == b'\\' || c < 0x20) << k;
+        }
+        (quote, special)
     }
 
     #[cfg(not(target_arch = "x86_64"))]

@@ -413,7 +413,7 @@ pub fn write_output(path: &Path, report: &LoadtestReport) -> Result<(), Error> {
         std::fs::create_dir_all(parent).map_err(Error::Output)?;
     }
     let text = if path.extension().is_some_and(|e| e == "csv") {
-        csv(report)
+        csv(report).map_err(|e| Error::Output(e.into()))?
     } else {
         serde_json::to_string_pretty(report).expect("serializable") + "\n"
     };
@@ -447,9 +447,11 @@ pub const CSV_COLUMNS: &[&str] = &[
     "verdict",
 ];
 
-pub(super) fn csv(report: &LoadtestReport) -> String {
+/// The report's runs as CSV: a header of [`CSV_COLUMNS`], one row per run.
+pub(super) fn csv(report: &LoadtestReport) -> Result<String, csv::Error> {
     let f = |v: Option<f64>| v.map_or_else(String::new, |v| format!("{v:.3}"));
-    let mut s = CSV_COLUMNS.join(",") + "\n";
+    let mut out = csv::Writer::from_writer(Vec::new());
+    out.write_record(CSV_COLUMNS)?;
     for r in &report.runs {
         let row = [
             report.date.clone(),
@@ -477,12 +479,12 @@ pub(super) fn csv(report: &LoadtestReport) -> String {
             f(r.machine_cpu_ingest_pct),
             f(r.machine_cpu_processing_pct),
             r.check.correct.to_string(),
-            format!("\"{}\"", r.check.verdict.replace('"', "'")),
+            r.check.verdict.clone(),
         ];
-        s.push_str(&row.join(","));
-        s.push('\n');
+        out.write_record(&row)?;
     }
-    s
+    let bytes = out.into_inner().map_err(|e| e.into_error())?;
+    Ok(String::from_utf8(bytes).expect("the rows are strings"))
 }
 
 #[cfg(test)]
@@ -495,5 +497,48 @@ mod tests {
         assert_eq!(thousands(999.4), "999");
         assert_eq!(thousands(1000.0), "1,000");
         assert_eq!(thousands(1234567.0), "1,234,567");
+    }
+
+    #[test]
+    fn csv_quotes_what_needs_it_and_reads_back_field_by_field() {
+        let run = |verdict: &str| RunReport {
+            mode: "live".into(),
+            partitions: 2,
+            check: Check {
+                verdict: verdict.into(),
+                ..Check::default()
+            },
+            ..RunReport::default()
+        };
+        let report = LoadtestReport {
+            command: String::new(),
+            date: "2026-12-05T00:00:00Z".into(),
+            machine: Machine::probe(),
+            bootstrap: String::new(),
+            mode: "live".into(),
+            exactly_once: true,
+            forward: false,
+            commit_interval_ms: 1000,
+            kafka_tool: None,
+            perf_payload: None,
+            data: super::super::DataSet::default(),
+            runs: vec![
+                run("correct"),
+                run("WRONG: 2 missing, \"w\" differs\nsee log"),
+            ],
+        };
+        let text = csv(&report).unwrap();
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        assert_eq!(reader.headers().unwrap(), CSV_COLUMNS);
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        let verdict = CSV_COLUMNS.iter().position(|c| *c == "verdict").unwrap();
+        assert_eq!(&rows[0][verdict], "correct");
+        assert_eq!(
+            &rows[1][verdict],
+            "WRONG: 2 missing, \"w\" differs\nsee log"
+        );
+        assert!(rows
+            .iter()
+            .all(|r| r.len() == CSV_COLUMNS.len() && &r[5] == "2"));
     }
 }

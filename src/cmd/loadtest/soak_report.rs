@@ -4,6 +4,7 @@
 
 use std::io::Write;
 
+use prometheus_parse::{Labels, Scrape, Value};
 use serde::{Deserialize, Serialize};
 
 use super::report::{opt, thousands, LoadtestReport};
@@ -187,45 +188,54 @@ fn slope(points: &[(f64, f64)]) -> Option<f64> {
     (sxx > 0.0).then(|| sxy / sxx)
 }
 
-/// The value of every series of metric `name` in a Prometheus text
-/// exposition, with its labels (`{...}` or "").
-pub fn series<'a>(text: &'a str, name: &'a str) -> impl Iterator<Item = (&'a str, f64)> + 'a {
-    text.lines().filter_map(move |line| {
-        if line.starts_with('#') {
-            return None;
-        }
-        let (key, value) = line.rsplit_once(' ')?;
-        let labels = key.strip_prefix(name)?;
-        if !(labels.is_empty() || labels.starts_with('{')) {
-            return None;
-        }
-        Some((labels, value.trim().parse().ok()?))
-    })
+/// The samples of a Prometheus text exposition whose value is one number
+/// (counters, gauges, untyped), as (metric name, labels, value).
+fn samples(text: &str) -> Vec<(String, Labels, f64)> {
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    // Reading from a string cannot fail.
+    let scrape = Scrape::parse(lines).expect("lines of a string");
+    scrape
+        .samples
+        .into_iter()
+        .filter_map(|s| match s.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => {
+                Some((s.metric, s.labels, v))
+            }
+            Value::Histogram(_) | Value::Summary(_) => None,
+        })
+        .collect()
 }
 
 /// What a worker's `/metrics` says (RSS is filled in by the caller).
 pub fn worker_sample(worker: u32, metrics: &str) -> WorkerSample {
-    let sum = |name: &str| {
+    let samples = samples(metrics);
+    let series = |name: &'static str| {
+        samples
+            .iter()
+            .filter(move |(metric, _, _)| metric == name)
+            .map(|(_, labels, v)| (labels, *v))
+    };
+    let sum = |name: &'static str| {
         let mut found = false;
-        let total = series(metrics, name).fold(0.0, |acc, (_, v)| {
+        let total = series(name).fold(0.0, |acc, (_, v)| {
             found = true;
             acc + v
         });
         found.then_some(total)
     };
-    let labelled = |name: &str, label: &str| {
-        series(metrics, name)
-            .find(|(l, _)| l.contains(label))
+    let late = |window: &str| {
+        series("timebucket_frames_late_total")
+            .find(|(labels, _)| labels.get("window") == Some(window))
             .map(|(_, v)| v as u64)
     };
     WorkerSample {
         worker,
         rss_kb: None,
         frames: sum("timebucket_frames_valid_total").map(|v| v as u64),
-        late_seconds: labelled("timebucket_frames_late_total", "window=\"second\""),
-        late_minutes: labelled("timebucket_frames_late_total", "window=\"minute\""),
+        late_seconds: late("second"),
+        late_minutes: late("minute"),
         lag: sum("timebucket_partition_lag_records").map(|v| v as i64),
-        event_time_delay_seconds: series(metrics, "timebucket_partition_event_time_delay_seconds")
+        event_time_delay_seconds: series("timebucket_partition_event_time_delay_seconds")
             .map(|(_, v)| v as i64)
             .min(),
         owned_partitions: sum("timebucket_owned_partitions").map(|v| v as u64),
@@ -385,6 +395,7 @@ mod tests {
         let text = "# HELP timebucket_frames_valid Valid frames\n\
             timebucket_frames_valid_total 1234\n\
             timebucket_frames_valid_totalx 1\n\
+            timebucket_frames_late_total{xwindow=\"second\"} 99\n\
             timebucket_frames_late_total{window=\"second\"} 7\n\
             timebucket_frames_late_total{window=\"minute\"} 2\n\
             timebucket_owned_partitions 2\n\
