@@ -26,6 +26,8 @@
 //! - [`checkpoint`]: a checkpoint as commit metadata, and its checks.
 //! - [`ends`]: the end of a batch run (when a partition is drained, when
 //!   the topic is done), driven through a group [`ends::Member`].
+//! - [`group`]: the consumer-group loop's decisions (commit, rewind, the
+//!   merge's completion), shared by the worker and the merge.
 
 pub mod bucket;
 pub mod budget;
@@ -35,6 +37,7 @@ pub mod compare;
 pub mod cursor;
 pub mod ends;
 pub mod frame;
+pub mod group;
 pub mod merge;
 pub mod metric;
 pub mod murmur2;

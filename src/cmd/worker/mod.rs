@@ -12,8 +12,8 @@
 //! - [`crate::core::partition`]: the pure per-partition state machine;
 //! - [`ends`]: gaps in a partition's offsets (lost to retention or not)
 //!   and its end for `--until-end` (decided in [`crate::core::ends`]);
-//! - [`poll`]: the loop: records, rebalances, commits, idle and drained
-//!   partitions, rewinds after an aborted transaction;
+//! - [`poll`]: what the worker adds to the group loop ([`super::driver`]):
+//!   a record to its partition, idle and drained partitions, gauges;
 //! - [`report`]: the typed run report;
 //! - [`guard`]: what the worker refuses to take on trust: committed offsets
 //!   without a valid checkpoint, records from partitions beyond the count
@@ -39,10 +39,10 @@ mod poll;
 pub mod report;
 mod shard;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
@@ -51,6 +51,7 @@ pub use crate::core::partition::{Partition, Rules};
 pub use guard::OnMissingCheckpoint;
 pub use report::{Phase, Resume, WorkerReport, WorkerSummary};
 
+use super::driver::{self, Group};
 use crate::core::bucket::Routing;
 use crate::core::budget::StateBudget;
 use crate::core::window::Closed;
@@ -122,23 +123,15 @@ struct Owned {
     progress_sent: Option<u64>,
 }
 
-/// What the poll loop and the rebalance callbacks share. The callbacks run
-/// inside `poll`, on the same thread, so the lock is never contended; it is
-/// never held across a `poll`.
-struct State {
-    partitions: BTreeMap<i32, Owned>,
-    sink: Box<dyn Sink>,
+/// The worker's own state beside its owned partitions, behind the group's
+/// lock (the rebalance callbacks reach it too).
+struct Local {
     summary: WorkerSummary,
     resumes: Vec<Resume>,
     /// Scratch for closed windows.
     closed: Vec<Closed>,
     /// The bytes each owned partition's windows take, against the budget.
     budget: StateBudget,
-    /// Set when a commit was given up: every owned partition must go back
-    /// to its committed checkpoint before processing goes on.
-    rewind: bool,
-    /// An error met inside a rebalance callback, where it cannot be returned.
-    fatal: Option<Error>,
     /// Batch runs: the position each partition had when librdkafka said it
     /// was read to its end (every offset from there to the end offset holds
     /// nothing to read). Kept across rewinds, which librdkafka does not
@@ -147,29 +140,25 @@ struct State {
     /// Partitions read to their end while a rewind was pending: their end
     /// is noted once it is done.
     pending_end: Vec<i32>,
-    /// Windows emitted since they were last made durable, and when that was.
-    emit_pending: bool,
-    last_emit_ms: Option<u64>,
     first_record_ms: Option<u64>,
     last_record_ms: Option<u64>,
 }
 
-struct Shared {
+/// The worker as a [`driver::Command`]: what its hooks read.
+struct Worker {
     opts: WorkerOptions,
     /// The input's routing at start: frames it sends elsewhere are
     /// dead-lettered as `wrong_partition`.
     routing: Routing,
     /// Stops the worker when the input's partition count changes.
     watch: PartitionWatch,
-    state: Mutex<State>,
     metrics: Arc<WorkerMetrics>,
+    /// A batch run (`--until-end`, `--until-offsets`): poll more often.
+    batch: bool,
 }
 
-impl Shared {
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().expect("poisoned")
-    }
-}
+type Shared = Group<Worker>;
+type State = driver::State<Worker>;
 
 /// Runs until `stop` is set (SIGINT/SIGTERM) or, with `until_end`, until the
 /// owned partitions are drained.
@@ -215,28 +204,24 @@ pub fn run(mut opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSumma
     opts.rules.watermark = opts.rules.watermark.resolved(&routing);
     metrics.state_budget(opts.state_budget);
     let watch = PartitionWatch::start(&opts.settings, &opts.topics.input, count, WATCH_INTERVAL)?;
-    let shared = Arc::new(Shared {
+    let local = Local {
+        summary: WorkerSummary::default(),
+        resumes: Vec::new(),
+        closed: Vec::new(),
+        budget: StateBudget::new(opts.state_budget),
+        at_end: HashMap::new(),
+        pending_end: Vec::new(),
+        first_record_ms: None,
+        last_record_ms: None,
+    };
+    let worker = Worker {
         opts: opts.clone(),
         routing,
         watch,
-        state: Mutex::new(State {
-            partitions: BTreeMap::new(),
-            sink,
-            summary: WorkerSummary::default(),
-            resumes: Vec::new(),
-            closed: Vec::new(),
-            budget: StateBudget::new(opts.state_budget),
-            rewind: false,
-            fatal: None,
-            at_end: HashMap::new(),
-            pending_end: Vec::new(),
-            emit_pending: false,
-            last_emit_ms: None,
-            first_record_ms: None,
-            last_record_ms: None,
-        }),
         metrics: metrics.clone(),
-    });
+        batch: opts.until_end || opts.until_offsets.is_some(),
+    };
+    let shared = Arc::new(Group::new(worker, sink, local));
     // librdkafka's statistics carry the partitions' end offsets (for the lag).
     let statistics = exporter.as_ref().map(|_| poll::OBSERVE_INTERVAL);
     // Batch runs learn that a partition is read to its end from
@@ -259,7 +244,7 @@ pub fn run(mut opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSumma
     if let Some(late) = &opts.late_topic {
         partitions_of(&consumer, late, Duration::from_secs(30))?;
     }
-    let mut targets = match &opts.until_offsets {
+    let targets = match &opts.until_offsets {
         Some(ends) => ends.clone(),
         None if opts.until_end => Targets::Known(end_offsets(&consumer, &opts.topics.input)?),
         None => Targets::None,
@@ -267,11 +252,11 @@ pub fn run(mut opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSumma
     info!(group = %opts.group, topic = %opts.topics.input, partitions = count, until_end = opts.until_end, exactly_once = opts.exactly_once, "worker started");
     write_report(&opts, &report);
 
-    let result = poll::run(&consumer, &shared, &mut targets, &stop);
+    let result = driver::run(&consumer, &shared, &stop, poll::Pace::new(targets));
     // Leaving the group revokes what we own; the handover commits it.
     drop(consumer);
     let state = shared.state();
-    let summary = state.summary.clone();
+    let summary = state.local.summary.clone();
     info!(
         frames = summary.frames,
         invalid = summary.invalid,
@@ -283,9 +268,9 @@ pub fn run(mut opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSumma
     );
     report.phase = Phase::Finished;
     report.summary = summary.clone();
-    report.resumes = state.resumes.clone();
-    report.first_record_ms = state.first_record_ms;
-    report.last_record_ms = state.last_record_ms;
+    report.resumes = state.local.resumes.clone();
+    report.first_record_ms = state.local.first_record_ms;
+    report.last_record_ms = state.local.last_record_ms;
     report.last_emit_ms = state.last_emit_ms;
     report.finished_ms = Some(unix_ms());
     report.ok = result.is_ok();
