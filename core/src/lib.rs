@@ -18,7 +18,8 @@
 //! - [`partitioned`]: every partition's windows fed from one stream, as
 //!   `aggregate` does.
 //! - [`metric`]: a closed window as the normative JSON output record.
-//! - [`summary`]: what a run over input lines saw (aggregate, ingest).
+//! - [`summary`]: what a run over input lines saw (aggregate, ingest), and
+//!   what a worker counted (its report and its metrics).
 //! - [`compare`]: window sets and how one differs from another.
 //! - [`partition`]: one input partition of a worker as a state machine:
 //!   records in, steps out (where to start, seek or skip, replay).
