@@ -102,7 +102,7 @@ impl Targets {
 /// a record read yet is owned now, and retention that emptied it from its
 /// checkpoint on is counted.
 pub(super) fn on_end(consumer: &WorkerLog, shared: &Shared, partition: i32) -> Result<(), Error> {
-    let topic = &shared.opts.topics.input;
+    let topic = &shared.opts.connection.topics.input;
     let assigned = consumer
         .assignment()
         .map_err(|e| Error::Kafka(format!("cannot read assignment: {e}")))?;
@@ -171,13 +171,13 @@ impl Member for Group<'_> {
         let Ok(assignment) = self.consumer.assignment() else {
             return Vec::new();
         };
-        let topic = &self.shared.opts.topics.input;
+        let topic = &self.shared.opts.connection.topics.input;
         let elements = assignment.elements_for_topic(topic);
         elements.iter().map(|e| e.partition()).collect()
     }
 
     fn consumed(&self) -> BTreeMap<i32, u64> {
-        consumed_positions(self.consumer, &self.shared.opts.topics.input)
+        consumed_positions(self.consumer, &self.shared.opts.connection.topics.input)
     }
 
     fn at_end(&self, partition: i32) -> Option<u64> {
@@ -215,7 +215,7 @@ impl Member for Group<'_> {
     fn committed(&mut self, partitions: &[i32]) -> Result<BTreeMap<i32, Checkpoint>, Error> {
         let committed = committed_checkpoints(
             self.consumer,
-            &self.shared.opts.topics.input,
+            &self.shared.opts.connection.topics.input,
             partitions,
             Duration::from_secs(120),
         )?;
@@ -238,6 +238,6 @@ pub(super) fn drain_step(
         .iter()
         .map(|(&p, &end)| (p, end.max(0) as u64))
         .collect();
-    let sharded = shared.opts.shards > 1;
+    let sharded = shared.opts.outputs.shards > 1;
     ends::drain_step(&mut Group { consumer, shared }, &targets, sharded)
 }

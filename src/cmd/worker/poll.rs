@@ -60,15 +60,15 @@ impl Command for Worker {
     type Loop = Pace;
 
     fn topic(&self) -> &str {
-        &self.opts.topics.input
+        &self.opts.connection.topics.input
     }
 
     fn transactional(&self) -> bool {
-        self.opts.exactly_once
+        self.opts.outputs.exactly_once
     }
 
     fn commit_interval(&self) -> Duration {
-        self.opts.commit_interval
+        self.opts.running.commit_interval
     }
 
     fn poll_timeout(&self) -> Duration {
@@ -92,7 +92,7 @@ impl Command for Worker {
             });
         }
         Ok(Owned {
-            partition: Partition::new(start, self.opts.rules)
+            partition: Partition::new(start, self.opts.windows.rules)
                 .guarded(self.routing, partition as u32),
             last_record: Instant::now(),
             progress_sent: None,
@@ -116,7 +116,7 @@ impl Command for Worker {
     fn committed(&self, log: &WorkerLog, partitions: &[i32]) -> Result<BTreeMap<i32, u64>, Error> {
         let committed = committed_checkpoints(
             log,
-            &self.opts.topics.input,
+            &self.opts.connection.topics.input,
             partitions,
             Duration::from_secs(120),
         )?;
@@ -127,18 +127,20 @@ impl Command for Worker {
     }
 
     fn before_commit(&self, state: &mut State) {
-        if self.opts.shards > 1 {
+        if self.opts.outputs.shards > 1 {
             shard::send_progress(state);
         }
     }
 
     fn after_commit(&self, state: &mut State, outcome: &Commit, took: Duration) {
-        if self.opts.exactly_once {
+        if self.opts.outputs.exactly_once {
             self.metrics.transaction_ended(took.as_secs_f64());
         }
         let summary = &mut state.local.summary;
         match *outcome {
-            Commit::Durable => summary.transactions_committed += u64::from(self.opts.exactly_once),
+            Commit::Durable => {
+                summary.transactions_committed += u64::from(self.opts.outputs.exactly_once)
+            }
             Commit::Rewind { producer_replaced } => {
                 summary.transactions_aborted += 1;
                 summary.producer_replacements += u64::from(producer_replaced);
@@ -161,7 +163,7 @@ impl Command for Worker {
     }
 
     fn statistics(&self, stats: &Statistics) {
-        let Some(topic) = stats.topics.get(&self.opts.topics.input) else {
+        let Some(topic) = stats.topics.get(&self.opts.connection.topics.input) else {
             return;
         };
         // A read_committed consumer reaches the last stable offset.
@@ -194,7 +196,7 @@ impl Command for Worker {
     }
 
     fn pace(&self, group: &Shared, pace: &mut Pace) {
-        if let Some(rate) = self.opts.throttle {
+        if let Some(rate) = self.opts.running.throttle {
             throttle(group, rate, pace.started);
         }
     }
@@ -229,7 +231,7 @@ impl Command for Worker {
         pace.last_check = Instant::now();
         // Batch runs close windows by their end offsets, never by a pause
         // (a broker failover must not change their results).
-        if let Some(idle) = opts.idle_flush.filter(|_| !batch) {
+        if let Some(idle) = opts.running.idle_flush.filter(|_| !batch) {
             close_idle(group, idle);
         }
         if let Some(targets) = pace.targets.resolve()? {
@@ -244,8 +246,9 @@ impl Command for Worker {
         }
         let state = group.state();
         let frames = state.local.summary.frames;
-        if opts.print_interval > 0
-            && frames / opts.print_interval > pace.last_print_frames / opts.print_interval
+        if opts.running.print_interval > 0
+            && frames / opts.running.print_interval
+                > pace.last_print_frames / opts.running.print_interval
         {
             let secs = pace.started.elapsed().as_secs_f64();
             let summary = &state.local.summary;
@@ -296,7 +299,7 @@ fn handle_record(
         .partition
         .on_record(offset, record_time, payload, &mut state.local.closed);
     if let Some(gap) = owned.partition.take_gap() {
-        let lost = lost_to_retention(consumer, &opts.topics.input, partition, gap);
+        let lost = lost_to_retention(consumer, &opts.connection.topics.input, partition, gap);
         state.local.summary.lost_to_retention += lost;
     }
     match step {
@@ -312,7 +315,7 @@ fn handle_record(
             if replay {
                 state.local.summary.replayed += 1;
             } else {
-                if opts.forward && !state.sink.forward(partition, offset, payload) {
+                if opts.outputs.forward && !state.sink.forward(partition, offset, payload) {
                     state.local.summary.too_large_for_topic += 1;
                 }
                 if !counted.second {
@@ -367,7 +370,7 @@ pub(super) fn start_of(
     opts: &WorkerOptions,
     partition: i32,
 ) -> Result<Start, Error> {
-    let topic = &opts.topics.input;
+    let topic = &opts.connection.topics.input;
     let watermarks = || {
         retry::with_backoff("partition offsets", Duration::from_secs(120), |left| {
             consumer.fetch_watermarks(topic, partition, left)
@@ -445,7 +448,7 @@ fn observe_partitions(consumer: &WorkerLog, shared: &Shared) {
     let figures: Vec<PartitionFigures> = {
         let state = shared.state();
         positions
-            .elements_for_topic(&shared.opts.topics.input)
+            .elements_for_topic(&shared.opts.connection.topics.input)
             .iter()
             .map(|e| {
                 let owned = state.partitions.get(&e.partition()).map(|o| &o.partition);
