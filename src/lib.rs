@@ -26,9 +26,13 @@
 //! `aggregate` (the offline reference), `ingest` (file → input topic by
 //! time bucket, exactly once: `source` is the file's identity and position,
 //! `position` the progress record, `commit` the transactions that hold both
-//! records and position), `worker` (the thin loop: `partition` is the pure
-//! per-partition state machine, `poll` drives it, `report` is the typed run
-//! report, `guard` refuses checkpoints and partitions it cannot trust), `show` (a metric topic as a table), `dashboard` (a live web page
+//! records and position), `driver` (the one consumer-group loop of
+//! `worker` and `merge`: batches, commits, rewinds, hand-over, stop; its
+//! pure decisions in `core::group`), `worker` (what the worker adds to it:
+//! `poll` hands records to the pure per-partition state machine
+//! `core::partition`, `report` is the typed run report, `guard` refuses
+//! checkpoints and partitions it cannot trust), `merge` (the merge stage of
+//! sharded buckets on the same loop), `show` (a metric topic as a table), `dashboard` (a live web page
 //! read from the topics), `loadtest` (the pipeline under load beside Kafka's
 //! perf tools, one file per job).
 //!

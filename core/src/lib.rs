@@ -18,7 +18,8 @@
 //! - [`partitioned`]: every partition's windows fed from one stream, as
 //!   `aggregate` does.
 //! - [`metric`]: a closed window as the normative JSON output record.
-//! - [`summary`]: what a run over input lines saw (aggregate, ingest).
+//! - [`summary`]: what a run over input lines saw (aggregate, ingest), and
+//!   what a worker counted (its report and its metrics).
 //! - [`compare`]: window sets and how one differs from another.
 //! - [`partition`]: one input partition of a worker as a state machine:
 //!   records in, steps out (where to start, seek or skip, replay).
@@ -26,6 +27,8 @@
 //! - [`checkpoint`]: a checkpoint as commit metadata, and its checks.
 //! - [`ends`]: the end of a batch run (when a partition is drained, when
 //!   the topic is done), driven through a group [`ends::Member`].
+//! - [`group`]: the consumer-group loop's decisions (commit, rewind, the
+//!   merge's completion), shared by the worker and the merge.
 
 pub mod bucket;
 pub mod budget;
@@ -35,6 +38,7 @@ pub mod compare;
 pub mod cursor;
 pub mod ends;
 pub mod frame;
+pub mod group;
 pub mod merge;
 pub mod metric;
 pub mod murmur2;

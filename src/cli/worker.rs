@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{KafkaArgs, MetricsArgs, ShardArgs, WindowArgs};
+use crate::cmd::worker::options::{Connection, Observing, Outputs, Running, Windowing};
 use crate::cmd::worker::{parse_offsets, run, OnMissingCheckpoint, Targets, WorkerOptions};
 use crate::core::budget::DEFAULT_STATE_BUDGET;
 use crate::error::Error;
@@ -88,34 +89,44 @@ impl WorkerArgs {
             TRANSACTION_TIMEOUT_MS,
         )?;
         let opts = WorkerOptions {
-            settings,
-            group: self.group,
-            topics: self.kafka.topics(),
-            forward: self.forward,
-            late_topic: self.late_topic,
-            rules: self.window.rules(),
-            state_budget: self.state_budget,
-            bucket_secs: self.window.bucket_seconds,
-            on_missing_checkpoint: self.on_missing_checkpoint,
-            idle_flush: (self.idle_flush > 0).then(|| Duration::from_secs(self.idle_flush)),
-            until_end: self.until_end,
-            print_interval: self.print_interval,
-            commit_interval,
-            throttle: self.throttle,
-            exactly_once: !self.at_least_once,
-            until_offsets: self
-                .until_offsets
-                .as_deref()
-                .map(|list| match list.strip_prefix('@') {
-                    Some(path) => Ok(Targets::Awaited(path.into())),
-                    None => parse_offsets(list).map(Targets::Known),
-                })
-                .transpose()?,
-            report_file: self.report_file,
-            metrics_linger: self.metrics.linger(),
-            metrics_addr: self.metrics.metrics_addr,
-            shards: self.shard.shards,
-            partials_topic: self.shard.partials_topic,
+            connection: Connection {
+                settings,
+                group: self.group,
+                topics: self.kafka.topics(),
+            },
+            windows: Windowing {
+                rules: self.window.rules(),
+                bucket_secs: self.window.bucket_seconds,
+                state_budget: self.state_budget,
+                on_missing_checkpoint: self.on_missing_checkpoint,
+            },
+            outputs: Outputs {
+                forward: self.forward,
+                late_topic: self.late_topic,
+                exactly_once: !self.at_least_once,
+                shards: self.shard.shards,
+                partials_topic: self.shard.partials_topic,
+            },
+            running: Running {
+                until_end: self.until_end,
+                until_offsets: self
+                    .until_offsets
+                    .as_deref()
+                    .map(|list| match list.strip_prefix('@') {
+                        Some(path) => Ok(Targets::Awaited(path.into())),
+                        None => parse_offsets(list).map(Targets::Known),
+                    })
+                    .transpose()?,
+                idle_flush: (self.idle_flush > 0).then(|| Duration::from_secs(self.idle_flush)),
+                commit_interval,
+                print_interval: self.print_interval,
+                throttle: self.throttle,
+            },
+            observe: Observing {
+                report_file: self.report_file,
+                metrics_linger: self.metrics.linger(),
+                metrics_addr: self.metrics.metrics_addr,
+            },
         };
         run(opts, stop).map(|_| ())
     }

@@ -3,6 +3,7 @@
 
 pub mod aggregate;
 pub mod dashboard;
+pub(crate) mod driver;
 pub mod generate;
 pub mod ingest;
 pub mod loadtest;

@@ -18,8 +18,8 @@ use prometheus_client::registry::{Registry, Unit};
 
 use super::http::HttpCounters;
 use super::{by_reason, mirror, Readiness, PREFIX};
-use crate::cmd::worker::WorkerSummary;
 use crate::core::frame::Invalid;
+use crate::core::summary::WorkerSummary;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WindowLabel {

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 
 use timebucket_core::bucket::Routing;
 use timebucket_core::cursor::{Admit, Cursor, SeekTo};
+use timebucket_core::group;
 use timebucket_core::merge::{MergeCheckpoint, Merged, Merger, Piece};
 use timebucket_core::window::Closed;
 
@@ -245,7 +246,8 @@ impl Merge {
     }
 
     /// Whether every partials partition is merged to the end of every
-    /// shard: the owned ones by their state, the others by their commit.
+    /// shard: the owned ones by their state, the others by their commit
+    /// (judged by the product's `core::group::merge_checkpoint_done`).
     fn all_done(&self, c: &Cluster) -> Result<bool, Halt> {
         if !self.consumer.joined {
             return Ok(false);
@@ -256,9 +258,8 @@ impl Merge {
                 Some((merger, _)) if !merger.done() => return Ok(false),
                 Some(_) => {}
                 None => {
-                    let done = Merge::committed(c, p)?.is_some_and(|cp| {
-                        cp.marks.len() == shards && cp.marks.iter().all(|m| *m == Some(u64::MAX))
-                    });
+                    let done = Merge::committed(c, p)?
+                        .is_some_and(|cp| group::merge_checkpoint_done(&cp, shards));
                     if !done {
                         return Ok(false);
                     }

@@ -7,22 +7,23 @@
 //! ([`crate::kafka::partials`]), so a new owner (after a rebalance or a
 //! `kill -9`) replays from the oldest open window and emits nothing twice.
 //!
-//! - [`run`]: the poll loop, commits, rewinds, `--until-end`;
+//! - [`run`]: what the merge adds to the group loop ([`super::driver`]):
+//!   a partials record to its [`Merger`], the merge checkpoint, `--until-end`;
 //! - [`report`]: the typed run report.
 
 pub mod report;
 mod run;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
 pub use report::{MergeReport, MergeSummary};
 
+use super::driver::{self, Group};
 use crate::core::bucket::Routing;
 use crate::core::cursor::Cursor;
 use crate::core::merge::Merger;
@@ -30,7 +31,7 @@ use crate::error::Error;
 use crate::kafka::config::{KafkaSettings, TopicNames};
 use crate::kafka::consumer::{self as group};
 use crate::kafka::limits::OutputLimits;
-use crate::kafka::sink::{Sink, Transactional};
+use crate::kafka::sink::Transactional;
 use crate::kafka::topics::partition_count;
 
 #[derive(Debug, Clone)]
@@ -61,27 +62,14 @@ struct Owned {
     cursor: Cursor,
 }
 
-struct State {
-    partitions: BTreeMap<i32, Owned>,
-    sink: Box<dyn Sink>,
-    summary: MergeSummary,
-    rewind: bool,
-    fatal: Option<Error>,
-    last_emit_ms: Option<u64>,
-    emit_pending: bool,
-}
-
-struct Shared {
+/// The merge as a [`driver::Command`]: its options and the input's routing.
+struct Merge {
     opts: MergeOptions,
     routing: Routing,
-    state: Mutex<State>,
 }
 
-impl Shared {
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().expect("poisoned")
-    }
-}
+type Shared = Group<Merge>;
+type State = driver::State<Merge>;
 
 /// Runs until `stop` is set, or with `until_end` until every shard ended.
 pub fn run(opts: MergeOptions, stop: Arc<AtomicBool>) -> Result<MergeSummary, Error> {
@@ -107,19 +95,14 @@ pub fn run(opts: MergeOptions, stop: Arc<AtomicBool>) -> Result<MergeSummary, Er
         &[sink_topics.seconds.as_str(), sink_topics.minutes.as_str()],
     )?;
     let sink = Transactional::new(&opts.settings, sink_topics, None, limits, &opts.group)?;
-    let shared = Arc::new(Shared {
-        opts: opts.clone(),
-        routing,
-        state: Mutex::new(State {
-            partitions: BTreeMap::new(),
-            sink: Box::new(sink),
-            summary: MergeSummary::default(),
-            rewind: false,
-            fatal: None,
-            last_emit_ms: None,
-            emit_pending: false,
-        }),
-    });
+    let shared = Arc::new(Group::new(
+        Merge {
+            opts: opts.clone(),
+            routing,
+        },
+        Box::new(sink),
+        MergeSummary::default(),
+    ));
     let consumer = group::group_consumer(
         &opts.settings,
         &opts.group,
@@ -130,10 +113,10 @@ pub fn run(opts: MergeOptions, stop: Arc<AtomicBool>) -> Result<MergeSummary, Er
     )?;
     info!(group = %opts.group, partials = %opts.partials_topic, input_partitions = inputs, shards = opts.shards, idle_after = ?opts.idle_after, "merge started");
     write_report(&opts, &report);
-    let result = run::run(&consumer, &shared, &stop);
+    let result = driver::run(&consumer, &shared, &stop, Instant::now());
     drop(consumer);
     let state = shared.state();
-    let summary = state.summary.clone();
+    let summary = state.local.clone();
     info!(
         pieces = summary.pieces,
         seconds = summary.seconds_emitted,

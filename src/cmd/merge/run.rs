@@ -1,114 +1,120 @@
-//! The merge stage's loop: polls partials, hands each to its partition's
-//! [`Merger`], sends the merged windows, commits every interval (merged
-//! windows, partials offsets and merge checkpoints in one transaction),
-//! rewinds after a transaction was given up, and hands partitions over on
-//! rebalance.
+//! What the merge adds to the group loop ([`super::driver`]): a partials
+//! record to its partition's [`Merger`] (through its [`Cursor`]), the
+//! merged windows to the sink, the merge checkpoint with every commit, and
+//! `--until-end`'s completion (every shard ended, every window merged).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;
-use rdkafka::message::Message;
-use rdkafka::topic_partition_list::Offset;
 use tracing::{info, warn};
 
-use super::{unix_ms, Owned, Shared, State};
-use crate::core::cursor::{Admit, Cursor, SeekTo};
+use super::{Merge, Owned, Shared, State};
+use crate::cmd::driver::{Command, Handled, Log, Record};
+use crate::core::cursor::{Admit, Cursor};
+use crate::core::group as decide;
 use crate::core::merge::{Merger, Step};
 use crate::core::window::Closed;
 use crate::error::Error;
-use crate::kafka::consumer::{GroupConsumer, Handover, OffsetCommit};
 use crate::kafka::partials;
 use crate::kafka::read::partitions_of;
 use crate::kafka::retry;
-use crate::kafka::sink::{Commit, Offsets};
+use crate::kafka::sink::Commit;
 
-type MergeConsumer = GroupConsumer<Shared>;
+/// How often `--until-end` checks whether the merge is complete.
+const CHECK_INTERVAL: Duration = Duration::from_millis(200);
 
-const POLL_BATCH: usize = 512;
+impl Command for Merge {
+    type Partition = Owned;
+    type Local = super::MergeSummary;
+    /// When `--until-end` last checked for completion.
+    type Loop = Instant;
 
-pub(super) fn run(
-    consumer: &MergeConsumer,
-    shared: &Shared,
-    stop: &AtomicBool,
-) -> Result<(), Error> {
-    let opts = &shared.opts;
-    let mut last_commit = Instant::now();
-    let mut last_check = Instant::now();
-    loop {
-        if stop.load(Ordering::SeqCst) {
-            info!("stop requested: committing and leaving the group");
-            return commit_all(consumer, shared);
+    fn topic(&self) -> &str {
+        &self.opts.partials_topic
+    }
+
+    fn transactional(&self) -> bool {
+        true
+    }
+
+    fn commit_interval(&self) -> Duration {
+        self.opts.commit_interval
+    }
+
+    fn poll_timeout(&self) -> Duration {
+        Duration::from_millis(50)
+    }
+
+    fn start(&self, _group: &Shared, log: &Log<Self>, partition: i32) -> Result<Owned, Error> {
+        start_of(log, self, partition)
+    }
+
+    fn record(
+        &self,
+        _log: &Log<Self>,
+        state: &mut State,
+        record: &Record<'_>,
+    ) -> Result<Handled, Error> {
+        handle(state, record)
+    }
+
+    fn checkpoint(&self, owned: &Owned) -> Option<(u64, String)> {
+        owned.cursor.started().then(|| {
+            let cp = owned.merger.checkpoint(owned.cursor.position());
+            (cp.resume_seq, partials::encode_checkpoint(&cp))
+        })
+    }
+
+    fn committed(&self, log: &Log<Self>, partitions: &[i32]) -> Result<BTreeMap<i32, u64>, Error> {
+        let committed = partials::committed(
+            log,
+            &self.opts.partials_topic,
+            partitions,
+            self.routing.partitions(),
+            Duration::from_secs(120),
+        )?;
+        Ok(committed
+            .into_iter()
+            .map(|(p, cp)| (p, cp.resume_seq))
+            .collect())
+    }
+
+    fn after_commit(&self, state: &mut State, outcome: &Commit, _took: Duration) {
+        match outcome {
+            Commit::Durable => state.local.transactions_committed += 1,
+            Commit::Rewind { .. } => state.local.transactions_aborted += 1,
         }
-        let mut timeout = Duration::from_millis(50);
-        for _ in 0..POLL_BATCH {
-            match consumer.poll(timeout) {
-                Some(Ok(m)) => handle(
-                    consumer,
-                    shared,
-                    m.partition(),
-                    m.offset() as u64,
-                    m.key().unwrap_or(&[]),
-                    m.payload().unwrap_or(&[]),
-                )?,
-                Some(Err(e)) => {
-                    warn!(error = %e, "consumer error; librdkafka retries");
-                    break;
-                }
-                None => break,
-            }
-            timeout = Duration::ZERO;
-            if shared.state().rewind {
-                break;
-            }
+    }
+
+    fn check(
+        &self,
+        group: &Shared,
+        log: &Log<Self>,
+        last_check: &mut Instant,
+        _queue_empty: bool,
+    ) -> Result<bool, Error> {
+        if !self.opts.until_end || last_check.elapsed() < CHECK_INTERVAL {
+            return Ok(false);
         }
-        let rewind = {
-            let mut state = shared.state();
-            if let Some(e) = state.fatal.take() {
-                return Err(e);
-            }
-            std::mem::take(&mut state.rewind)
-        };
-        if rewind {
-            seek_to_checkpoints(consumer, shared)?;
+        *last_check = Instant::now();
+        let done = all_done(log, group)?;
+        if done {
+            info!("every shard ended and every window is merged");
         }
-        if last_commit.elapsed() >= opts.commit_interval {
-            commit_all(consumer, shared)?;
-            last_commit = Instant::now();
-        }
-        if opts.until_end && last_check.elapsed() >= Duration::from_millis(200) {
-            last_check = Instant::now();
-            if all_done(consumer, shared)? {
-                commit_all(consumer, shared)?;
-                if !shared.state().rewind && all_done(consumer, shared)? {
-                    info!("every shard ended and every window is merged");
-                    return Ok(());
-                }
-            }
-        }
+        Ok(done)
     }
 }
 
-fn handle(
-    consumer: &MergeConsumer,
-    shared: &Shared,
-    partition: i32,
-    offset: u64,
-    key: &[u8],
-    value: &[u8],
-) -> Result<(), Error> {
-    if !shared.state().partitions.contains_key(&partition) {
-        // Reading the committed checkpoint waits for open transactions on
-        // it: commit ours first (as the worker does).
-        commit_all(consumer, shared)?;
-        if shared.state().rewind {
-            return Ok(());
-        }
-        let owned = start_of(consumer, shared, partition)?;
-        shared.state().partitions.insert(partition, owned);
-    }
-    let mut guard = shared.state();
-    let state = &mut *guard;
+fn handle(state: &mut State, record: &Record<'_>) -> Result<Handled, Error> {
+    let Record {
+        partition,
+        offset,
+        key,
+        payload: value,
+        ..
+    } = *record;
     let owned = state
         .partitions
         .get_mut(&partition)
@@ -121,50 +127,28 @@ fn handle(
     // before a seek, so nothing older than a rewind arrives here.
     match owned.cursor.admit(offset) {
         Admit::Take => {}
-        Admit::Duplicate => return Ok(()),
-        Admit::Seek(to) => {
-            drop(guard);
-            let to = match to {
-                SeekTo::Offset(o) => Offset::Offset(o as i64),
-                SeekTo::Beginning => Offset::Beginning,
-            };
-            info!(
-                partition,
-                first = offset,
-                ?to,
-                "seeking partials partition to its checkpoint"
-            );
-            return consumer
-                .seek(
-                    &shared.opts.partials_topic,
-                    partition,
-                    to,
-                    Duration::from_secs(30),
-                )
-                .map_err(|e| {
-                    Error::Kafka(format!("cannot seek partials partition {partition}: {e}"))
-                });
-        }
+        Admit::Duplicate => return Ok(Handled::Done),
+        Admit::Seek(to) => return Ok(Handled::Seek(to)),
     }
     owned.cursor.take_gap();
-    state.summary.pieces += 1;
+    state.local.pieces += 1;
     let piece = match partials::decode(key, value) {
         Ok(piece) => piece,
         Err(reason) => {
-            state.summary.invalid += 1;
+            state.local.invalid += 1;
             warn!(partition, offset, %reason, "not a partials record: counted as invalid");
-            return Ok(());
+            return Ok(Handled::Done);
         }
     };
     match piece {
-        crate::core::merge::Piece::Partial { .. } => state.summary.partials += 1,
-        crate::core::merge::Piece::Progress { .. } => state.summary.progress += 1,
+        crate::core::merge::Piece::Partial { .. } => state.local.partials += 1,
+        crate::core::merge::Piece::Progress { .. } => state.local.progress += 1,
     }
     let mut merged = Vec::new();
     match owned.merger.on_piece(offset, piece, &mut merged) {
         Step::Counted | Step::Duplicate => {}
         Step::Late => {
-            state.summary.late_partials += 1;
+            state.local.late_partials += 1;
             warn!(
                 partition,
                 offset,
@@ -173,7 +157,7 @@ fn handle(
             );
         }
         Step::OutOfRange => {
-            state.summary.invalid += 1;
+            state.local.invalid += 1;
             warn!(
                 partition,
                 offset,
@@ -184,23 +168,23 @@ fn handle(
     }
     for m in merged {
         match m.closed {
-            Closed::Second { .. } => state.summary.seconds_emitted += 1,
-            Closed::Minute { .. } => state.summary.minutes_emitted += 1,
+            Closed::Second { .. } => state.local.seconds_emitted += 1,
+            Closed::Minute { .. } => state.local.minutes_emitted += 1,
         }
         state.sink.emit(m.partition as i32, &m.closed);
         state.emit_pending = true;
     }
-    Ok(())
+    Ok(Handled::Done)
 }
 
 /// A partials partition's merge state: from its committed checkpoint, or fresh.
-fn start_of(consumer: &MergeConsumer, shared: &Shared, partition: i32) -> Result<Owned, Error> {
-    let opts = &shared.opts;
+fn start_of(consumer: &Log<Merge>, merge: &Merge, partition: i32) -> Result<Owned, Error> {
+    let opts = &merge.opts;
     let committed = partials::committed(
         consumer,
         &opts.partials_topic,
         &[partition],
-        shared.routing.partitions(),
+        merge.routing.partitions(),
         Duration::from_secs(120),
     )?;
     Ok(match committed.get(&partition) {
@@ -212,7 +196,7 @@ fn start_of(consumer: &MergeConsumer, shared: &Shared, partition: i32) -> Result
                 "resuming merge from checkpoint"
             );
             Owned {
-                merger: Merger::resume(shared.routing, opts.idle_after, cp),
+                merger: Merger::resume(merge.routing, opts.idle_after, cp),
                 cursor: Cursor::at(cp.resume_seq),
             }
         }
@@ -227,7 +211,7 @@ fn start_of(consumer: &MergeConsumer, shared: &Shared, partition: i32) -> Result
                     ))
                 })?;
             Owned {
-                merger: Merger::new(shared.routing, opts.idle_after),
+                merger: Merger::new(merge.routing, opts.idle_after),
                 cursor: Cursor::fresh(low.max(0) as u64),
             }
         }
@@ -235,24 +219,25 @@ fn start_of(consumer: &MergeConsumer, shared: &Shared, partition: i32) -> Result
 }
 
 /// Whether every partials partition is merged to the end of every shard:
-/// the owned ones by their state, the others by their committed checkpoint.
-fn all_done(consumer: &MergeConsumer, shared: &Shared) -> Result<bool, Error> {
+/// the owned ones by their state, the others by their committed checkpoint
+/// (decided in [`crate::core::group`]).
+fn all_done(consumer: &Log<Merge>, shared: &Shared) -> Result<bool, Error> {
     if !consumer.context().joined.load(Ordering::SeqCst) {
         return Ok(false);
     }
     let topic = &shared.opts.partials_topic;
     let all = partitions_of(consumer, topic, Duration::from_secs(30))?;
-    let mut unknown = Vec::new();
-    {
+    let owned_done: BTreeMap<i32, bool> = {
         let state = shared.state();
-        for p in &all {
-            match state.partitions.get(p) {
-                Some(o) if !o.merger.done() => return Ok(false),
-                Some(_) => {}
-                None => unknown.push(*p),
-            }
-        }
-    }
+        state
+            .partitions
+            .iter()
+            .map(|(&p, o)| (p, o.merger.done()))
+            .collect()
+    };
+    let Some(unknown) = decide::merge_unknown(&all, &owned_done) else {
+        return Ok(false);
+    };
     if unknown.is_empty() {
         return Ok(true);
     }
@@ -263,90 +248,7 @@ fn all_done(consumer: &MergeConsumer, shared: &Shared) -> Result<bool, Error> {
         shared.routing.partitions(),
         Duration::from_secs(120),
     )?;
-    let partitions = shared.routing.partitions() as usize;
-    Ok(unknown.iter().all(|p| {
-        committed.get(p).is_some_and(|cp| {
-            cp.marks.len() == partitions && cp.marks.iter().all(|m| *m == Some(u64::MAX))
-        })
-    }))
-}
-
-fn seek_to_checkpoints(consumer: &MergeConsumer, shared: &Shared) -> Result<(), Error> {
-    let topic = &shared.opts.partials_topic;
-    let assignment = consumer
-        .assignment()
-        .map_err(|e| Error::Kafka(format!("cannot read assignment: {e}")))?;
-    let owned: Vec<i32> = assignment
-        .elements()
-        .iter()
-        .map(|e| e.partition())
-        .collect();
-    let committed = partials::committed(
-        consumer,
-        topic,
-        &owned,
-        shared.routing.partitions(),
-        Duration::from_secs(120),
-    )?;
-    for p in owned {
-        let offset = committed
-            .get(&p)
-            .map_or(Offset::Beginning, |cp| Offset::Offset(cp.resume_seq as i64));
-        consumer
-            .seek(topic, p, offset, Duration::from_secs(30))
-            .map_err(|e| Error::Kafka(format!("cannot rewind {topic}/{p}: {e}")))?;
-        info!(
-            partition = p,
-            ?offset,
-            "rewound partials partition to its committed checkpoint"
-        );
-    }
-    Ok(())
-}
-
-fn commit_all(consumer: &MergeConsumer, shared: &Shared) -> Result<(), Error> {
-    commit_state(shared, &mut shared.state(), consumer)
-}
-
-fn commit_state(
-    shared: &Shared,
-    state: &mut State,
-    consumer: &dyn OffsetCommit,
-) -> Result<(), Error> {
-    let topic = &shared.opts.partials_topic;
-    let mut offsets = Offsets::new(topic);
-    for (&p, owned) in &state.partitions {
-        if owned.cursor.started() {
-            let cp = owned.merger.checkpoint(owned.cursor.position());
-            offsets.add(p, cp.resume_seq, partials::encode_checkpoint(&cp));
-        }
-    }
-    match state.sink.commit(&offsets, consumer)? {
-        Commit::Durable => {
-            state.summary.transactions_committed += 1;
-            if std::mem::take(&mut state.emit_pending) {
-                state.last_emit_ms = Some(unix_ms());
-            }
-        }
-        Commit::Rewind { .. } => {
-            state.summary.transactions_aborted += 1;
-            state.partitions.clear();
-            state.rewind = true;
-        }
-    }
-    Ok(())
-}
-
-impl Handover for Shared {
-    fn revoke(&self, partitions: &[i32], consumer: &dyn OffsetCommit) {
-        let mut state = self.state();
-        let result = commit_state(self, &mut state, consumer);
-        for p in partitions {
-            state.partitions.remove(p);
-        }
-        if let Err(e) = result {
-            warn!(error = %e, ?partitions, "cannot hand over revoked partials partitions cleanly; stopping");
-            state.fatal.get_or_insert(e);
-        }
-    }
+    let committed = committed.into_iter().collect();
+    let inputs = shared.routing.partitions() as usize;
+    Ok(decide::merge_committed_done(&unknown, &committed, inputs))
 }

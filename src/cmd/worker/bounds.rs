@@ -23,7 +23,7 @@ pub(super) fn after_record(
     let windows = owned.partition.windows();
     let dropped = windows.beyond_horizon();
     if dropped.frames > dropped_before {
-        state.summary.beyond_horizon += dropped.frames - dropped_before;
+        state.local.summary.beyond_horizon += dropped.frames - dropped_before;
         let (window, first_offset) = dropped.last.unwrap_or_default();
         warn!(
             partition,
@@ -37,7 +37,7 @@ pub(super) fn after_record(
         );
     }
     let bytes = windows.state_bytes() as u64;
-    let charged = state.budget.charge(partition, bytes);
+    let charged = state.local.budget.charge(partition, bytes);
     if charged.is_err() {
         publish(state);
     }
@@ -53,12 +53,12 @@ pub(super) fn after_record(
 pub(super) fn after_close(state: &mut State, partition: i32) {
     if let Some(owned) = state.partitions.get(&partition) {
         let bytes = owned.partition.windows().state_bytes() as u64;
-        state.budget.set(partition, bytes);
+        state.local.budget.set(partition, bytes);
     }
 }
 
 /// Mirrors the state's size into the summary (once per poll batch).
 pub(super) fn publish(state: &mut State) {
-    state.summary.state_bytes = state.budget.total();
-    state.summary.state_bytes_peak = state.budget.peak();
+    state.local.summary.state_bytes = state.local.budget.total();
+    state.local.summary.state_bytes_peak = state.local.budget.peak();
 }

@@ -11,8 +11,9 @@ use std::time::Duration;
 use rdkafka::consumer::Consumer;
 use tracing::{debug, error, info};
 
-use super::poll::{emit, own, Worker};
+use super::poll::{emit, WorkerLog};
 use super::Shared;
+use crate::cmd::driver::own;
 use crate::core::ends::{self, Member};
 use crate::core::partition::{Gap, Partition};
 use crate::core::window::{Checkpoint, Closed};
@@ -25,7 +26,12 @@ use crate::kafka::retry;
 /// offset librdkafka saw with the records (the rest of a gap held nothing
 /// to read: transaction markers, aborted or compacted records). Logged as
 /// an error naming the partition and the range.
-pub(super) fn lost_to_retention(consumer: &Worker, topic: &str, partition: i32, gap: Gap) -> u64 {
+pub(super) fn lost_to_retention(
+    consumer: &WorkerLog,
+    topic: &str,
+    partition: i32,
+    gap: Gap,
+) -> u64 {
     let Some(low) = cached_log_start(consumer, topic, partition) else {
         return 0;
     };
@@ -95,8 +101,8 @@ impl Targets {
 /// position on is left to read). Notes that position; a partition without
 /// a record read yet is owned now, and retention that emptied it from its
 /// checkpoint on is counted.
-pub(super) fn on_end(consumer: &Worker, shared: &Shared, partition: i32) -> Result<(), Error> {
-    let topic = &shared.opts.topics.input;
+pub(super) fn on_end(consumer: &WorkerLog, shared: &Shared, partition: i32) -> Result<(), Error> {
+    let topic = &shared.opts.connection.topics.input;
     let assigned = consumer
         .assignment()
         .map_err(|e| Error::Kafka(format!("cannot read assignment: {e}")))?;
@@ -105,7 +111,7 @@ pub(super) fn on_end(consumer: &Worker, shared: &Shared, partition: i32) -> Resu
     }
     if !own(consumer, shared, partition)? {
         // A commit was given up on the way: note the end after the rewind.
-        shared.state().pending_end.push(partition);
+        shared.state().local.pending_end.push(partition);
         return Ok(());
     }
     let mut state = shared.state();
@@ -120,7 +126,7 @@ pub(super) fn on_end(consumer: &Worker, shared: &Shared, partition: i32) -> Resu
         .map_err(|e| Error::Kafka(format!("cannot read offsets of partition {partition}: {e}")))?;
         let low = low.max(0) as u64;
         if low > position {
-            state.summary.lost_to_retention += log_lost(partition, position, low);
+            state.local.summary.lost_to_retention += log_lost(partition, position, low);
             let owned = state.partitions.get_mut(&partition).expect("owned above");
             owned.partition.skip_to(low);
             position = low;
@@ -128,13 +134,13 @@ pub(super) fn on_end(consumer: &Worker, shared: &Shared, partition: i32) -> Resu
     }
     // Debug: a live batch (`--until-offsets`) reaches the end often.
     debug!(partition, position, "partition read to its end");
-    state.at_end.insert(partition, position);
+    state.local.at_end.insert(partition, position);
     Ok(())
 }
 
 /// The consumer's fetch positions in `topic`: the offset after the last
 /// record handed over, or after markers and aborted records it skipped.
-fn consumed_positions(consumer: &Worker, topic: &str) -> BTreeMap<i32, u64> {
+fn consumed_positions(consumer: &WorkerLog, topic: &str) -> BTreeMap<i32, u64> {
     let Ok(positions) = consumer.position() else {
         return BTreeMap::new();
     };
@@ -150,7 +156,7 @@ fn consumed_positions(consumer: &Worker, topic: &str) -> BTreeMap<i32, u64> {
 
 /// The worker as a group [`Member`]: its consumer and its owned partitions.
 struct Group<'a> {
-    consumer: &'a Worker,
+    consumer: &'a WorkerLog,
     shared: &'a Shared,
 }
 
@@ -165,17 +171,17 @@ impl Member for Group<'_> {
         let Ok(assignment) = self.consumer.assignment() else {
             return Vec::new();
         };
-        let topic = &self.shared.opts.topics.input;
+        let topic = &self.shared.opts.connection.topics.input;
         let elements = assignment.elements_for_topic(topic);
         elements.iter().map(|e| e.partition()).collect()
     }
 
     fn consumed(&self) -> BTreeMap<i32, u64> {
-        consumed_positions(self.consumer, &self.shared.opts.topics.input)
+        consumed_positions(self.consumer, &self.shared.opts.connection.topics.input)
     }
 
     fn at_end(&self, partition: i32) -> Option<u64> {
-        self.shared.state().at_end.get(&partition).copied()
+        self.shared.state().local.at_end.get(&partition).copied()
     }
 
     fn owned(&self) -> Vec<i32> {
@@ -194,11 +200,11 @@ impl Member for Group<'_> {
         let mut guard = self.shared.state();
         let state = &mut *guard;
         let owned = state.partitions.get_mut(&partition)?;
-        let result = f(&mut owned.partition, &mut state.closed);
-        if !state.closed.is_empty() {
+        let result = f(&mut owned.partition, &mut state.local.closed);
+        if !state.local.closed.is_empty() {
             info!(
                 partition,
-                windows = state.closed.len(),
+                windows = state.local.closed.len(),
                 "partition drained: closed its windows"
             );
             emit(state, partition);
@@ -209,7 +215,7 @@ impl Member for Group<'_> {
     fn committed(&mut self, partitions: &[i32]) -> Result<BTreeMap<i32, Checkpoint>, Error> {
         let committed = committed_checkpoints(
             self.consumer,
-            &self.shared.opts.topics.input,
+            &self.shared.opts.connection.topics.input,
             partitions,
             Duration::from_secs(120),
         )?;
@@ -224,7 +230,7 @@ impl Member for Group<'_> {
 /// end offset, and says whether the whole topic is done (decided by
 /// [`crate::core::ends::drain_step`]).
 pub(super) fn drain_step(
-    consumer: &Worker,
+    consumer: &WorkerLog,
     shared: &Shared,
     targets: &HashMap<i32, i64>,
 ) -> Result<bool, Error> {
@@ -232,6 +238,6 @@ pub(super) fn drain_step(
         .iter()
         .map(|(&p, &end)| (p, end.max(0) as u64))
         .collect();
-    let sharded = shared.opts.shards > 1;
+    let sharded = shared.opts.outputs.shards > 1;
     ends::drain_step(&mut Group { consumer, shared }, &targets, sharded)
 }

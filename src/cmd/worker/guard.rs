@@ -40,17 +40,17 @@ pub fn usable(
     log_end: u64,
     now: u64,
 ) -> Result<Option<Checkpoint>, Error> {
-    let max_ts = match opts.rules.max_future {
+    let max_ts = match opts.windows.rules.max_future {
         Some(ahead) => now
             .saturating_add(ahead)
             .saturating_add(CLOCK_SKEW_SECS)
             .min(MAX_TS),
-        None => opts.rules.parser.max_ts,
+        None => opts.windows.rules.parser.max_ts,
     };
     let bounds = Bounds {
         log_end,
         max_ts,
-        closed_for_good: opts.shards > 1,
+        closed_for_good: opts.outputs.shards > 1,
     };
     let (offset, metadata, why) = match committed {
         Committed::Checkpoint(cp) => match check_bounds(&cp, &bounds) {
@@ -59,17 +59,17 @@ pub fn usable(
         },
         Committed::Unusable(u) => (u.offset, u.metadata, u.why),
     };
-    let topic = &opts.topics.input;
+    let topic = &opts.connection.topics.input;
     error!(
         partition,
         offset,
         metadata = %metadata,
         reason = %why,
-        policy = ?opts.on_missing_checkpoint,
+        policy = ?opts.windows.on_missing_checkpoint,
         "committed offset of group {} on {topic}/{partition} has no valid checkpoint",
-        opts.group
+        opts.connection.group
     );
-    match opts.on_missing_checkpoint {
+    match opts.windows.on_missing_checkpoint {
         OnMissingCheckpoint::Restart => Ok(None),
         OnMissingCheckpoint::Fail => Err(Error::Checkpoint(format!(
             "partition {partition} of {topic}: the offset {offset} committed by group {group} \
@@ -79,8 +79,8 @@ pub fn usable(
              rerun once with --on-missing-checkpoint=restart (ON_MISSING_CHECKPOINT=restart), or \
              with every worker stopped: kafka-consumer-groups.sh --bootstrap-server {bootstrap} \
              --group {group} --topic {topic}:{partition} --delete-offsets --execute",
-            group = opts.group,
-            bootstrap = opts.settings.bootstrap,
+            group = opts.connection.group,
+            bootstrap = opts.connection.settings.bootstrap,
         ))),
     }
 }
@@ -118,32 +118,43 @@ mod tests {
     const NOW: u64 = 1_700_000_000;
 
     fn opts(policy: OnMissingCheckpoint) -> WorkerOptions {
+        use crate::cmd::worker::options::*;
         WorkerOptions {
-            settings: KafkaSettings::new("127.0.0.1:1"),
-            group: "g".into(),
-            topics: TopicNames::default(),
-            forward: false,
-            late_topic: None,
-            rules: crate::cmd::worker::Rules {
-                watermark: WatermarkRule::default(),
-                parser: FrameParser::default(),
-                max_future: Some(86_400),
+            connection: Connection {
+                settings: KafkaSettings::new("127.0.0.1:1"),
+                group: "g".into(),
+                topics: TopicNames::default(),
             },
-            state_budget: 1 << 30,
-            bucket_secs: 900,
-            on_missing_checkpoint: policy,
-            idle_flush: None,
-            until_end: true,
-            print_interval: 0,
-            commit_interval: Duration::from_secs(1),
-            exactly_once: true,
-            throttle: None,
-            until_offsets: None,
-            report_file: None,
-            metrics_addr: None,
-            metrics_linger: Duration::ZERO,
-            shards: 1,
-            partials_topic: String::new(),
+            windows: Windowing {
+                rules: crate::cmd::worker::Rules {
+                    watermark: WatermarkRule::default(),
+                    parser: FrameParser::default(),
+                    max_future: Some(86_400),
+                },
+                bucket_secs: 900,
+                state_budget: 1 << 30,
+                on_missing_checkpoint: policy,
+            },
+            outputs: Outputs {
+                forward: false,
+                late_topic: None,
+                exactly_once: true,
+                shards: 1,
+                partials_topic: String::new(),
+            },
+            running: Running {
+                until_end: true,
+                until_offsets: None,
+                idle_flush: None,
+                commit_interval: Duration::from_secs(1),
+                print_interval: 0,
+                throttle: None,
+            },
+            observe: Observing {
+                report_file: None,
+                metrics_addr: None,
+                metrics_linger: Duration::ZERO,
+            },
         }
     }
 

@@ -12,8 +12,9 @@
 //! - [`crate::core::partition`]: the pure per-partition state machine;
 //! - [`ends`]: gaps in a partition's offsets (lost to retention or not)
 //!   and its end for `--until-end` (decided in [`crate::core::ends`]);
-//! - [`poll`]: the loop: records, rebalances, commits, idle and drained
-//!   partitions, rewinds after an aborted transaction;
+//! - [`poll`]: what the worker adds to the group loop ([`super::driver`]):
+//!   a record to its partition, idle and drained partitions, gauges;
+//! - [`options`]: what the worker is told, split by concern;
 //! - [`report`]: the typed run report;
 //! - [`guard`]: what the worker refuses to take on trust: committed offsets
 //!   without a valid checkpoint, records from partitions beyond the count
@@ -35,27 +36,28 @@ mod bounds;
 mod ends;
 pub use ends::Targets;
 pub mod guard;
+pub mod options;
 mod poll;
 pub mod report;
 mod shard;
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
 pub use crate::core::partition::{Partition, Rules};
 pub use guard::OnMissingCheckpoint;
+pub use options::WorkerOptions;
 pub use report::{Phase, Resume, WorkerReport, WorkerSummary};
 
+use super::driver::{self, Group};
 use crate::core::bucket::Routing;
 use crate::core::budget::StateBudget;
 use crate::core::window::Closed;
 use crate::error::Error;
-use crate::kafka::config::{KafkaSettings, TopicNames};
 use crate::kafka::consumer::{self as group};
 use crate::kafka::limits::OutputLimits;
 use crate::kafka::read::{end_offsets, partitions_of};
@@ -63,55 +65,6 @@ use crate::kafka::sink::{AtLeastOnce, Sink, Transactional};
 use crate::kafka::topics::{partition_count, PartitionWatch, WATCH_INTERVAL};
 use crate::observe::worker::WorkerMetrics;
 use crate::observe::Exporter;
-
-#[derive(Debug, Clone)]
-pub struct WorkerOptions {
-    pub settings: KafkaSettings,
-    pub group: String,
-    pub topics: TopicNames,
-    /// Also forward every valid frame, bytes unchanged, to `topics.forward`.
-    pub forward: bool,
-    /// Send every late frame, unchanged, to this topic.
-    pub late_topic: Option<String>,
-    /// The watermark rule and the frame bounds. A horizon left `None` is
-    /// the input routing's cycle, fixed at start.
-    pub rules: Rules,
-    /// Bytes the owned partitions' open windows may take together
-    /// ([`crate::core::budget`]); past it the worker stops (exit 13).
-    pub state_budget: u64,
-    /// Time-bucket length: with the input's partition count, the routing
-    /// every frame is checked against (`--bucket-seconds`, as ingest's).
-    pub bucket_secs: u64,
-    /// What to do with a committed offset without a valid checkpoint.
-    pub on_missing_checkpoint: OnMissingCheckpoint,
-    /// Close a partition's windows after this long without a new frame (a
-    /// processing-time decision: live runs only, never with `until_end`).
-    pub idle_flush: Option<Duration>,
-    /// Stop once the owned partitions reach the end offsets seen at start.
-    pub until_end: bool,
-    pub print_interval: u64,
-    pub commit_interval: Duration,
-    /// Produce in transactions with the offsets (exactly-once output).
-    pub exactly_once: bool,
-    /// Caps this worker's processing rate (frames/s) for demos and tests
-    /// that need a job to be mid-stream for a while.
-    pub throttle: Option<u64>,
-    /// Like `until_end`, with the end offsets given (`loadtest --live`
-    /// starts workers before the input is produced; hidden `--until-offsets`).
-    /// `--until-offsets`: given end offsets, or a file that will hold them.
-    pub until_offsets: Option<Targets>,
-    /// Where to write the [`WorkerReport`] (hidden `--report-file`).
-    pub report_file: Option<PathBuf>,
-    /// Serve `/metrics`, `/healthz` and `/readyz` on this `HOST:PORT`.
-    pub metrics_addr: Option<String>,
-    /// Keep serving the metrics this long after the run (batch runs, so a
-    /// scraper sees the final counts).
-    pub metrics_linger: Duration,
-    /// Shards per time bucket (1: none). With more, windows are partials
-    /// sent to `partials_topic` with the shards' progress ([`shard`]).
-    pub shards: u32,
-    pub partials_topic: String,
-}
 
 /// An owned partition and when it last had a record (processing time, for
 /// `idle_flush`).
@@ -122,23 +75,15 @@ struct Owned {
     progress_sent: Option<u64>,
 }
 
-/// What the poll loop and the rebalance callbacks share. The callbacks run
-/// inside `poll`, on the same thread, so the lock is never contended; it is
-/// never held across a `poll`.
-struct State {
-    partitions: BTreeMap<i32, Owned>,
-    sink: Box<dyn Sink>,
+/// The worker's own state beside its owned partitions, behind the group's
+/// lock (the rebalance callbacks reach it too).
+struct Local {
     summary: WorkerSummary,
     resumes: Vec<Resume>,
     /// Scratch for closed windows.
     closed: Vec<Closed>,
     /// The bytes each owned partition's windows take, against the budget.
     budget: StateBudget,
-    /// Set when a commit was given up: every owned partition must go back
-    /// to its committed checkpoint before processing goes on.
-    rewind: bool,
-    /// An error met inside a rebalance callback, where it cannot be returned.
-    fatal: Option<Error>,
     /// Batch runs: the position each partition had when librdkafka said it
     /// was read to its end (every offset from there to the end offset holds
     /// nothing to read). Kept across rewinds, which librdkafka does not
@@ -147,41 +92,37 @@ struct State {
     /// Partitions read to their end while a rewind was pending: their end
     /// is noted once it is done.
     pending_end: Vec<i32>,
-    /// Windows emitted since they were last made durable, and when that was.
-    emit_pending: bool,
-    last_emit_ms: Option<u64>,
     first_record_ms: Option<u64>,
     last_record_ms: Option<u64>,
 }
 
-struct Shared {
+/// The worker as a [`driver::Command`]: what its hooks read.
+struct Worker {
     opts: WorkerOptions,
     /// The input's routing at start: frames it sends elsewhere are
     /// dead-lettered as `wrong_partition`.
     routing: Routing,
     /// Stops the worker when the input's partition count changes.
     watch: PartitionWatch,
-    state: Mutex<State>,
     metrics: Arc<WorkerMetrics>,
+    /// A batch run (`--until-end`, `--until-offsets`): poll more often.
+    batch: bool,
 }
 
-impl Shared {
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().expect("poisoned")
-    }
-}
+type Shared = Group<Worker>;
+type State = driver::State<Worker>;
 
 /// Runs until `stop` is set (SIGINT/SIGTERM) or, with `until_end`, until the
 /// owned partitions are drained.
 pub fn run(mut opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSummary, Error> {
     let mut report = WorkerReport::started(unix_ms());
     let metrics = Arc::new(WorkerMetrics::new());
-    let exporter = match &opts.metrics_addr {
+    let exporter = match &opts.observe.metrics_addr {
         Some(addr) => Some(Exporter::serve(
             addr,
             metrics.registry(),
             metrics.http(),
-            metrics.readiness(&opts.group),
+            metrics.readiness(&opts.connection.group),
         )?),
         None => None,
     };
@@ -191,52 +132,57 @@ pub fn run(mut opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSumma
     }
     let limits = output_limits(&opts)?;
     let partials = shard::check_options(&opts)?;
-    let sink: Box<dyn Sink> = if opts.exactly_once {
+    let sink: Box<dyn Sink> = if opts.outputs.exactly_once {
         Box::new(
             Transactional::new(
-                &opts.settings,
-                opts.topics.clone(),
-                opts.late_topic.clone(),
+                &opts.connection.settings,
+                opts.connection.topics.clone(),
+                opts.outputs.late_topic.clone(),
                 limits,
-                &opts.group,
+                &opts.connection.group,
             )?
             .with_partials(partials),
         )
     } else {
         Box::new(AtLeastOnce::new(
-            &opts.settings,
-            opts.topics.clone(),
-            opts.late_topic.clone(),
+            &opts.connection.settings,
+            opts.connection.topics.clone(),
+            opts.outputs.late_topic.clone(),
             limits,
         )?)
     };
-    let count = partition_count(&opts.settings, &opts.topics.input, Duration::from_secs(30))?;
-    let routing = Routing::sharded(opts.bucket_secs, count, opts.shards)?;
-    opts.rules.watermark = opts.rules.watermark.resolved(&routing);
-    metrics.state_budget(opts.state_budget);
-    let watch = PartitionWatch::start(&opts.settings, &opts.topics.input, count, WATCH_INTERVAL)?;
-    let shared = Arc::new(Shared {
+    let count = partition_count(
+        &opts.connection.settings,
+        &opts.connection.topics.input,
+        Duration::from_secs(30),
+    )?;
+    let routing = Routing::sharded(opts.windows.bucket_secs, count, opts.outputs.shards)?;
+    opts.windows.rules.watermark = opts.windows.rules.watermark.resolved(&routing);
+    metrics.state_budget(opts.windows.state_budget);
+    let watch = PartitionWatch::start(
+        &opts.connection.settings,
+        &opts.connection.topics.input,
+        count,
+        WATCH_INTERVAL,
+    )?;
+    let local = Local {
+        summary: WorkerSummary::default(),
+        resumes: Vec::new(),
+        closed: Vec::new(),
+        budget: StateBudget::new(opts.windows.state_budget),
+        at_end: HashMap::new(),
+        pending_end: Vec::new(),
+        first_record_ms: None,
+        last_record_ms: None,
+    };
+    let worker = Worker {
         opts: opts.clone(),
         routing,
         watch,
-        state: Mutex::new(State {
-            partitions: BTreeMap::new(),
-            sink,
-            summary: WorkerSummary::default(),
-            resumes: Vec::new(),
-            closed: Vec::new(),
-            budget: StateBudget::new(opts.state_budget),
-            rewind: false,
-            fatal: None,
-            at_end: HashMap::new(),
-            pending_end: Vec::new(),
-            emit_pending: false,
-            last_emit_ms: None,
-            first_record_ms: None,
-            last_record_ms: None,
-        }),
         metrics: metrics.clone(),
-    });
+        batch: opts.running.until_end || opts.running.until_offsets.is_some(),
+    };
+    let shared = Arc::new(Group::new(worker, sink, local));
     // librdkafka's statistics carry the partitions' end offsets (for the lag).
     let statistics = exporter.as_ref().map(|_| poll::OBSERVE_INTERVAL);
     // Batch runs learn that a partition is read to its end from
@@ -245,33 +191,35 @@ pub fn run(mut opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSumma
     // when the end offsets are read at start: an end reached then is at or
     // past them. Given end offsets (`--until-offsets`, before the input is
     // written) may be ahead of an end librdkafka announces.
-    let batch = opts.until_end && opts.until_offsets.is_none();
+    let batch = opts.running.until_end && opts.running.until_offsets.is_none();
     let consumer = group::group_consumer(
-        &opts.settings,
-        &opts.group,
-        &opts.topics.input,
+        &opts.connection.settings,
+        &opts.connection.group,
+        &opts.connection.topics.input,
         shared.clone(),
         statistics,
         batch,
     )?;
     // Late frames to a topic that does not exist would fail every
     // transaction: say so now instead.
-    if let Some(late) = &opts.late_topic {
+    if let Some(late) = &opts.outputs.late_topic {
         partitions_of(&consumer, late, Duration::from_secs(30))?;
     }
-    let mut targets = match &opts.until_offsets {
+    let targets = match &opts.running.until_offsets {
         Some(ends) => ends.clone(),
-        None if opts.until_end => Targets::Known(end_offsets(&consumer, &opts.topics.input)?),
+        None if opts.running.until_end => {
+            Targets::Known(end_offsets(&consumer, &opts.connection.topics.input)?)
+        }
         None => Targets::None,
     };
-    info!(group = %opts.group, topic = %opts.topics.input, partitions = count, until_end = opts.until_end, exactly_once = opts.exactly_once, "worker started");
+    info!(group = %opts.connection.group, topic = %opts.connection.topics.input, partitions = count, until_end = opts.running.until_end, exactly_once = opts.outputs.exactly_once, "worker started");
     write_report(&opts, &report);
 
-    let result = poll::run(&consumer, &shared, &mut targets, &stop);
+    let result = driver::run(&consumer, &shared, &stop, poll::Pace::new(targets));
     // Leaving the group revokes what we own; the handover commits it.
     drop(consumer);
     let state = shared.state();
-    let summary = state.summary.clone();
+    let summary = state.local.summary.clone();
     info!(
         frames = summary.frames,
         invalid = summary.invalid,
@@ -283,9 +231,9 @@ pub fn run(mut opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSumma
     );
     report.phase = Phase::Finished;
     report.summary = summary.clone();
-    report.resumes = state.resumes.clone();
-    report.first_record_ms = state.first_record_ms;
-    report.last_record_ms = state.last_record_ms;
+    report.resumes = state.local.resumes.clone();
+    report.first_record_ms = state.local.first_record_ms;
+    report.last_record_ms = state.local.last_record_ms;
     report.last_emit_ms = state.last_emit_ms;
     report.finished_ms = Some(unix_ms());
     report.ok = result.is_ok();
@@ -295,26 +243,26 @@ pub fn run(mut opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSumma
     write_report(&opts, &report);
     drop(state);
     if exporter.is_some() {
-        linger(opts.metrics_linger, &stop);
+        linger(opts.observe.metrics_linger, &stop);
     }
     result.map(|()| summary)
 }
 
 /// The record limits of the topics this worker writes to, from the cluster.
 fn output_limits(opts: &WorkerOptions) -> Result<OutputLimits, Error> {
-    let t = &opts.topics;
+    let t = &opts.connection.topics;
     let mut topics = vec![
         t.seconds.as_str(),
         t.minutes.as_str(),
         t.dead_letter.as_str(),
     ];
-    if opts.forward {
+    if opts.outputs.forward {
         topics.push(&t.forward);
     }
-    if let Some(late) = &opts.late_topic {
+    if let Some(late) = &opts.outputs.late_topic {
         topics.push(late);
     }
-    OutputLimits::describe(&opts.settings, &topics)
+    OutputLimits::describe(&opts.connection.settings, &topics)
 }
 
 /// Keeps the process (and its metrics endpoint) up for `linger`, or until
@@ -327,7 +275,7 @@ fn linger(linger: Duration, stop: &AtomicBool) {
 }
 
 fn write_report(opts: &WorkerOptions, report: &WorkerReport) {
-    if let Some(path) = &opts.report_file {
+    if let Some(path) = &opts.observe.report_file {
         if let Err(e) = report.write(path) {
             warn!(error = %e, path = %path.display(), "cannot write the run report");
         }

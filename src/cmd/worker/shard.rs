@@ -18,13 +18,13 @@ use crate::kafka::topics::partition_count;
 /// Checks the shard options against the cluster: where partials go, or
 /// `None` without shards.
 pub(super) fn check_options(opts: &WorkerOptions) -> Result<Option<Partials>, Error> {
-    if opts.shards == 1 {
+    if opts.outputs.shards == 1 {
         return Ok(None);
     }
-    if opts.shards == 0 {
+    if opts.outputs.shards == 0 {
         return Err(Error::Config("--shards must be at least 1".into()));
     }
-    if !opts.exactly_once {
+    if !opts.outputs.exactly_once {
         return Err(Error::Config(
             "--shards above 1 needs exactly-once output: the merge sums partials, \
              and a partial sent twice would count twice (drop --at-least-once)"
@@ -32,17 +32,25 @@ pub(super) fn check_options(opts: &WorkerOptions) -> Result<Option<Partials>, Er
         ));
     }
     let timeout = Duration::from_secs(30);
-    let inputs = partition_count(&opts.settings, &opts.topics.input, timeout)?;
-    if !inputs.is_multiple_of(opts.shards) {
+    let inputs = partition_count(
+        &opts.connection.settings,
+        &opts.connection.topics.input,
+        timeout,
+    )?;
+    if !inputs.is_multiple_of(opts.outputs.shards) {
         return Err(Error::Config(format!(
             "{} has {inputs} partitions, not a multiple of --shards {}",
-            opts.topics.input, opts.shards
+            opts.connection.topics.input, opts.outputs.shards
         )));
     }
-    let partitions = partition_count(&opts.settings, &opts.partials_topic, timeout)?;
-    info!(shards = opts.shards, partials = %opts.partials_topic, "sharded buckets: windows go to the partials topic");
+    let partitions = partition_count(
+        &opts.connection.settings,
+        &opts.outputs.partials_topic,
+        timeout,
+    )?;
+    info!(shards = opts.outputs.shards, partials = %opts.outputs.partials_topic, "sharded buckets: windows go to the partials topic");
     Ok(Some(Partials {
-        topic: opts.partials_topic.clone(),
+        topic: opts.outputs.partials_topic.clone(),
         partitions,
     }))
 }

@@ -1,0 +1,435 @@
+//! The one consumer-group loop that `worker` and `merge` share: poll
+//! records in batches, take a partition on (committing what is open first,
+//! then reading its committed checkpoint), hand each record to the
+//! partition's state machine and seek where it says, commit every interval
+//! (outputs and every owned partition's checkpoint together), rewind every
+//! assigned partition to its committed checkpoint after a commit was given
+//! up, hand partitions over on rebalance (commit, then drop), and stop on
+//! the signal or once the command says it is done (`--until-end`).
+//!
+//! What is a command's own is behind [`Command`]: its per-partition state
+//! (the worker's [`crate::core::partition::Partition`], the merge's
+//! [`crate::core::merge::Merger`] with its cursor), how a record is handled,
+//! what its checkpoint is, and its periodic checks (idle windows, the end
+//! of a batch run, metrics). The decisions that need no Kafka are in
+//! [`crate::core::group`].
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::Offset;
+use tracing::{info, warn};
+
+use super::unix_ms;
+use crate::core::cursor::SeekTo;
+use crate::core::group::{self as decide, Outcome};
+use crate::error::Error;
+use crate::kafka::connect::{refusal_of, refused, Refusal};
+use crate::kafka::consumer::{GroupConsumer, Handover, OffsetCommit};
+use crate::kafka::sink::{Commit, Offsets, Sink};
+
+/// Most records handled per loop iteration: records librdkafka already
+/// fetched are handled in a batch before the checks below, whose clock
+/// reads cost about a tenth of the parse at a few hundred thousand frames/s.
+const POLL_BATCH: usize = 512;
+
+/// The group's consumer, whose rebalance callbacks reach the [`Group`].
+pub(crate) type Log<C> = GroupConsumer<Group<C>>;
+
+/// One record as a command sees it: plain values.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Record<'a> {
+    pub partition: i32,
+    pub offset: u64,
+    /// The record's own time in unix seconds (CreateTime from the
+    /// producer, or LogAppendTime), if it has one.
+    pub time: Option<u64>,
+    pub key: &'a [u8],
+    pub payload: &'a [u8],
+}
+
+/// What became of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Handled {
+    /// Taken, skipped as a duplicate, or counted: go on.
+    Done,
+    /// Not where the partition starts: dropped, seek there.
+    Seek(SeekTo),
+}
+
+/// What one command adds to the loop. Every hook runs on the polling
+/// thread; those given a [`State`] run with the group's lock held.
+pub(crate) trait Command: Send + Sync + Sized + 'static {
+    /// An owned partition's state machine.
+    type Partition: Send;
+    /// The command's own state beside the owned partitions (its summary).
+    type Local: Send;
+    /// What the command's loop hooks keep between iterations (when they
+    /// last ran, where a batch run ends): given to [`run`], never behind
+    /// the lock.
+    type Loop;
+
+    /// The topic the group reads.
+    fn topic(&self) -> &str;
+    /// Whether commits are transactions: then a partition is taken on only
+    /// after committing what is open (reading its committed checkpoint
+    /// waits for open transactions, ours too, up to their timeout).
+    fn transactional(&self) -> bool;
+    /// How often everything sent is made durable with the checkpoints.
+    fn commit_interval(&self) -> Duration;
+    /// How long the first poll of a batch may wait.
+    fn poll_timeout(&self) -> Duration;
+    /// The state of `partition`, taken on now: from its committed
+    /// checkpoint, or the log start.
+    fn start(
+        &self,
+        group: &Group<Self>,
+        log: &Log<Self>,
+        partition: i32,
+    ) -> Result<Self::Partition, Error>;
+    /// Handles a record of an owned partition.
+    fn record(
+        &self,
+        log: &Log<Self>,
+        state: &mut State<Self>,
+        record: &Record<'_>,
+    ) -> Result<Handled, Error>;
+    /// Where a new owner of `partition` resumes, and the checkpoint it
+    /// resumes from (commit metadata); `None` while there is nothing to
+    /// commit for it.
+    fn checkpoint(&self, partition: &Self::Partition) -> Option<(u64, String)>;
+    /// The resume offsets of the valid committed checkpoints of `partitions`.
+    fn committed(&self, log: &Log<Self>, partitions: &[i32]) -> Result<BTreeMap<i32, u64>, Error>;
+    /// Just before a commit: queue what goes with it.
+    fn before_commit(&self, _state: &mut State<Self>) {}
+    /// After a commit: count it (on [`Outcome::GivenUp`] the owned
+    /// partitions are dropped already).
+    fn after_commit(&self, state: &mut State<Self>, outcome: &Commit, took: Duration);
+    /// `partitions` were handed over and dropped.
+    fn revoked(&self, _state: &mut State<Self>, _partitions: &[i32]) {}
+    /// The group gave this member `partitions` (maybe none).
+    fn assigned(&self, _state: &mut State<Self>, _partitions: &[i32]) {}
+    /// librdkafka's statistics, when the consumer was asked for them.
+    fn statistics(&self, _stats: &Statistics) {}
+    /// Before each poll batch (after a pending rewind).
+    fn before_poll(&self, _group: &Group<Self>) -> Result<(), Error> {
+        Ok(())
+    }
+    /// After a rewind to the committed checkpoints.
+    fn after_rewind(&self, _group: &Group<Self>, _log: &Log<Self>) -> Result<(), Error> {
+        Ok(())
+    }
+    /// Before each record is handled (the worker's `--throttle`).
+    fn pace(&self, _group: &Group<Self>, _loop: &mut Self::Loop) {}
+    /// librdkafka read `partition` to its end (batch runs ask for it).
+    fn at_end(&self, _group: &Group<Self>, _log: &Log<Self>, _partition: i32) -> Result<(), Error> {
+        Ok(())
+    }
+    /// After each poll batch that handled `handled` records.
+    fn after_batch(&self, _state: &mut State<Self>, _handled: usize) {}
+    /// After each batch: the command's periodic work; `true` when the run
+    /// is done (a batch run read its whole input), so the loop commits and
+    /// returns.
+    fn check(
+        &self,
+        group: &Group<Self>,
+        log: &Log<Self>,
+        state: &mut Self::Loop,
+        queue_empty: bool,
+    ) -> Result<bool, Error>;
+}
+
+/// What the loop and the rebalance callbacks share, behind the group's lock.
+pub(crate) struct State<C: Command> {
+    /// The owned partitions: those taken on since they were assigned.
+    pub partitions: BTreeMap<i32, C::Partition>,
+    pub sink: Box<dyn Sink>,
+    /// Set when a commit was given up: every assigned partition goes back
+    /// to its committed checkpoint before processing goes on.
+    pub rewind: bool,
+    /// An error met inside a rebalance callback, where it cannot be returned.
+    pub fatal: Option<Error>,
+    /// Outputs sent since they were last made durable, and when that was.
+    pub emit_pending: bool,
+    pub last_emit_ms: Option<u64>,
+    /// The command's own.
+    pub local: C::Local,
+}
+
+/// A command and its state. The rebalance callbacks run inside `poll`, on
+/// the polling thread, so the lock is never contended; it is never held
+/// across a `poll`.
+pub(crate) struct Group<C: Command> {
+    pub cmd: C,
+    state: Mutex<State<C>>,
+}
+
+impl<C: Command> std::ops::Deref for Group<C> {
+    type Target = C;
+
+    fn deref(&self) -> &C {
+        &self.cmd
+    }
+}
+
+impl<C: Command> Group<C> {
+    pub fn new(cmd: C, sink: Box<dyn Sink>, local: C::Local) -> Group<C> {
+        Group {
+            cmd,
+            state: Mutex::new(State {
+                partitions: BTreeMap::new(),
+                sink,
+                rewind: false,
+                fatal: None,
+                emit_pending: false,
+                last_emit_ms: None,
+                local,
+            }),
+        }
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, State<C>> {
+        self.state.lock().expect("poisoned")
+    }
+}
+
+/// Runs the loop until `stop` is set (then commits) or the command's
+/// [`Command::check`] says the run is done (and its last commit held).
+pub(crate) fn run<C: Command>(
+    log: &Log<C>,
+    group: &Group<C>,
+    stop: &AtomicBool,
+    mut hooks: C::Loop,
+) -> Result<(), Error> {
+    let cmd = &group.cmd;
+    let mut last_commit = Instant::now();
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            info!("stop requested: committing and leaving the group");
+            return commit(log, group);
+        }
+        // A commit given up at the end of the last iteration rewinds
+        // before any record is read again: a record read now could not be
+        // told from the first one after the checkpoint.
+        if std::mem::take(&mut group.state().rewind) {
+            rewind(log, group)?;
+        }
+        cmd.before_poll(group)?;
+        let mut timeout = cmd.poll_timeout();
+        let mut handled = 0;
+        let mut queue_empty = false;
+        while handled < POLL_BATCH {
+            match log.poll(timeout) {
+                Some(Ok(message)) => {
+                    cmd.pace(group, &mut hooks);
+                    let time = message
+                        .timestamp()
+                        .to_millis()
+                        .filter(|&ms| ms >= 0)
+                        .map(|ms| ms as u64 / 1000);
+                    let record = Record {
+                        partition: message.partition(),
+                        offset: message.offset() as u64,
+                        time,
+                        key: message.key().unwrap_or(&[]),
+                        payload: message.payload().unwrap_or(&[]),
+                    };
+                    handle(log, group, &record)?;
+                }
+                // Batch runs: everything of the partition up to its end
+                // offset has been read.
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    cmd.at_end(group, log, partition)?;
+                }
+                // A missing ACL (group, topic) never heals by itself;
+                // anything else (a broker restarting) librdkafka retries.
+                Some(Err(e)) if refusal_of(&e) == Some(Refusal::Authorization) => {
+                    return Err(refused(&format!("consumer of topic {}", cmd.topic()), &e));
+                }
+                Some(Err(e)) => {
+                    warn!(error = %e, "consumer error; librdkafka retries");
+                    break;
+                }
+                None => {
+                    queue_empty = true;
+                    break;
+                }
+            }
+            handled += 1;
+            timeout = Duration::ZERO;
+            if group.state().rewind || stop.load(Ordering::SeqCst) {
+                break;
+            }
+        }
+        let rewinding = {
+            let mut state = group.state();
+            cmd.after_batch(&mut state, handled);
+            if let Some(e) = state.fatal.take() {
+                return Err(e);
+            }
+            std::mem::take(&mut state.rewind)
+        };
+        if rewinding {
+            rewind(log, group)?;
+        }
+        if cmd.check(group, log, &mut hooks, queue_empty)? {
+            commit(log, group)?;
+            // A given-up last commit means replaying, not done.
+            if !group.state().rewind {
+                return Ok(());
+            }
+        }
+        if decide::commit_due(last_commit.elapsed(), cmd.commit_interval()) {
+            commit(log, group)?;
+            last_commit = Instant::now();
+        }
+    }
+}
+
+/// Takes `record`'s partition on if need be, hands the record to it, and
+/// seeks where it says.
+fn handle<C: Command>(log: &Log<C>, group: &Group<C>, record: &Record<'_>) -> Result<(), Error> {
+    if !own(log, group, record.partition)? {
+        return Ok(());
+    }
+    let handled = group.cmd.record(log, &mut group.state(), record)?;
+    if let Handled::Seek(to) = handled {
+        info!(
+            partition = record.partition,
+            first = record.offset,
+            ?to,
+            "seeking partition to its start"
+        );
+        let offset = match to {
+            SeekTo::Offset(o) => Offset::Offset(o as i64),
+            SeekTo::Beginning => Offset::Beginning,
+        };
+        let topic = group.cmd.topic();
+        log.seek(topic, record.partition, offset, Duration::from_secs(30))
+            .map_err(|e| Error::Kafka(format!("cannot seek {topic}/{}: {e}", record.partition)))?;
+    }
+    Ok(())
+}
+
+/// Makes `partition` an owned one (from its checkpoint or the log start)
+/// if it is not yet; `false` when a commit was given up on the way (the
+/// caller waits for the rewind).
+pub(crate) fn own<C: Command>(
+    log: &Log<C>,
+    group: &Group<C>,
+    partition: i32,
+) -> Result<bool, Error> {
+    if group.state().partitions.contains_key(&partition) {
+        return Ok(true);
+    }
+    if group.cmd.transactional() {
+        // Reading the committed checkpoint may wait for another member's
+        // open transaction to resolve (up to its timeout). Commit ours
+        // first, so that none of ours stays open long enough to be aborted.
+        commit(log, group)?;
+        if group.state().rewind {
+            return Ok(false);
+        }
+    }
+    let started = group.cmd.start(group, log, partition)?;
+    group.state().partitions.insert(partition, started);
+    Ok(true)
+}
+
+/// Makes everything sent durable together with the checkpoint of every
+/// owned partition.
+pub(crate) fn commit<C: Command>(log: &Log<C>, group: &Group<C>) -> Result<(), Error> {
+    commit_state(&group.cmd, &mut group.state(), log)
+}
+
+fn commit_state<C: Command>(
+    cmd: &C,
+    state: &mut State<C>,
+    consumer: &dyn OffsetCommit,
+) -> Result<(), Error> {
+    cmd.before_commit(state);
+    let mut offsets = Offsets::new(cmd.topic());
+    for (&p, partition) in &state.partitions {
+        if let Some((offset, metadata)) = cmd.checkpoint(partition) {
+            offsets.add(p, offset, metadata);
+        }
+    }
+    let started = Instant::now();
+    let commit = state.sink.commit(&offsets, consumer)?;
+    let outcome = match commit {
+        Commit::Durable => Outcome::Durable,
+        Commit::Rewind { .. } => Outcome::GivenUp,
+    };
+    let after = decide::after_commit(outcome, std::mem::take(&mut state.emit_pending));
+    if after.emitted {
+        state.last_emit_ms = Some(unix_ms());
+    }
+    if after.rewind {
+        // Nothing of the given-up outputs is visible to read_committed
+        // readers; replaying from the committed checkpoints makes them again.
+        state.partitions.clear();
+        state.rewind = true;
+    }
+    cmd.after_commit(state, &commit, started.elapsed());
+    Ok(())
+}
+
+/// Seeks every assigned partition back to its committed checkpoint (the
+/// log start without a valid one: the start decides again at its first
+/// record), after a given-up commit dropped what was built since.
+fn rewind<C: Command>(log: &Log<C>, group: &Group<C>) -> Result<(), Error> {
+    let topic = group.cmd.topic();
+    let assignment = log
+        .assignment()
+        .map_err(|e| Error::Kafka(format!("cannot read assignment: {e}")))?;
+    let assigned: Vec<i32> = assignment
+        .elements_for_topic(topic)
+        .iter()
+        .map(|e| e.partition())
+        .collect();
+    let committed = group.cmd.committed(log, &assigned)?;
+    for p in assigned {
+        let offset = match decide::resume_at(committed.get(&p).copied()) {
+            SeekTo::Offset(o) => Offset::Offset(o as i64),
+            SeekTo::Beginning => Offset::Beginning,
+        };
+        log.seek(topic, p, offset, Duration::from_secs(30))
+            .map_err(|e| Error::Kafka(format!("cannot rewind {topic}/{p}: {e}")))?;
+        info!(
+            partition = p,
+            ?offset,
+            "rewound partition to its committed checkpoint"
+        );
+    }
+    group.cmd.after_rewind(group, log)
+}
+
+impl<C: Command> Handover for Group<C> {
+    fn revoke(&self, partitions: &[i32], consumer: &dyn OffsetCommit) {
+        let mut state = self.state();
+        // One commit covers every owned partition: make it whole.
+        let result = commit_state(&self.cmd, &mut state, consumer);
+        for p in partitions {
+            state.partitions.remove(p);
+        }
+        self.cmd.revoked(&mut state, partitions);
+        if let Err(e) = result {
+            warn!(error = %e, ?partitions, "cannot hand over revoked partitions cleanly; stopping");
+            state.fatal.get_or_insert(e);
+        }
+    }
+
+    fn assigned(&self, partitions: &[i32]) {
+        self.cmd.assigned(&mut self.state(), partitions);
+    }
+
+    fn statistics(&self, stats: &Statistics) {
+        self.cmd.statistics(stats);
+    }
+}
