@@ -67,6 +67,38 @@ pub fn transactional(
     })
 }
 
+/// Makes a transactional call once. A retriable answer is not retried but
+/// becomes [`Failure::TimedOut`], so that a fresh producer takes over: for
+/// `send_offsets_to_transaction`, a call made again after AddOffsetsToTxn
+/// failed on a broker's restart can block past every limit (1 of 15 runs of
+/// the broker-restart fault test, ended by the watchdog after 98 s).
+pub fn transactional_once(
+    call: &'static str,
+    patience: Patience,
+    f: impl FnOnce(Duration) -> KafkaResult<()>,
+) -> Result<(), TxnError> {
+    once(call, patience, |timeout| {
+        f(timeout).map_err(|e| TxnError::new(call, &e))
+    })
+}
+
+fn once(
+    call: &'static str,
+    patience: Patience,
+    f: impl FnOnce(Duration) -> Result<(), TxnError>,
+) -> Result<(), TxnError> {
+    let result = {
+        let _armed = watchdog::arm(call, patience.call + STUCK_AFTER);
+        f(patience.call)
+    };
+    result.map_err(|mut failed| {
+        if failed.failure == Failure::Retriable {
+            failed.failure = Failure::TimedOut;
+        }
+        failed
+    })
+}
+
 fn retry_txn(
     call: &'static str,
     patience: Patience,
@@ -140,6 +172,34 @@ mod tests {
         assert!(got.is_err());
         assert!(calls >= 2, "{calls}");
         assert!(start.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_call_made_once_hands_a_retriable_answer_to_a_fresh_producer() {
+        let patience = Patience {
+            call: Duration::from_millis(50),
+            budget: Duration::from_millis(600),
+        };
+        let retriable = TxnError {
+            call: "offsets",
+            failure: Failure::Retriable,
+            error: "Broker transport failure".into(),
+            code: None,
+        };
+        let mut calls = 0;
+        let e = once("offsets", patience, |_| {
+            calls += 1;
+            Err(retriable.clone())
+        })
+        .unwrap_err();
+        assert_eq!((calls, e.failure), (1, Failure::TimedOut));
+        let abortable = TxnError {
+            failure: Failure::Abortable,
+            ..retriable
+        };
+        let e = once("offsets", patience, |_| Err(abortable)).unwrap_err();
+        assert_eq!(e.failure, Failure::Abortable);
+        assert!(once("offsets", patience, |_| Ok(())).is_ok());
     }
 
     #[test]

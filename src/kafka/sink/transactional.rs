@@ -25,7 +25,7 @@ use crate::kafka::consumer::OffsetCommit;
 use crate::kafka::error::{Failure, TxnError};
 use crate::kafka::limits::OutputLimits;
 use crate::kafka::producer::{self, TrackedProducer};
-use crate::kafka::retry::{transactional, Patience};
+use crate::kafka::retry::{transactional, transactional_once, Patience};
 
 /// How long one transactional call may take, and all its retries together.
 /// The transaction itself times out after 10 s
@@ -91,7 +91,7 @@ impl Transactional {
                 error: "no consumer group metadata for the transaction".into(),
                 code: None,
             })?;
-            transactional("offsets", PATIENCE, |timeout| {
+            transactional_once("offsets", PATIENCE, |timeout| {
                 producer.send_offsets_to_transaction(offsets, &group, timeout)
             })?;
         }
