@@ -63,6 +63,18 @@ pub fn refusal(code: RDKafkaErrorCode) -> Option<Refusal> {
     }
 }
 
+/// [`refusal`] of an error event, also when librdkafka reports a failed
+/// TLS handshake as a transport failure (it does on reconnects: "SSL
+/// routines::certificate verify failed", code `_TRANSPORT`); the first
+/// event, coded `_SSL`, can come before the caller watches.
+fn refusal_in(code: RDKafkaErrorCode, reason: &str) -> Option<Refusal> {
+    refusal(code).or_else(|| {
+        let tls = matches!(code, RDKafkaErrorCode::BrokerTransportFailure)
+            && (reason.contains("SSL routines") || reason.contains("SSL handshake failed"));
+        tls.then_some(Refusal::Tls)
+    })
+}
+
 /// The refusal behind a failed call, if it was one.
 pub fn refusal_of(error: &KafkaError) -> Option<Refusal> {
     error.rdkafka_error_code().and_then(refusal)
@@ -177,7 +189,7 @@ pub fn check_within(settings: &KafkaSettings, timeout: Duration) -> Result<(), E
         while probe.poll(Duration::ZERO).is_some() {}
         let events = std::mem::take(&mut *probe.context().events.lock().expect("poisoned"));
         for (code, reason) in &events {
-            if let Some(r @ (Refusal::Authentication | Refusal::Tls)) = refusal(*code) {
+            if let Some(r @ (Refusal::Authentication | Refusal::Tls)) = refusal_in(*code, reason) {
                 return Err(Error::Kafka(format!(
                     "{bootstrap} refused the connection: {} ({code}: {reason})",
                     hint_of(r, reason)
@@ -240,6 +252,16 @@ mod tests {
         );
         assert_eq!(e.exit_code(), 5);
         assert!(e.to_string().contains("transactional id"), "{e}");
+        // A failed handshake on a reconnect comes as a transport failure.
+        let verify = "sasl_ssl://127.0.0.1:9592/bootstrap: error:0A000086:SSL routines::\
+                      certificate verify failed (after 6ms in state SSL_HANDSHAKE)";
+        assert_eq!(
+            refusal_in(C::BrokerTransportFailure, verify),
+            Some(Refusal::Tls)
+        );
+        let refused_tcp = "127.0.0.1:9092/bootstrap: Connect to ipv4#127.0.0.1:9092 failed: \
+                           Connection refused";
+        assert_eq!(refusal_in(C::BrokerTransportFailure, refused_tcp), None);
     }
 
     #[test]
