@@ -405,16 +405,7 @@ fn the_busiest_partitions_leader_cut_off_during_ingest_and_processing() {
     let _serial = serial();
     let s = setup("netlead", 10220, 60_000);
     let ingesting = slow_ingest(&s, 20);
-    wait_until(
-        "ingest's first records on the input topic",
-        Duration::from_secs(60),
-        || {
-            crate::common::end_offsets(&s.kafka.bootstrap, &s.p.input)
-                .values()
-                .sum::<i64>()
-                > 0
-        },
-    );
+    wait_ingest_started(&s);
     let leader = busiest_leader(&s);
     s.net.isolate(&leader);
     std::thread::sleep(LEADER_CUT);
@@ -487,6 +478,20 @@ fn delay_and_loss_on_every_link_for_a_whole_run() {
     assert_exactly_once(&s.p, &s.path);
 }
 
+/// Waits until ingest's first records are on the input topic.
+fn wait_ingest_started(s: &Setup) {
+    wait_until(
+        "ingest's first records on the input topic",
+        Duration::from_secs(60),
+        || {
+            crate::common::end_offsets(&s.kafka.bootstrap, &s.p.input)
+                .values()
+                .sum::<i64>()
+                > 0
+        },
+    );
+}
+
 /// Feeds the file to ingest on host `in` over about `secs` seconds.
 fn slow_ingest(s: &Setup, secs: u64) -> (Child, std::thread::JoinHandle<()>) {
     slow_ingest_via(&s.p, &s.net.launcher("in"), &s.path, secs)
@@ -531,16 +536,7 @@ fn ingest_cut_from_the_brokers_mid_file_then_healed() {
     let ingesting = slow_ingest(&s, 12);
     // Mid-file: once ingest has committed records, with most of the file
     // still to come (it is fed over 12 s).
-    wait_until(
-        "ingest's first records on the input topic",
-        Duration::from_secs(60),
-        || {
-            crate::common::end_offsets(&s.kafka.bootstrap, &s.p.input)
-                .values()
-                .sum::<i64>()
-                > 0
-        },
-    );
+    wait_ingest_started(&s);
     s.net.isolate("in");
     std::thread::sleep(PAST_SESSION_AND_TRANSACTION_TIMEOUT);
     s.net.heal();
