@@ -14,10 +14,12 @@
 //! report it themselves; [`refusal`] says which error codes mean "the
 //! cluster says no" and what to do about it, and [`explain`] words them.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rdkafka::client::ClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
@@ -134,13 +136,20 @@ fn hint_of(refusal: Refusal, reason: &str) -> &'static str {
     }
 }
 
-/// Error events of the probe client, as librdkafka reports them.
+/// Error events of the probe client, as librdkafka reports them, and how
+/// many log lines it served.
 #[derive(Default)]
 struct Watch {
     events: Mutex<Vec<(RDKafkaErrorCode, String)>>,
+    logs: AtomicU64,
 }
 
 impl ClientContext for Watch {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.logs.fetch_add(1, Ordering::Relaxed);
+        DefaultClientContext.log(level, fac, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         debug!(%error, reason, "while connecting");
         if let Some(code) = error.rdkafka_error_code() {
@@ -186,7 +195,7 @@ pub fn check_within(settings: &KafkaSettings, timeout: Duration) -> Result<(), E
             Ok(_) => last_call = "the metadata lists no brokers".into(),
             Err(e) => last_call = e.to_string(),
         }
-        while probe.poll(Duration::ZERO).is_some() {}
+        drain(&probe);
         let events = std::mem::take(&mut *probe.context().events.lock().expect("poisoned"));
         for (code, reason) in &events {
             if let Some(r @ (Refusal::Authentication | Refusal::Tls)) = refusal_in(*code, reason) {
@@ -208,6 +217,24 @@ pub fn check_within(settings: &KafkaSettings, timeout: Duration) -> Result<(), E
                 "no Kafka broker at {bootstrap} answered within {timeout:?} (last: {})",
                 last_event.unwrap_or(last_call)
             )));
+        }
+    }
+}
+
+/// Serves every event queued on the probe's main queue. A log line and an
+/// error event share that queue (librdkafka logs "FAIL" just before it
+/// queues the error), and `poll` answers `None` both for an empty queue and
+/// for a log line it served; stopping at the first `None` left the TLS
+/// refusal behind the log line until the next step, and under load past
+/// [`CONNECT_TIMEOUT`] (the secure test's untrusted-CA case, 30 s instead
+/// of one).
+fn drain(probe: &BaseConsumer<Watch>) {
+    loop {
+        let logs = probe.context().logs.load(Ordering::Relaxed);
+        if probe.poll(Duration::ZERO).is_none()
+            && probe.context().logs.load(Ordering::Relaxed) == logs
+        {
+            return;
         }
     }
 }
