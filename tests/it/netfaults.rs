@@ -1,7 +1,8 @@
 //! Faults across hosts (docs/faults.md): three brokers, the workers and
 //! ingest each in a network namespace of their own (`scripts/netns`), and
 //! the faults of a real network between them: a worker cut from every
-//! broker, a frozen worker, the active controller killed, ingest cut
+//! broker, a frozen worker (also a shard worker of a sharded run, with the
+//! merge on a host of its own), the active controller killed, ingest cut
 //! mid-file, delay and loss on every link. After each, the same checks as
 //! the loopback fault tests (`faults.rs`): `read_committed` outputs equal
 //! `aggregate` window by window, no duplicate, every frame forwarded and
@@ -13,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -21,9 +22,13 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use timebucket::cmd::worker::{Phase, WorkerReport};
 
 use crate::common::broker::OwnKafka;
+use crate::common::create_topic_with;
 use crate::common::netns::Net;
-use crate::common::pipeline::{read_topic, Pipeline};
-use crate::faults::{assert_exactly_once, inject_invalid, serial, slow_ingest_via, unix_ms};
+use crate::common::pipeline::{assert_same_windows, emitted_once, read_topic, Pipeline};
+use crate::faults::{
+    assert_exactly_once, assert_side_outputs_once, inject_invalid, serial, slow_ingest_via, unix_ms,
+};
+use crate::shards::aggregate_sharded;
 
 /// Every host of a scenario: brokers k1..k3, workers w1..w3, ingest, merge.
 const HOSTS: [&str; 8] = ["k1", "k2", "k3", "w1", "w2", "w3", "in", "m"];
@@ -50,20 +55,42 @@ struct Setup {
     kafka: OwnKafka,
     p: Pipeline,
     path: PathBuf,
+    /// Uid shards per bucket (1: unsharded).
+    shards: u32,
 }
 
 /// The hosts, a 3-broker cluster on k1..k3 from broker port `port`, topics
 /// with 3 replicas (min ISR 2) and an input file of `frames`.
 fn setup(tag: &str, port: u16, frames: u64) -> Setup {
+    setup_sharded(tag, port, frames, 1)
+}
+
+/// [`setup`] with `shards` uid shards per bucket, and then a partials topic
+/// (3 replicas) for the workers' partial windows.
+fn setup_sharded(tag: &str, port: u16, frames: u64, shards: u32) -> Setup {
     let net = Net::up(&HOSTS);
     let kafka = net.kafka(port);
-    let p = Pipeline::on(&kafka.bootstrap, tag, 3, &[("min.insync.replicas", "2")]);
+    let min_isr = [("min.insync.replicas", "2")];
+    let p = Pipeline::on(&kafka.bootstrap, tag, 3, &min_isr);
+    if shards > 1 {
+        create_topic_with(&kafka.bootstrap, &p.partials, 3, 3, &min_isr);
+    }
     let path = p.input_file(frames, &[]);
     Setup {
         net,
         kafka,
         p,
         path,
+        shards,
+    }
+}
+
+impl Setup {
+    /// A timebucket command of this run on `host`.
+    fn command(&self, host: &str, args: &[&str]) -> Command {
+        let mut c = self.p.command_via(&self.net.launcher(host), args);
+        c.env("INPUT_SHARDS", self.shards.to_string());
+        c
     }
 }
 
@@ -74,12 +101,12 @@ fn ingest(s: &Setup) {
 
 /// [`ingest`] with `extra` arguments.
 fn ingest_with(s: &Setup, extra: &[&str]) {
-    let out =
-        s.p.command_via(&s.net.launcher("in"), &["ingest"])
-            .args(extra)
-            .arg(&s.path)
-            .output()
-            .unwrap();
+    let out = s
+        .command("in", &["ingest"])
+        .args(extra)
+        .arg(&s.path)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "ingest failed: {}",
@@ -98,9 +125,9 @@ fn worker(s: &Setup, host: &str, extra: &[&str]) -> Worker {
     let name = format!("worker-{host}-{n}");
     let log = std::fs::File::create(s.p.dir.path().join(format!("{name}.log"))).unwrap();
     let report = s.p.dir.path().join(format!("{name}.report.json"));
-    let child =
-        s.p.command_via(
-            &s.net.launcher(host),
+    let child = s
+        .command(
+            host,
             &["worker", "--until-end", "--commit-interval-ms", "200"],
         )
         .arg("--report-file")
@@ -244,11 +271,14 @@ fn wait_owning(s: &Setup, hosts: &[&str]) {
 /// then healed (`heal`). The group evicts it, the coordinator aborts its
 /// transaction, the other worker resumes its partitions from their
 /// checkpoints; its late commit is refused and it rejoins.
-fn evicted_worker(tag: &str, port: u16, fault: impl Fn(&Net), heal: impl Fn(&Net)) {
+/// With `shards` > 1 the workers send partial windows, and a merge on host
+/// `m` sums them (scenario 7).
+fn evicted_worker(tag: &str, port: u16, shards: u32, fault: impl Fn(&Net), heal: impl Fn(&Net)) {
     let _serial = serial();
-    let s = setup(tag, port, 60_000);
+    let s = setup_sharded(tag, port, 60_000, shards);
     ingest(&s);
     inject_invalid(&s.p);
+    let merger = (shards > 1).then(|| merger(&s));
     let mut workers = vec![worker(&s, "w1", &SLOW), worker(&s, "w2", &SLOW)];
     wait_owning(&s, &["w1", "w2"]);
     // Mid-stream: the cut-off worker's partitions have checkpoints, so the
@@ -286,7 +316,15 @@ fn evicted_worker(tag: &str, port: u16, fault: impl Fn(&Net), heal: impl Fn(&Net
     heal(&s.net);
     let healed = unix_ms();
     wait_workers(&s, &mut workers);
-    assert_exactly_once(&s.p, &s.path);
+    match merger {
+        Some(merger) => {
+            s.p.wait_all(vec![merger], FINISH_WITHIN);
+            let (want, _) = aggregate_sharded(&s.path);
+            assert_same_windows(&emitted_once(&s.p), &want, || s.p.worker_logs());
+            assert_side_outputs_once(&s.p, &s.path);
+        }
+        None => assert_exactly_once(&s.p, &s.path),
+    }
 
     let (cut_off, other) = (workers[0].report(), workers[1].report());
     let logs = s.p.worker_logs();
@@ -320,9 +358,32 @@ fn evicted_worker(tag: &str, port: u16, fault: impl Fn(&Net), heal: impl Fn(&Net
     );
 }
 
+/// The merge of a sharded run (its own group) on host `m`, to the end.
+fn merger(s: &Setup) -> Child {
+    let log = std::fs::File::create(s.p.dir.path().join("merge-m.log")).unwrap();
+    let group = format!("{}-merge", s.p.group);
+    s.command(
+        "m",
+        &[
+            "merge",
+            "-g",
+            &group,
+            "--until-end",
+            "--idle-shard-seconds",
+            "0",
+            "--commit-interval-ms",
+            "200",
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(log)
+    .spawn()
+    .unwrap()
+}
+
 #[test]
 fn a_worker_cut_from_every_broker_past_its_session_timeout_is_fenced() {
-    evicted_worker("netcut", 10100, |net| net.isolate("w1"), Net::heal);
+    evicted_worker("netcut", 10100, 1, |net| net.isolate("w1"), Net::heal);
 }
 
 /// A worker frozen (SIGSTOP, as a long GC pause or a VM freeze would) while
@@ -333,6 +394,22 @@ fn a_worker_frozen_past_its_session_timeout_is_fenced_as_a_zombie() {
     evicted_worker(
         "netstop",
         10160,
+        1,
+        |net| net.pause("w1"),
+        |net| net.resume("w1"),
+    );
+}
+
+/// Scenario 7: sharded buckets (S = 2, the workers send partial windows, a
+/// merge on its own host sums them) with a shard worker frozen past its
+/// timeouts, as in scenario 2: the merged windows equal
+/// `aggregate --shards 2`, none twice.
+#[test]
+fn a_shard_worker_frozen_past_its_session_timeout_changes_no_merged_window() {
+    evicted_worker(
+        "netshard",
+        10280,
+        2,
         |net| net.pause("w1"),
         |net| net.resume("w1"),
     );

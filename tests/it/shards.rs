@@ -137,7 +137,7 @@ fn abort_a_transaction_on(bootstrap: &str, topic: &str) {
 }
 
 /// `aggregate --shards` on the file, and its summary (late counts).
-fn aggregate_sharded(path: &Path) -> (WindowSet, String) {
+pub(crate) fn aggregate_sharded(path: &Path) -> (WindowSet, String) {
     let out = Command::new(BIN)
         .args([
             "aggregate",
