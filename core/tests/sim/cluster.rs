@@ -384,7 +384,8 @@ impl Cluster {
                 && (generation != group.generation || !group.members.contains_key(&member))
         });
         if txn.fenced || zombie {
-            if let Some(id) = txn.txn.filter(|_| !txn.fenced) {
+            if let Some(id) = txn.txn {
+                // A no-op for a transaction the timeout already aborted.
                 self.end_txn(id, false);
             }
             return Err(());

@@ -11,7 +11,7 @@
 //! offline aggregate of the committed input, with no duplicate, every
 //! invalid record dead-lettered once, and every member finished.
 //!
-//! `SIM_SEED=<n>` replays one schedule; `SIM_SCHEDULES` (default 3000, 10,000
+//! `SIM_SEED=<n>` replays one schedule; `SIM_SCHEDULES` (default 3000, 30,000
 //! in release builds as `scripts/test` runs it) and
 //! `SIM_SECONDS` (default 45, a bound on the suite's time) size a run;
 //! `SIM_FIRST` offsets the seeds tried. docs/simulator.md says what is
@@ -567,7 +567,7 @@ fn sim() {
     }
     // scripts/test builds in release, where a schedule takes under a
     // millisecond.
-    let default = if cfg!(debug_assertions) { 3000 } else { 10_000 };
+    let default = if cfg!(debug_assertions) { 3000 } else { 30_000 };
     let schedules = env("SIM_SCHEDULES").unwrap_or(default);
     let budget = Duration::from_secs(env("SIM_SECONDS").unwrap_or(45));
     let first = env("SIM_FIRST").unwrap_or(0);

@@ -422,7 +422,15 @@ pub fn txn_id(c: &mut Cluster, producer: u64) -> usize {
         return id;
     }
     let id = c.begin();
-    txn(c, producer).txn = Some(id);
+    let t = txn(c, producer);
+    t.txn = Some(id);
+    if t.fenced {
+        // A fenced producer's sends are refused: what it appends is never
+        // visible and holds no last stable offset back (an open transaction
+        // here, which the coordinator's timeout no longer looks at, held
+        // the merge's partials partition for ever: seeds 12806 and 20616).
+        c.end_txn(id, false);
+    }
     id
 }
 
