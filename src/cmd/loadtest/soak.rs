@@ -20,106 +20,35 @@
 //!    verdict) and draws the memory verdict from the samples taken while
 //!    producing ([`super::soak_report::memory_verdict`]).
 //!
-//! Kafka's perf tools are not run in a soak.
+//! Kafka's perf tools are not run in a soak. The loop over the combinations
+//! (generating each run's frames) is [`super::run`]'s; this module is the
+//! soak's part of one run ([`measure`]), which [`super::run::run_one`]
+//! calls in place of the sequential one.
 
-use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, Write};
+use std::io::BufReader;
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tracing::info;
 
-use crate::error::Error;
-
-use super::pace::{soak_data, PacedReader};
-use super::report::{write_footer, write_header, write_output, write_row, Rate, RunReport};
-use super::run::{
-    busy_pct, collect_figures, cpu_jiffies, ingest_from, measure_with, run_one, RunContext,
+use super::measure::{
+    busy_pct, collect_figures, cpu_jiffies, ingest_from, measure_with, RunContext,
 };
-use super::soak_report::{
-    memory_verdict, rss_kb, worker_sample, write_soak, SoakReport, SoakSample,
-};
+use super::pace::PacedReader;
+use super::report::{Rate, RunReport};
+use super::soak_report::{memory_verdict, rss_kb, worker_sample, SoakReport, SoakSample};
 use super::topics::RunTopics;
 use super::workers::{ends_file, publish_ends, spawn_worker, tail, wait_started, WorkerProcess};
-use super::{new_report, unix_ms, DataSet, LoadtestOptions, LoadtestReport, SoakOptions};
+use super::{unix_ms, SoakOptions};
 use crate::cmd::worker::WorkerReport;
 use crate::observe::http::get;
-
-/// Seconds between the data file's start and the first frame: the topics
-/// and the workers are set up meanwhile.
-const SETUP_SECONDS: u64 = 12;
 
 /// The sample interval: as asked, else 1/120 of the duration within 0.5-10 s.
 pub fn sample_interval(soak: &SoakOptions) -> Duration {
     soak.sample_interval.unwrap_or_else(|| {
         (soak.duration / 120).clamp(Duration::from_millis(500), Duration::from_secs(10))
     })
-}
-
-/// Every combination as a soak, printing as runs finish.
-pub(super) fn run(
-    opts: &LoadtestOptions,
-    soak: &SoakOptions,
-    out: &mut dyn Write,
-) -> Result<LoadtestReport, Error> {
-    let opts = LoadtestOptions {
-        kafka_tool: None,
-        worker_metrics: true,
-        live: true,
-        ..opts.clone()
-    };
-    let mut report = new_report(&opts, DataSet::default());
-    for &p in &opts.partitions {
-        for &w in &opts.workers {
-            for repeat in 1..=opts.repeat.max(1) {
-                let prefix = format!("soak-{}-{}", unix_ms(), std::process::id());
-                let dir = opts
-                    .cache_dir
-                    .join("runs")
-                    .join(format!("{prefix}-p{p}w{w}"));
-                std::fs::create_dir_all(&dir).map_err(Error::Output)?;
-                let path = dir.join("frames.jsonl");
-                // Generation runs at a few hundred MB/s: leave it time too.
-                let bytes = u64::from(opts.rate) * soak.duration.as_secs() * opts.frame_size as u64;
-                let start = unix_ms() / 1000 + SETUP_SECONDS + bytes / 200_000_000;
-                info!(path = %path.display(), start, "generating the soak's frames");
-                let data = soak_data(&opts, soak, start, &path)?;
-                if report.runs.is_empty() {
-                    report.data = data.clone();
-                    write_header(out, &report).map_err(Error::Output)?;
-                }
-                let ctx = RunContext {
-                    opts: &opts,
-                    data: &data,
-                    prefix,
-                    expected: &Mutex::new(HashMap::new()),
-                };
-                let run = run_one(&ctx, p, w, repeat);
-                write_row(out, &run).map_err(Error::Output)?;
-                if !run.check.correct {
-                    for line in run.failure.iter().chain(&run.check.examples) {
-                        writeln!(out, "      {line}").map_err(Error::Output)?;
-                    }
-                } else {
-                    // 2 KB a frame: do not keep gigabytes of a correct run.
-                    let _ = std::fs::remove_file(&path);
-                }
-                if let Some(s) = &run.soak {
-                    write_soak(out, s).map_err(Error::Output)?;
-                }
-                out.flush().map_err(Error::Output)?;
-                report.data = data;
-                report.runs.push(run);
-                if let Some(path) = &opts.output {
-                    write_output(path, &report)?;
-                }
-            }
-        }
-    }
-    write_footer(out, &report).map_err(Error::Output)?;
-    Ok(report)
 }
 
 /// The soak's part of a run: workers, paced ingest and samples, with the
