@@ -17,6 +17,7 @@ use crate::core::bucket::DEFAULT_BUCKET_SECS;
 use crate::core::compare::WindowSet;
 use crate::error::Error;
 
+use super::failure::RunError;
 use super::observe::{observe, sample_lag, LagSignal};
 use super::report::{Rate, RunReport};
 use super::topics::RunTopics;
@@ -100,8 +101,8 @@ pub(super) fn measure_with(
     ctx: &RunContext<'_>,
     topics: &RunTopics,
     report: &mut RunReport,
-    process: impl FnOnce(&mut RunReport, &LagSignal) -> Result<(u64, u64), String>,
-) -> Result<(), String> {
+    process: impl FnOnce(&mut RunReport, &LagSignal) -> Result<(u64, u64), RunError>,
+) -> Result<(), RunError> {
     let opts = ctx.opts;
     let data = ctx.data;
     let lag_signal = LagSignal::default();
@@ -163,7 +164,7 @@ pub(super) fn collect_figures(
     workers: &[WorkerProcess],
     merger: Option<&WorkerProcess>,
     data: &DataSet,
-) -> Result<(), String> {
+) -> Result<(), RunError> {
     for w in workers {
         let figures = w.finished_report()?;
         report.worker_figures.push(figures);

@@ -53,6 +53,7 @@
 
 mod check;
 mod data;
+mod failure;
 mod measure;
 mod observe;
 mod pace;

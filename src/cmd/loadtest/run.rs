@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use super::check::{check_windows, count_committed, expected_windows, verdict};
+use super::failure::RunError;
 use super::measure::{
     busy_pct, collect_figures, cpu_jiffies, ingest_data, measure_with, RunContext,
 };
@@ -82,7 +83,7 @@ pub(super) fn run_one(
         None => measure(ctx, &topics, &dir, &mut report),
     };
     if let Err(failure) = measured {
-        report.failure = Some(failure);
+        report.failure = Some(failure.to_string());
     }
     if report.failure.is_none() {
         if let Some(tool) = &opts.kafka_tool {
@@ -165,7 +166,7 @@ pub(super) fn measure(
     topics: &RunTopics,
     dir: &Path,
     report: &mut RunReport,
-) -> Result<(), String> {
+) -> Result<(), RunError> {
     measure_with(ctx, topics, report, |report, lag| {
         ingest_and_process(ctx, topics, dir, report, lag)
     })
@@ -178,14 +179,14 @@ pub(super) fn ingest_and_process(
     dir: &Path,
     report: &mut RunReport,
     lag: &LagSignal,
-) -> Result<(u64, u64), String> {
+) -> Result<(u64, u64), RunError> {
     let opts = ctx.opts;
     let data = ctx.data;
     let until = opts.live.then(|| ends_file(dir));
     let mut workers = Vec::new();
     // The merge stage runs from the start, as in production.
     let mut merger = if opts.shards > 1 {
-        Some(spawn_merger(opts, topics, dir).map_err(|e| e.to_string())?)
+        Some(spawn_merger(opts, topics, dir)?)
     } else {
         None
     };
@@ -193,9 +194,7 @@ pub(super) fn ingest_and_process(
     if opts.live {
         cpu_processing_start = cpu_jiffies();
         for i in 0..report.workers {
-            workers.push(
-                spawn_worker(opts, topics, dir, i, until.as_deref()).map_err(|e| e.to_string())?,
-            );
+            workers.push(spawn_worker(opts, topics, dir, i, until.as_deref())?);
         }
         wait_started(&workers, Instant::now() + Duration::from_secs(30))?;
         // Let the group settle before frames arrive (a live system's
@@ -223,7 +222,7 @@ pub(super) fn ingest_and_process(
                 let _ = w.child.kill();
                 let _ = w.child.wait();
             }
-            return Err(format!("ingest failed: {e}"));
+            return Err(RunError::Ingest(e));
         }
     };
     report.machine_cpu_ingest_pct = busy_pct(cpu0, cpu1);
@@ -244,7 +243,7 @@ pub(super) fn ingest_and_process(
         lag.sample_now();
         let cpu = cpu_jiffies();
         for i in 0..report.workers {
-            workers.push(spawn_worker(opts, topics, dir, i, None).map_err(|e| e.to_string())?);
+            workers.push(spawn_worker(opts, topics, dir, i, None)?);
         }
         cpu
     };

@@ -21,9 +21,9 @@
 //!    producing ([`super::soak_report::memory_verdict`]).
 //!
 //! Kafka's perf tools are not run in a soak. The loop over the combinations
-//! (generating each run's frames) is [`super::run`]'s; this module is the
-//! soak's part of one run ([`measure`]), which [`super::run::run_one`]
-//! calls in place of the sequential one.
+//! (generating each run's frames) is `run_soaks` in [`super`]; this module
+//! is the soak's part of one run ([`measure`]), which
+//! [`super::run::run_one`] calls in place of the sequential one.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use tracing::info;
 
+use super::failure::{LogTail, RunError};
 use super::measure::{
     busy_pct, collect_figures, cpu_jiffies, ingest_from, measure_with, RunContext,
 };
@@ -39,7 +40,7 @@ use super::pace::PacedReader;
 use super::report::{Rate, RunReport};
 use super::soak_report::{memory_verdict, rss_kb, worker_sample, SoakReport, SoakSample};
 use super::topics::RunTopics;
-use super::workers::{ends_file, publish_ends, spawn_worker, tail, wait_started, WorkerProcess};
+use super::workers::{ends_file, publish_ends, spawn_worker, wait_started, WorkerProcess};
 use super::{unix_ms, SoakOptions};
 use crate::cmd::worker::WorkerReport;
 use crate::observe::http::get;
@@ -59,7 +60,7 @@ pub(super) fn measure(
     topics: &RunTopics,
     dir: &std::path::Path,
     report: &mut RunReport,
-) -> Result<(), String> {
+) -> Result<(), RunError> {
     measure_with(ctx, topics, report, |report, _lag| {
         soak_process(ctx, soak, topics, dir, report)
     })
@@ -71,7 +72,7 @@ fn soak_process(
     topics: &RunTopics,
     dir: &std::path::Path,
     report: &mut RunReport,
-) -> Result<(u64, u64), String> {
+) -> Result<(u64, u64), RunError> {
     let opts = ctx.opts;
     let interval = sample_interval(soak);
     let mut s = SoakReport {
@@ -86,7 +87,7 @@ fn soak_process(
     let mut workers = Vec::new();
     for i in 0..report.workers {
         let w = spawn_worker(opts, topics, dir, i, Some(&ends_file(dir)));
-        workers.push(w.map_err(|e| e.to_string())?);
+        workers.push(w?);
     }
     let result = produce_and_sample(ctx, topics, dir, &mut workers, interval, &mut s, report);
     if result.is_err() {
@@ -118,20 +119,20 @@ fn produce_and_sample(
     interval: Duration,
     s: &mut SoakReport,
     report: &mut RunReport,
-) -> Result<(u64, u64), String> {
+) -> Result<(u64, u64), RunError> {
     let (opts, data) = (ctx.opts, ctx.data);
     wait_started(workers, Instant::now() + Duration::from_secs(30))?;
     let mut urls = Vec::new();
     for w in workers.iter() {
         let addr = WorkerReport::read(&w.report)?
             .and_then(|r| r.metrics_addr)
-            .ok_or_else(|| format!("{}: the worker serves no metrics", w.report.display()))?;
+            .ok_or_else(|| RunError::NoMetrics(w.report.clone()))?;
         urls.push(format!("http://{addr}/metrics"));
     }
     // Let the group settle before the first frame (a live system's workers
     // are already running).
     std::thread::sleep(Duration::from_secs(3));
-    let file = File::open(&data.path).map_err(|e| format!("cannot open the soak's frames: {e}"))?;
+    let file = File::open(&data.path).map_err(RunError::Frames)?;
     let paced = PacedReader::new(BufReader::with_capacity(1 << 20, file));
     let (released, behind, first_due) = (
         paced.released.clone(),
@@ -153,9 +154,9 @@ fn produce_and_sample(
                     .take()
                     .expect("checked")
                     .join()
-                    .map_err(|_| "ingest panicked".to_string())?;
-                let summary = summary.map_err(|e| format!("ingest failed: {e}"))?;
-                publish_ends(opts, topics, dir).map_err(|e| e.to_string())?;
+                    .map_err(|_| RunError::IngestPanicked)?;
+                let summary = summary.map_err(RunError::Ingest)?;
+                publish_ends(opts, topics, dir)?;
                 report.ingest = Rate::new(
                     summary.read.valid,
                     data.payload_bytes,
@@ -184,12 +185,10 @@ fn produce_and_sample(
                     return Ok(produced.expect("set"));
                 }
                 if unix_ms() > done + opts.phase_timeout.as_millis() as u64 {
-                    return Err(format!(
-                        "the workers did not drain in {:?}; last lines of {}:\n{}",
-                        opts.phase_timeout,
-                        workers[0].log.display(),
-                        tail(&workers[0].log, 15)
-                    ));
+                    return Err(RunError::NotDrained {
+                        timeout: opts.phase_timeout,
+                        log: LogTail::of(&workers[0].log),
+                    });
                 }
             }
             next += interval;
@@ -204,20 +203,19 @@ fn produce_and_sample(
 }
 
 /// How many workers have exited; an error naming the first that failed.
-fn check_workers(workers: &mut [WorkerProcess]) -> Result<usize, String> {
+fn check_workers(workers: &mut [WorkerProcess]) -> Result<usize, RunError> {
     let mut exited = 0;
     for w in workers.iter_mut() {
         match w.child.try_wait() {
             Ok(Some(status)) if !status.success() => {
-                return Err(format!(
-                    "worker exited with {status}; last lines of {}:\n{}",
-                    w.log.display(),
-                    tail(&w.log, 15)
-                ))
+                return Err(RunError::WorkerExited {
+                    status,
+                    log: LogTail::of(&w.log),
+                })
             }
             Ok(Some(_)) => exited += 1,
             Ok(None) => {}
-            Err(e) => return Err(format!("cannot wait for a worker: {e}")),
+            Err(e) => return Err(RunError::Wait(e)),
         }
     }
     Ok(exited)
