@@ -179,7 +179,7 @@ pub fn check_within(settings: &KafkaSettings, timeout: Duration) -> Result<(), E
     let probe: BaseConsumer<Watch> = settings
         .client_config(&[])
         .create_with_context(Watch::default())
-        .map_err(|e| Error::Kafka(format!("cannot create a Kafka client for {bootstrap}: {e}")))?;
+        .map_err(|e| Error::kafka_at(format!("cannot create a Kafka client for {bootstrap}"), e))?;
     let deadline = Instant::now() + timeout;
     // What went wrong last: librdkafka's own reason (an error event, e.g.
     // "Connect to ... failed: Connection refused") if there was one, else

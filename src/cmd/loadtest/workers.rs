@@ -237,7 +237,7 @@ pub(super) fn publish_ends(
         .settings
         .client_config(&[("group.id", "timebucket-reader")])
         .create()
-        .map_err(|e| Error::Kafka(format!("cannot create a client: {e}")))?;
+        .map_err(|e| Error::kafka_at("cannot create a client", e))?;
     let ends = crate::kafka::read::end_offsets(&consumer, &topics.names.input)?;
     let mut list: Vec<(i32, i64)> = ends.into_iter().collect();
     list.sort();
