@@ -312,7 +312,7 @@ fn handle<C: Command>(log: &Log<C>, group: &Group<C>, record: &Record<'_>) -> Re
         };
         let topic = group.cmd.topic();
         log.seek(topic, record.partition, offset, Duration::from_secs(30))
-            .map_err(|e| Error::Kafka(format!("cannot seek {topic}/{}: {e}", record.partition)))?;
+            .map_err(|e| Error::kafka_at(format!("cannot seek {topic}/{}", record.partition), e))?;
     }
     Ok(())
 }

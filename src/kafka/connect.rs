@@ -112,7 +112,7 @@ pub fn explain(code: RDKafkaErrorCode) -> String {
 pub fn refused(what: &str, error: &KafkaError) -> Error {
     match error.rdkafka_error_code() {
         Some(code) if refusal(code).is_some() => Error::Kafka(format!("{what}: {}", explain(code))),
-        _ => Error::Kafka(format!("{what}: {error}")),
+        _ => Error::kafka_at(what, error.clone()),
     }
 }
 

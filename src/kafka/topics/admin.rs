@@ -395,9 +395,7 @@ pub(super) fn snapshot(
     bootstrap: &str,
 ) -> Result<HashMap<String, TopicState>, Error> {
     let metadata = admin.inner().fetch_metadata(topic, timeout).map_err(|e| {
-        Error::Kafka(format!(
-            "cannot read cluster metadata from {bootstrap}: {e}"
-        ))
+        Error::kafka_at(format!("cannot read cluster metadata from {bootstrap}"), e)
     })?;
     let mut topics = HashMap::new();
     for t in metadata.topics() {

@@ -139,10 +139,7 @@ pub fn input_in_use(
         let committed = reader
             .committed_offsets(tpl.clone(), timeout)
             .map_err(|e| {
-                Error::Kafka(format!(
-                    "cannot read offsets of group {}: {e}",
-                    group.name()
-                ))
+                Error::kafka_at(format!("cannot read offsets of group {}", group.name()), e)
             })?;
         if committed
             .elements()
