@@ -22,6 +22,14 @@ pub enum Error {
     /// A Kafka call failed: librdkafka's error, kept as the source.
     #[error("kafka: {0}")]
     KafkaCall(#[source] rdkafka::error::KafkaError),
+    /// A Kafka call failed doing `what` (see [`Error::kafka`]): librdkafka's
+    /// error, kept as the source.
+    #[error("kafka: {what}: {source}")]
+    KafkaAt {
+        what: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
     /// A topic the job needs is not on the cluster.
     #[error("topic {0} does not exist (run `timebucket topics`)")]
     NoTopic(String),
@@ -69,7 +77,7 @@ impl Error {
             Error::Config(_) => 2,
             Error::Input { .. } => 3,
             Error::Output(_) => 4,
-            Error::Kafka(_) | Error::KafkaCall(_) | Error::NoTopic(_) => 5,
+            Error::Kafka(_) | Error::KafkaCall(_) | Error::KafkaAt { .. } | Error::NoTopic(_) => 5,
             Error::Drift(_) => 6,
             Error::Delivery(_) => 7,
             Error::Mismatch(_) => 8,
@@ -82,6 +90,34 @@ impl Error {
     }
 }
 
+impl Error {
+    /// A Kafka call that failed doing `what`, librdkafka's error kept:
+    /// `.map_err(|e| Error::kafka_at("cannot create producer", e))`.
+    pub fn kafka_at(what: impl Into<String>, source: rdkafka::error::KafkaError) -> Error {
+        Error::KafkaAt {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+/// `e` as the binary prints it: its text, then each source's that the
+/// text does not already hold (the variants quote their source's text, so
+/// `{:#}` of the chain would repeat it).
+pub fn report(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 impl From<crate::core::bucket::BadRouting> for Error {
     fn from(e: crate::core::bucket::BadRouting) -> Self {
         Error::Config(e.to_string())
@@ -91,5 +127,42 @@ impl From<crate::core::bucket::BadRouting> for Error {
 impl From<rdkafka::error::KafkaError> for Error {
     fn from(e: rdkafka::error::KafkaError) -> Self {
         Error::KafkaCall(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+    use super::*;
+
+    /// A Kafka call's error keeps librdkafka's as its source, exits 5 like
+    /// every Kafka error, and is printed without repeating the source.
+    #[test]
+    fn a_kafka_call_keeps_its_source_and_prints_it_once() {
+        let e = Error::kafka_at(
+            "cannot create producer",
+            KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
+        );
+        assert_eq!(e.exit_code(), 5);
+        assert!(std::error::Error::source(&e).is_some());
+        let text = e.to_string();
+        assert!(
+            text.starts_with("kafka: cannot create producer: Message production error"),
+            "{text}"
+        );
+        assert_eq!(report(&e), text);
+        let code = RDKafkaErrorCode::MessageSizeTooLarge.to_string();
+        assert_eq!(text.matches(&code).count(), 1, "{text}");
+    }
+
+    /// A source whose text the message does not quote is appended.
+    #[test]
+    fn a_source_the_message_does_not_quote_is_appended() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] std::io::Error);
+        let e = Outer(std::io::Error::other("inner"));
+        assert_eq!(report(&e), "outer: inner");
     }
 }

@@ -20,7 +20,8 @@ fn main() -> ExitCode {
     match timebucket::cli::run(cli).map_err(|e| anyhow::Error::new(e).context(job)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Not `{e:#}`: the errors quote their sources' text already.
+            eprintln!("error: {}", timebucket::error::report(e.as_ref()));
             let code = e
                 .downcast_ref::<timebucket::Error>()
                 .map_or(1, |e| e.exit_code());

@@ -31,6 +31,51 @@ pub fn encode_checkpoint(cp: &Checkpoint) -> String {
     )
 }
 
+/// Why a commit's metadata is no checkpoint this version can trust
+/// ([`decode_checkpoint`]), or why its values cannot be true of the
+/// partition ([`check_bounds`]). The text is that of the error-level log
+/// and of the worker's exit message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("the commit has no metadata (offsets reset or committed by another tool)")]
+    NoMetadata,
+    #[error("foreign metadata (not {METADATA_VERSION}, {METADATA_V2} or {METADATA_V1})")]
+    Foreign,
+    #[error("{0:?} is not key=value")]
+    NotKeyValue(String),
+    #[error("unknown or repeated field {0:?}")]
+    Field(String),
+    #[error("{key}={value:?} is not a number")]
+    NotANumber {
+        key: String,
+        value: String,
+        #[source]
+        source: std::num::ParseIntError,
+    },
+    #[error("clock={0:?} is no event clock")]
+    Clock(String),
+    #[error("handled=- is not an offset")]
+    NoHandled,
+    #[error("fields missing: {}", .0.join(", "))]
+    Missing(Vec<&'static str>),
+    #[error("handled={handled} is below the committed offset {offset}")]
+    HandledBelowOffset { handled: u64, offset: u64 },
+    #[error("floor={0} is not the end of a minute")]
+    FloorMidMinute(u64),
+    #[error("the committed offset {offset} is beyond the log end {end}")]
+    OffsetBeyondEnd { offset: u64, end: u64 },
+    #[error("handled={handled} is beyond the log end {end}")]
+    HandledBeyondEnd { handled: u64, end: u64 },
+    #[error("the clock's largest ts {ts} is beyond the largest ts accepted ({max_ts})")]
+    TsBeyondMax { ts: u64, max_ts: u64 },
+    #[error("{name}={watermark} is in the future beyond any frame accepted (at most {latest})")]
+    FutureWatermark {
+        name: &'static str,
+        watermark: u64,
+        latest: u64,
+    },
+}
+
 /// A committed offset whose metadata is no checkpoint this version can
 /// trust: missing (an offset reset by `kafka-consumer-groups`, a foreign
 /// consumer), unparsable, or inconsistent. Resuming there would rebuild
@@ -41,7 +86,7 @@ pub struct Unusable {
     pub offset: u64,
     pub metadata: String,
     /// What is wrong with it, for the error-level log and the exit message.
-    pub why: String,
+    pub why: CheckpointError,
 }
 
 /// What a partition's committed offset carries.
@@ -84,22 +129,17 @@ pub struct Bounds {
 /// others. A `tb1` checkpoint (largest `ts` only) resumes with that time
 /// vouched for, as that version's rule had it; a `tb2` one (fixed quorum)
 /// at the time its clock stood at ([`decode_v2_clock`]).
-pub fn decode_checkpoint(offset: u64, metadata: &str) -> Result<Checkpoint, String> {
+pub fn decode_checkpoint(offset: u64, metadata: &str) -> Result<Checkpoint, CheckpointError> {
+    use CheckpointError as Bad;
     if metadata.is_empty() {
-        return Err(
-            "the commit has no metadata (offsets reset or committed by another tool)".into(),
-        );
+        return Err(Bad::NoMetadata);
     }
     let mut parts = metadata.split(';');
     let version = parts.next().unwrap_or_default();
     let keys: &[&str] = match version {
         METADATA_VERSION | METADATA_V2 => &["clock", "handled", "emitted", "floor"],
         METADATA_V1 => &["max", "handled", "emitted", "floor"],
-        _ => {
-            return Err(format!(
-                "foreign metadata (not {METADATA_VERSION}, {METADATA_V2} or {METADATA_V1})"
-            ))
-        }
+        _ => return Err(Bad::Foreign),
     };
     let mut cp = Checkpoint {
         resume_seq: offset,
@@ -108,22 +148,26 @@ pub fn decode_checkpoint(offset: u64, metadata: &str) -> Result<Checkpoint, Stri
         emitted: None,
         floor: None,
     };
-    let number = |k: &str, v: &str| -> Result<Option<u64>, String> {
+    let number = |k: &str, v: &str| -> Result<Option<u64>, Bad> {
         match v {
             "-" => Ok(None),
             _ => v
                 .parse::<u64>()
                 .map(Some)
-                .map_err(|_| format!("{k}={v:?} is not a number")),
+                .map_err(|source| Bad::NotANumber {
+                    key: k.into(),
+                    value: v.into(),
+                    source,
+                }),
         }
     };
     let mut seen = Vec::new();
     for part in parts {
         let (k, v) = part
             .split_once('=')
-            .ok_or_else(|| format!("{part:?} is not key=value"))?;
+            .ok_or_else(|| Bad::NotKeyValue(part.into()))?;
         if !keys.contains(&k) || seen.contains(&k) {
-            return Err(format!("unknown or repeated field {k:?}"));
+            return Err(Bad::Field(k.into()));
         }
         seen.push(k);
         match k {
@@ -132,7 +176,7 @@ pub fn decode_checkpoint(offset: u64, metadata: &str) -> Result<Checkpoint, Stri
                     METADATA_V2 => decode_v2_clock(v),
                     _ => ClockState::decode(v),
                 };
-                cp.clock_before = clock.ok_or_else(|| format!("clock={v:?} is no event clock"))?
+                cp.clock_before = clock.ok_or_else(|| Bad::Clock(v.into()))?
             }
             "max" => {
                 if let Some(max) = number(k, v)? {
@@ -140,27 +184,27 @@ pub fn decode_checkpoint(offset: u64, metadata: &str) -> Result<Checkpoint, Stri
                 }
             }
             "handled" => {
-                cp.handled_until = number(k, v)?.ok_or("handled=- is not an offset")?;
+                cp.handled_until = number(k, v)?.ok_or(Bad::NoHandled)?;
             }
             "emitted" => cp.emitted = number(k, v)?.map(Watermark),
             _ => cp.floor = number(k, v)?.map(Watermark),
         }
     }
     if seen.len() != keys.len() {
-        let missing: Vec<&str> = keys.iter().filter(|k| !seen.contains(k)).copied().collect();
-        return Err(format!("fields missing: {}", missing.join(", ")));
+        let missing = keys.iter().filter(|k| !seen.contains(k)).copied().collect();
+        return Err(Bad::Missing(missing));
     }
     if cp.handled_until < cp.resume_seq {
-        return Err(format!(
-            "handled={} is below the committed offset {offset}",
-            cp.handled_until
-        ));
+        return Err(Bad::HandledBelowOffset {
+            handled: cp.handled_until,
+            offset,
+        });
     }
     if let Some(Watermark(floor)) = cp.floor {
         // `close_all` leaves the end of a minute; a shard closed for good
         // leaves the end of time ([`check_bounds`] judges that one).
         if floor % 60 != 0 && Watermark(floor) != Watermark::END {
-            return Err(format!("floor={floor} is not the end of a minute"));
+            return Err(Bad::FloorMidMinute(floor));
         }
     }
     Ok(cp)
@@ -198,25 +242,23 @@ fn decode_v2_clock(text: &str) -> Option<ClockState> {
 
 /// Checks a decoded checkpoint against what the partition and the clock
 /// allow: offsets within the log, times no frame could have exceeded.
-pub fn check_bounds(cp: &Checkpoint, bounds: &Bounds) -> Result<(), String> {
+pub fn check_bounds(cp: &Checkpoint, bounds: &Bounds) -> Result<(), CheckpointError> {
     let end = bounds.log_end;
     if cp.resume_seq > end {
-        return Err(format!(
-            "the committed offset {} is beyond the log end {end}",
-            cp.resume_seq
-        ));
+        return Err(CheckpointError::OffsetBeyondEnd {
+            offset: cp.resume_seq,
+            end,
+        });
     }
     if cp.handled_until > end {
-        return Err(format!(
-            "handled={} is beyond the log end {end}",
-            cp.handled_until
-        ));
+        return Err(CheckpointError::HandledBeyondEnd {
+            handled: cp.handled_until,
+            end,
+        });
     }
     let max_ts = bounds.max_ts;
-    if let Some(t) = cp.clock_before.max_ts().filter(|&t| t > max_ts) {
-        return Err(format!(
-            "the clock's largest ts {t} is beyond the largest ts accepted ({max_ts})"
-        ));
+    if let Some(ts) = cp.clock_before.max_ts().filter(|&t| t > max_ts) {
+        return Err(CheckpointError::TsBeyondMax { ts, max_ts });
     }
     // A watermark is at most a frame's ts, or the end of its minute.
     let latest = max_ts.saturating_sub(max_ts % 60).saturating_add(60);
@@ -225,10 +267,12 @@ pub fn check_bounds(cp: &Checkpoint, bounds: &Bounds) -> Result<(), String> {
         if ended && wm == Some(Watermark::END) {
             continue;
         }
-        if let Some(Watermark(w)) = wm.filter(|w| w.0 > latest) {
-            return Err(format!(
-                "{name}={w} is in the future beyond any frame accepted (at most {latest})"
-            ));
+        if let Some(Watermark(watermark)) = wm.filter(|w| w.0 > latest) {
+            return Err(CheckpointError::FutureWatermark {
+                name,
+                watermark,
+                latest,
+            });
         }
     }
     Ok(())
@@ -358,7 +402,7 @@ mod tests {
             ),
         ];
         for (meta, why) in refused {
-            let err = decode_checkpoint(10, meta).unwrap_err();
+            let err = decode_checkpoint(10, meta).unwrap_err().to_string();
             assert!(err.contains(why), "{meta:?}: {err}");
         }
     }
@@ -373,7 +417,9 @@ mod tests {
         let ok = decode_checkpoint(10, GOOD).unwrap();
         assert_eq!(check_bounds(&ok, &bounds), Ok(()));
         let check = |meta: &str, offset: u64| {
-            check_bounds(&decode_checkpoint(offset, meta).unwrap(), &bounds).unwrap_err()
+            check_bounds(&decode_checkpoint(offset, meta).unwrap(), &bounds)
+                .unwrap_err()
+                .to_string()
         };
         let past_end = "tb2;clock=1/-;handled=13;emitted=-;floor=-";
         assert!(check(past_end, 13).contains("offset 13 is beyond the log end 12"));

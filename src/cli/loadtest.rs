@@ -231,20 +231,45 @@ impl LoadtestArgs {
     }
 }
 
+/// A `--duration` that is no soak's duration (the text given). clap shows
+/// the message only, so it carries its source's text.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BadDuration {
+    #[error("{text:?}: {source}")]
+    Seconds {
+        text: String,
+        #[source]
+        source: std::num::ParseIntError,
+    },
+    #[error("{text:?}: {source} (e.g. 90s, 10m, 1h 30m)")]
+    Format {
+        text: String,
+        #[source]
+        source: humantime::DurationError,
+    },
+    #[error("{0:?}: a soak lasts at least 1 s")]
+    TooShort(String),
+}
+
 /// A soak's duration: humantime's format (`90s`, `10m`, `1h 30m`), or a bare
 /// number of seconds; at least 1 s.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, BadDuration> {
     let t = text.trim();
     let duration = if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
         t.parse()
             .map(Duration::from_secs)
-            .map_err(|e| format!("{text:?}: {e}"))?
+            .map_err(|source| BadDuration::Seconds {
+                text: text.into(),
+                source,
+            })?
     } else {
-        humantime::parse_duration(t)
-            .map_err(|e| format!("{text:?}: {e} (e.g. 90s, 10m, 1h 30m)"))?
+        humantime::parse_duration(t).map_err(|source| BadDuration::Format {
+            text: text.into(),
+            source,
+        })?
     };
     if duration < Duration::from_secs(1) {
-        return Err(format!("{text:?}: a soak lasts at least 1 s"));
+        return Err(BadDuration::TooShort(text.into()));
     }
     Ok(duration)
 }

@@ -115,9 +115,15 @@ impl Default for ShareBp {
     }
 }
 
+/// A `--watermark-share` that is no percentage below 50 with at most two
+/// decimals (the text given).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a percentage below 50 with at most two decimals")]
+pub struct BadShare(String);
+
 /// `5`, `2.5` or `0.25` (percent) to basis points; below 50%.
-fn parse_share(text: &str) -> Result<ShareBp, String> {
-    let bad = || format!("{text:?} is not a percentage below 50 with at most two decimals");
+fn parse_share(text: &str) -> Result<ShareBp, BadShare> {
+    let bad = || BadShare(text.into());
     let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
     if whole.is_empty()
         || frac.len() > 2

@@ -132,8 +132,17 @@ impl WorkerArgs {
     }
 }
 
+/// A `--state-budget` that is no size in bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadSize {
+    #[error("unknown unit {0:?}: use bytes, KiB, MiB or GiB")]
+    Unit(String),
+    #[error("not a size in bytes: {0:?}")]
+    NotASize(String),
+}
+
 /// A size in bytes: digits, with an optional `KiB`, `MiB` or `GiB`.
-fn parse_bytes(text: &str) -> Result<u64, String> {
+fn parse_bytes(text: &str) -> Result<u64, BadSize> {
     let text = text.trim();
     let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
         Some(at) => text.split_at(at),
@@ -144,17 +153,13 @@ fn parse_bytes(text: &str) -> Result<u64, String> {
         "KiB" => 1 << 10,
         "MiB" => 1 << 20,
         "GiB" => 1 << 30,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?}: use bytes, KiB, MiB or GiB"
-            ))
-        }
+        other => return Err(BadSize::Unit(other.into())),
     };
     digits
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(unit))
-        .ok_or_else(|| format!("not a size in bytes: {text:?}"))
+        .ok_or_else(|| BadSize::NotASize(text.into()))
 }
 
 #[cfg(test)]

@@ -312,7 +312,7 @@ fn handle<C: Command>(log: &Log<C>, group: &Group<C>, record: &Record<'_>) -> Re
         };
         let topic = group.cmd.topic();
         log.seek(topic, record.partition, offset, Duration::from_secs(30))
-            .map_err(|e| Error::Kafka(format!("cannot seek {topic}/{}: {e}", record.partition)))?;
+            .map_err(|e| Error::kafka_at(format!("cannot seek {topic}/{}", record.partition), e))?;
     }
     Ok(())
 }
@@ -387,7 +387,7 @@ fn rewind<C: Command>(log: &Log<C>, group: &Group<C>) -> Result<(), Error> {
     let topic = group.cmd.topic();
     let assignment = log
         .assignment()
-        .map_err(|e| Error::Kafka(format!("cannot read assignment: {e}")))?;
+        .map_err(|e| Error::kafka_at("cannot read assignment", e))?;
     let assigned: Vec<i32> = assignment
         .elements_for_topic(topic)
         .iter()
@@ -400,7 +400,7 @@ fn rewind<C: Command>(log: &Log<C>, group: &Group<C>) -> Result<(), Error> {
             SeekTo::Beginning => Offset::Beginning,
         };
         log.seek(topic, p, offset, Duration::from_secs(30))
-            .map_err(|e| Error::Kafka(format!("cannot rewind {topic}/{p}: {e}")))?;
+            .map_err(|e| Error::kafka_at(format!("cannot rewind {topic}/{p}"), e))?;
         info!(
             partition = p,
             ?offset,

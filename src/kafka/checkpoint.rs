@@ -41,7 +41,7 @@ pub fn committed_checkpoints<C: ConsumerContext>(
     let committed = super::retry::with_backoff("committed offsets", timeout, |left| {
         consumer.committed_offsets(tpl.clone(), left)
     })
-    .map_err(|e| Error::Kafka(format!("cannot read committed offsets of {topic}: {e}")))?;
+    .map_err(|e| Error::kafka_at(format!("cannot read committed offsets of {topic}"), e))?;
     let mut found = HashMap::new();
     for elem in committed.elements_for_topic(topic) {
         if let Offset::Offset(o) = elem.offset() {

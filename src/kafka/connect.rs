@@ -112,7 +112,7 @@ pub fn explain(code: RDKafkaErrorCode) -> String {
 pub fn refused(what: &str, error: &KafkaError) -> Error {
     match error.rdkafka_error_code() {
         Some(code) if refusal(code).is_some() => Error::Kafka(format!("{what}: {}", explain(code))),
-        _ => Error::Kafka(format!("{what}: {error}")),
+        _ => Error::kafka_at(what, error.clone()),
     }
 }
 
@@ -179,7 +179,7 @@ pub fn check_within(settings: &KafkaSettings, timeout: Duration) -> Result<(), E
     let probe: BaseConsumer<Watch> = settings
         .client_config(&[])
         .create_with_context(Watch::default())
-        .map_err(|e| Error::Kafka(format!("cannot create a Kafka client for {bootstrap}: {e}")))?;
+        .map_err(|e| Error::kafka_at(format!("cannot create a Kafka client for {bootstrap}"), e))?;
     let deadline = Instant::now() + timeout;
     // What went wrong last: librdkafka's own reason (an error event, e.g.
     // "Connect to ... failed: Connection refused") if there was one, else

@@ -157,10 +157,10 @@ pub fn group_consumer<H: Handover>(
     };
     let consumer: GroupConsumer<H> = config
         .create_with_context(context)
-        .map_err(|e| Error::Kafka(format!("cannot create consumer: {e}")))?;
+        .map_err(|e| Error::kafka_at("cannot create consumer", e))?;
     consumer
         .subscribe(&[topic])
-        .map_err(|e| Error::Kafka(format!("cannot subscribe to {topic}: {e}")))?;
+        .map_err(|e| Error::kafka_at(format!("cannot subscribe to {topic}"), e))?;
     Ok(consumer)
 }
 
@@ -173,5 +173,5 @@ pub fn commit(
     }
     consumer
         .commit(tpl, CommitMode::Sync)
-        .map_err(|e| Error::Kafka(format!("commit failed: {e}")))
+        .map_err(|e| Error::kafka_at("commit failed", e))
 }

@@ -63,7 +63,7 @@ impl OutputLimits {
         let admin: AdminClient<DefaultClientContext> = settings
             .client_config(&[("allow.auto.create.topics", "false")])
             .create()
-            .map_err(|e| Error::Kafka(format!("cannot create admin client: {e}")))?;
+            .map_err(|e| Error::kafka_at("cannot create admin client", e))?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -73,7 +73,7 @@ impl OutputLimits {
         let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
         let results = runtime
             .block_on(admin.describe_configs(resources.iter(), &opts))
-            .map_err(|e| Error::Kafka(format!("cannot describe topic configs: {e}")))?;
+            .map_err(|e| Error::kafka_at("cannot describe topic configs", e))?;
         let mut limits = HashMap::new();
         for (topic, result) in topics.iter().zip(results) {
             let limit = match result {

@@ -321,7 +321,7 @@ pub fn tracked_producer(
     settings
         .client_config(defaults)
         .create_with_context(context)
-        .map_err(|e| Error::Kafka(format!("cannot create producer: {e}")))
+        .map_err(|e| Error::kafka_at("cannot create producer", e))
 }
 
 /// A worker's producer: `defaults`, then the size settings the output
@@ -345,7 +345,7 @@ pub fn worker_producer(
     settings
         .client_config(&all)
         .create_with_context(context)
-        .map_err(|e| Error::Kafka(format!("cannot create producer: {e}")))
+        .map_err(|e| Error::kafka_at("cannot create producer", e))
 }
 
 /// Sends one record, waiting while the local queue is full. A record the

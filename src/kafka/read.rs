@@ -48,7 +48,7 @@ pub fn read_each(
             ("isolation.level", "read_committed"),
         ])
         .create()
-        .map_err(|e| Error::Kafka(format!("cannot create reader: {e}")))?;
+        .map_err(|e| Error::kafka_at("cannot create reader", e))?;
     let partitions = partitions_of(&consumer, topic, timeout)?;
     let log_end: BaseConsumer = settings
         .client_config(&[
@@ -56,14 +56,14 @@ pub fn read_each(
             ("isolation.level", "read_uncommitted"),
         ])
         .create()
-        .map_err(|e| Error::Kafka(format!("cannot create reader: {e}")))?;
+        .map_err(|e| Error::kafka_at("cannot create reader", e))?;
     let mut tpl = TopicPartitionList::new();
     let mut remaining = HashMap::new();
     for &p in &partitions {
         let (low, high) = super::retry::with_backoff("partition offsets", timeout, |left| {
             log_end.fetch_watermarks(topic, p, left)
         })
-        .map_err(|e| Error::Kafka(format!("cannot read offsets of {topic}/{p}: {e}")))?;
+        .map_err(|e| Error::kafka_at(format!("cannot read offsets of {topic}/{p}"), e))?;
         if high > low {
             remaining.insert(p, high);
             tpl.add_partition_offset(topic, p, Offset::Beginning)?;
@@ -122,7 +122,7 @@ pub fn partitions_of<C: ConsumerContext>(
     let metadata = super::retry::with_backoff("topic metadata", timeout, |left| {
         consumer.fetch_metadata(Some(topic), left)
     })
-    .map_err(|e| Error::Kafka(format!("cannot read metadata of {topic}: {e}")))?;
+    .map_err(|e| Error::kafka_at(format!("cannot read metadata of {topic}"), e))?;
     let found = metadata.topics().iter().find(|t| t.name() == topic);
     // Without Describe on a topic the cluster answers "not authorized",
     // whether the topic exists or not: that is no missing topic.
@@ -155,7 +155,7 @@ pub fn end_offsets<C: ConsumerContext>(
         let (_, high) = super::retry::with_backoff("end offsets", timeout, |left| {
             consumer.fetch_watermarks(topic, p, left)
         })
-        .map_err(|e| Error::Kafka(format!("cannot read end offset of {topic}/{p}: {e}")))?;
+        .map_err(|e| Error::kafka_at(format!("cannot read end offset of {topic}/{p}"), e))?;
         ends.insert(p, high);
     }
     Ok(ends)

@@ -35,7 +35,7 @@ use tracing::{debug, info, warn};
 use crate::error::Error;
 
 mod client;
-pub use client::{get, MAX_BODY_BYTES};
+pub use client::{get, ExchangeError, GetError, MAX_BODY_BYTES};
 
 /// Connections open at once; one more is closed at once and counted
 /// (`http_connections_refused_total`). Far above what scrapers, probes and

@@ -8,7 +8,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::http::HttpCounters;
-use super::{by_reason, mirror, Readiness, PREFIX};
+use super::{by_reason, mirror, Readiness, Ready, PREFIX};
 use crate::core::frame::Invalid;
 use crate::core::summary::Summary;
 
@@ -114,9 +114,9 @@ impl IngestMetrics {
     pub fn readiness(self: &Arc<Self>) -> Readiness {
         let metrics = self.clone();
         Arc::new(move || match metrics.phase.load(Ordering::SeqCst) {
-            STARTING => Err("reading the input topic's partitions".into()),
-            PRODUCING => Ok("producing frames".into()),
-            _ => Err("finished".into()),
+            STARTING => Ready::No("reading the input topic's partitions".into()),
+            PRODUCING => Ready::Yes("producing frames".into()),
+            _ => Ready::No("finished".into()),
         })
     }
 }
@@ -146,6 +146,6 @@ mod tests {
             assert!(text.contains(line), "{line} missing in\n{text}");
         }
         let ready = Arc::new(m).readiness();
-        assert!(ready().is_err());
+        assert!(!ready().is_ready());
     }
 }

@@ -32,8 +32,30 @@ use http::{HttpCounters, Request, Response, Server};
 /// Every metric name starts with this.
 pub const PREFIX: &str = "timebucket";
 
-/// What `/readyz` answers: `Ok(why ready)` or `Err(why not)`.
-pub type Readiness = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
+/// What `/readyz` answers, and why: a state of the process, not an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ready {
+    /// 200 `ready: why`.
+    Yes(String),
+    /// 503 `not ready: why`.
+    No(String),
+}
+
+impl Ready {
+    pub fn is_ready(&self) -> bool {
+        matches!(self, Ready::Yes(_))
+    }
+
+    /// Why (ready or not).
+    pub fn why(&self) -> &str {
+        match self {
+            Ready::Yes(why) | Ready::No(why) => why,
+        }
+    }
+}
+
+/// How a process tells `/readyz` whether it is ready.
+pub type Readiness = Arc<dyn Fn() -> Ready + Send + Sync>;
 
 /// `/metrics`, `/healthz` and `/readyz` of one process, served until dropped.
 pub struct Exporter {
@@ -64,8 +86,8 @@ fn answer(request: &Request<'_>, registry: &Registry, ready: &Readiness) -> Resp
         "/metrics" => exposition(registry, request.accept),
         "/healthz" => Response::text(200, "ok: alive"),
         "/readyz" => match ready() {
-            Ok(why) => Response::text(200, &format!("ready: {why}")),
-            Err(why) => Response::text(503, &format!("not ready: {why}")),
+            Ready::Yes(why) => Response::text(200, &format!("ready: {why}")),
+            Ready::No(why) => Response::text(503, &format!("not ready: {why}")),
         },
         "/" => Response::text(
             200,
@@ -153,9 +175,9 @@ mod tests {
         let f = flip.clone();
         let ready: Readiness = Arc::new(move || {
             if f.load(std::sync::atomic::Ordering::SeqCst) {
-                Ok("joined".into())
+                Ready::Yes("joined".into())
             } else {
-                Err("joining".into())
+                Ready::No("joining".into())
             }
         });
         let exporter =

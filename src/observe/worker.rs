@@ -17,7 +17,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 
 use super::http::HttpCounters;
-use super::{by_reason, mirror, Readiness, PREFIX};
+use super::{by_reason, mirror, Readiness, Ready, PREFIX};
 use crate::core::frame::Invalid;
 use crate::core::summary::WorkerSummary;
 
@@ -398,16 +398,16 @@ impl WorkerMetrics {
         let group = group.to_string();
         Arc::new(move || {
             if metrics.finished.load(Ordering::SeqCst) {
-                return Err("the worker has finished and left the group".into());
+                return Ready::No("the worker has finished and left the group".into());
             }
             if !metrics.joined.load(Ordering::SeqCst) {
-                return Err(format!("joining consumer group {group}"));
+                return Ready::No(format!("joining consumer group {group}"));
             }
             match metrics.owned.get() {
-                0 => Ok(format!(
+                0 => Ready::Yes(format!(
                     "member of group {group}, no partition assigned (idle by design while the group has more members than partitions)"
                 )),
-                n => Ok(format!("member of group {group}, assigned partitions: {n}")),
+                n => Ready::Yes(format!("member of group {group}, assigned partitions: {n}")),
             }
         })
     }
@@ -486,9 +486,10 @@ mod tests {
     fn ready_once_joined_until_finished() {
         let m = Arc::new(WorkerMetrics::new());
         let ready = m.readiness("g");
-        assert!(ready().is_err());
+        assert!(!ready().is_ready());
         m.joined();
-        assert!(ready().unwrap().contains("idle by design"));
+        assert!(ready().is_ready());
+        assert!(ready().why().contains("idle by design"));
         m.partitions(
             0,
             &[PartitionFigures {
@@ -497,8 +498,8 @@ mod tests {
                 position: None,
             }],
         );
-        assert!(ready().unwrap().contains("assigned partitions: 1"));
+        assert!(ready().why().contains("assigned partitions: 1"));
         m.finished();
-        assert!(ready().is_err());
+        assert!(!ready().is_ready());
     }
 }

@@ -102,7 +102,7 @@ fn reader(opts: &DashboardOptions) -> Result<BaseConsumer, Error> {
             ("isolation.level", "read_committed"),
         ])
         .create()
-        .map_err(|e| Error::Kafka(format!("cannot create the dashboard's consumer: {e}")))?;
+        .map_err(|e| Error::kafka_at("cannot create the dashboard's consumer", e))?;
     let mut tpl = TopicPartitionList::new();
     let t = &opts.topics;
     let topics = [&t.minutes, &t.seconds, &t.dead_letter]

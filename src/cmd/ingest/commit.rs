@@ -131,7 +131,7 @@ impl Transactions {
         if self.open.is_none() {
             self.producer
                 .begin_transaction()
-                .map_err(|e| Error::Kafka(format!("cannot begin a transaction: {e}")))?;
+                .map_err(|e| Error::kafka_at("cannot begin a transaction", e))?;
             self.open = Some(Instant::now());
         }
         Ok(())

@@ -53,6 +53,8 @@
 
 mod check;
 mod data;
+mod failure;
+mod measure;
 mod observe;
 mod pace;
 mod perf;
@@ -71,6 +73,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+use tracing::info;
 
 use crate::core::frame::{default_max_ts, FrameParser, DEFAULT_MIN_TS};
 use crate::core::metric::iso8601_utc;
@@ -78,13 +81,16 @@ use crate::error::Error;
 use crate::kafka::config::KafkaSettings;
 use crate::kafka::topics::load_specs;
 
-/// Allowed lateness of the workers and of the reference (the CLI default).
 pub use check::expected_windows;
-use data::*;
+use data::prepare_data;
+use measure::RunContext;
+use pace::soak_data;
 pub use perf::{parse_consumer_perf, parse_producer_perf};
 pub use report::*;
-use run::*;
+use run::run_one;
+use soak_report::write_soak;
 pub use soak_report::{MemoryVerdict, SoakReport, SoakSample, WorkerMemory, WorkerSample};
+/// Allowed lateness of the workers and of the reference (the CLI default).
 pub const LATENESS: u64 = 5;
 /// Frames of the data file used as `kafka-producer-perf-test` payloads.
 pub const PERF_SAMPLE_FRAMES: u64 = 10_000;
@@ -350,7 +356,7 @@ pub fn run(opts: &LoadtestOptions, out: &mut dyn Write) -> Result<LoadtestReport
         e => Err(e),
     })?;
     if let Some(soak) = &opts.soak {
-        return soak::run(opts, soak, out);
+        return run_soaks(opts, soak, out);
     }
     let data = prepare_data(opts)?;
     let mut report = new_report(opts, data.clone());
@@ -382,6 +388,74 @@ pub fn run(opts: &LoadtestOptions, out: &mut dyn Write) -> Result<LoadtestReport
     }
     if opts.repeat > 1 {
         write_medians(out, &report).map_err(Error::Output)?;
+    }
+    write_footer(out, &report).map_err(Error::Output)?;
+    Ok(report)
+}
+
+/// Seconds between the data file's start and the first frame: the topics
+/// and the workers are set up meanwhile.
+const SETUP_SECONDS: u64 = 12;
+
+/// Every combination as a soak ([`soak`]), printing as runs finish.
+fn run_soaks(
+    opts: &LoadtestOptions,
+    soak: &SoakOptions,
+    out: &mut dyn Write,
+) -> Result<LoadtestReport, Error> {
+    let opts = LoadtestOptions {
+        kafka_tool: None,
+        worker_metrics: true,
+        live: true,
+        ..opts.clone()
+    };
+    let mut report = new_report(&opts, DataSet::default());
+    for &p in &opts.partitions {
+        for &w in &opts.workers {
+            for repeat in 1..=opts.repeat.max(1) {
+                let prefix = format!("soak-{}-{}", unix_ms(), std::process::id());
+                let dir = opts
+                    .cache_dir
+                    .join("runs")
+                    .join(format!("{prefix}-p{p}w{w}"));
+                std::fs::create_dir_all(&dir).map_err(Error::Output)?;
+                let path = dir.join("frames.jsonl");
+                // Generation runs at a few hundred MB/s: leave it time too.
+                let bytes = u64::from(opts.rate) * soak.duration.as_secs() * opts.frame_size as u64;
+                let start = unix_ms() / 1000 + SETUP_SECONDS + bytes / 200_000_000;
+                info!(path = %path.display(), start, "generating the soak's frames");
+                let data = soak_data(&opts, soak, start, &path)?;
+                if report.runs.is_empty() {
+                    report.data = data.clone();
+                    write_header(out, &report).map_err(Error::Output)?;
+                }
+                let ctx = RunContext {
+                    opts: &opts,
+                    data: &data,
+                    prefix,
+                    expected: &Mutex::new(HashMap::new()),
+                };
+                let run = run_one(&ctx, p, w, repeat);
+                write_row(out, &run).map_err(Error::Output)?;
+                if !run.check.correct {
+                    for line in run.failure.iter().chain(&run.check.examples) {
+                        writeln!(out, "      {line}").map_err(Error::Output)?;
+                    }
+                } else {
+                    // 2 KB a frame: do not keep gigabytes of a correct run.
+                    let _ = std::fs::remove_file(&path);
+                }
+                if let Some(s) = &run.soak {
+                    write_soak(out, s).map_err(Error::Output)?;
+                }
+                out.flush().map_err(Error::Output)?;
+                report.data = data;
+                report.runs.push(run);
+                if let Some(path) = &opts.output {
+                    write_output(path, &report)?;
+                }
+            }
+        }
     }
     write_footer(out, &report).map_err(Error::Output)?;
     Ok(report)

@@ -27,7 +27,7 @@ pub(super) fn reader(settings: &KafkaSettings, group: &str) -> Result<BaseConsum
             ("fetch.wait.max.ms", "50"),
         ])
         .create()
-        .map_err(|e| Error::Kafka(format!("cannot create a consumer: {e}")))
+        .map_err(|e| Error::kafka_at("cannot create a consumer", e))
 }
 
 /// Tells the lag sampler to stop, or to sample now; counts its samples.

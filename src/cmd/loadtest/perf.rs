@@ -2,14 +2,54 @@
 //! `kafka-consumer-perf-test`), run beside ours and parsed.
 
 use std::fs::File;
-use std::path::Path;
-use std::process::Stdio;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use super::failure::tail;
 use super::report::{ConsumerPerf, ProducerPerf};
 use super::topics::RunTopics;
-use super::workers::tail;
 use super::{DataSet, KafkaTool, LoadtestOptions, PerfPayload};
+
+/// Why a perf tool gave no figures (the run goes on without them, with a
+/// warning). `name` is the tool's, `tool` how it was started.
+#[derive(Debug, thiserror::Error)]
+pub enum PerfError {
+    #[error("cannot create {}: {source}", path.display())]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start {tool} {name}: {source}")]
+    Start {
+        tool: String,
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot wait for {name}: {source}")]
+    Wait {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{name} did not finish within {timeout:?}")]
+    Timeout { name: String, timeout: Duration },
+    /// `stdout` and `stderr`: the last lines of each.
+    #[error("{tool} {name} exited with {status}:\n{stdout}\n{stderr}")]
+    Exited {
+        tool: String,
+        name: String,
+        status: ExitStatus,
+        stdout: String,
+        stderr: String,
+    },
+    #[error("no summary in {name}'s output:\n{stdout}")]
+    NoSummary { name: &'static str, stdout: String },
+    #[error("kafka-consumer-perf-test read {read} of {expected} records")]
+    TooFewRecords { read: u64, expected: u64 },
+}
 
 pub(super) fn run_tool(
     tool: &KafkaTool,
@@ -17,39 +57,55 @@ pub(super) fn run_tool(
     args: &[String],
     log: &Path,
     timeout: Duration,
-) -> Result<(String, f64), String> {
+) -> Result<(String, f64), PerfError> {
     let mut cmd = tool.command(name);
     cmd.args(args).stdin(Stdio::null());
     let started = Instant::now();
     let out_path = log.with_extension("out");
-    let out = File::create(&out_path)
-        .map_err(|e| format!("cannot create {}: {e}", out_path.display()))?;
-    let err = File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    let create = |path: &Path| {
+        File::create(path).map_err(|source| PerfError::Create {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let (out, err) = (create(&out_path)?, create(log)?);
     let mut child = cmd
         .stdout(out)
         .stderr(err)
         .spawn()
-        .map_err(|e| format!("cannot start {} {name}: {e}", tool.describe()))?;
+        .map_err(|source| PerfError::Start {
+            tool: tool.describe(),
+            name: name.into(),
+            source,
+        })?;
     let status = loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+        let exited = child.try_wait().map_err(|source| PerfError::Wait {
+            name: name.into(),
+            source,
+        })?;
+        if let Some(status) = exited {
             break status;
         }
         if started.elapsed() > timeout {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!("{name} did not finish within {timeout:?}"));
+            return Err(PerfError::Timeout {
+                name: name.into(),
+                timeout,
+            });
         }
         std::thread::sleep(Duration::from_millis(50));
     };
     let secs = started.elapsed().as_secs_f64();
     let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
     if !status.success() {
-        return Err(format!(
-            "{} {name} exited with {status}:\n{}\n{}",
-            tool.describe(),
-            tail(&out_path, 5),
-            tail(log, 10)
-        ));
+        return Err(PerfError::Exited {
+            tool: tool.describe(),
+            name: name.into(),
+            status,
+            stdout: tail(&out_path, 5),
+            stderr: tail(log, 10),
+        });
     }
     Ok((stdout, secs))
 }
@@ -119,7 +175,7 @@ pub(super) fn producer_perf(
     data: &DataSet,
     topics: &RunTopics,
     dir: &Path,
-) -> Result<ProducerPerf, String> {
+) -> Result<ProducerPerf, PerfError> {
     let mut args: Vec<String> = vec![
         "--bootstrap-server".into(),
         opts.settings.bootstrap.clone(),
@@ -149,8 +205,9 @@ pub(super) fn producer_perf(
         &dir.join("producer-perf.log"),
         opts.phase_timeout,
     )?;
-    let mut perf = parse_producer_perf(&stdout).ok_or_else(|| {
-        format!("no summary line in kafka-producer-perf-test's output:\n{stdout}")
+    let mut perf = parse_producer_perf(&stdout).ok_or_else(|| PerfError::NoSummary {
+        name: "kafka-producer-perf-test",
+        stdout: stdout.clone(),
     })?;
     perf.wall_seconds = secs;
     Ok(perf)
@@ -162,7 +219,7 @@ pub(super) fn consumer_perf(
     data: &DataSet,
     topics: &RunTopics,
     dir: &Path,
-) -> Result<ConsumerPerf, String> {
+) -> Result<ConsumerPerf, PerfError> {
     let args: Vec<String> = vec![
         "--bootstrap-server".into(),
         opts.settings.bootstrap.clone(),
@@ -182,14 +239,16 @@ pub(super) fn consumer_perf(
         &dir.join("consumer-perf.log"),
         opts.phase_timeout,
     )?;
-    let mut perf = parse_consumer_perf(&stdout)
-        .ok_or_else(|| format!("no summary in kafka-consumer-perf-test's output:\n{stdout}"))?;
+    let mut perf = parse_consumer_perf(&stdout).ok_or_else(|| PerfError::NoSummary {
+        name: "kafka-consumer-perf-test",
+        stdout: stdout.clone(),
+    })?;
     perf.wall_seconds = secs;
     if perf.records < data.frames {
-        return Err(format!(
-            "kafka-consumer-perf-test read {} of {} records",
-            perf.records, data.frames
-        ));
+        return Err(PerfError::TooFewRecords {
+            read: perf.records,
+            expected: data.frames,
+        });
     }
     Ok(perf)
 }

@@ -1,101 +1,26 @@
 //! One run: ingest and process for one partition and worker count, timed,
-//! sampled and checked.
+//! sampled and checked. A soak's run measures with [`super::soak::measure`]
+//! instead of [`measure`]; what both share is in [`super::measure`].
 
-use std::collections::HashMap;
-use std::fs::File;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use crate::cmd::ingest::{ingest_source, IngestOptions, Source};
-use crate::core::bucket::DEFAULT_BUCKET_SECS;
-use crate::error::Error;
-
-use super::check::expected_windows;
-use super::check::{check_windows, count_committed, verdict};
-use super::observe::{observe, sample_lag, LagSignal};
+use super::check::{check_windows, count_committed, expected_windows, verdict};
+use super::failure::RunError;
+use super::measure::{
+    busy_pct, collect_figures, cpu_jiffies, ingest_data, measure_with, RunContext,
+};
+use super::observe::LagSignal;
 use super::perf::{consumer_perf, producer_perf};
 use super::report::{Check, Rate, RunReport};
-use super::topics::RunTopics;
-use super::topics::{create_topics, delete_run};
+use super::topics::{create_topics, delete_run, RunTopics};
+use super::unix_ms;
 use super::workers::{
-    ends_file, publish_ends, spawn_merger, spawn_worker, wait_started, wait_workers, WorkerProcess,
+    ends_file, publish_ends, spawn_merger, spawn_worker, wait_started, wait_workers,
 };
-use super::{io_error, parser, unix_ms, DataSet, LoadtestOptions};
-use crate::core::compare::WindowSet;
-
-/// (busy, total) jiffies of all cores, from /proc/stat.
-pub(super) fn cpu_jiffies() -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().next()?;
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    let total: u64 = v.iter().take(8).sum();
-    let idle = v.get(3)? + v.get(4).unwrap_or(&0);
-    Some((total - idle, total))
-}
-
-pub(super) fn busy_pct(from: Option<(u64, u64)>, to: Option<(u64, u64)>) -> Option<f64> {
-    let ((b0, t0), (b1, t1)) = (from?, to?);
-    (t1 > t0).then(|| (b1 - b0) as f64 * 100.0 / (t1 - t0) as f64)
-}
-
-pub(super) fn ingest_data(
-    opts: &LoadtestOptions,
-    data: &DataSet,
-    topics: &RunTopics,
-) -> Result<crate::cmd::ingest::IngestSummary, Error> {
-    let input =
-        File::open(&data.path).map_err(io_error(format!("cannot open {}", data.path.display())))?;
-    ingest_from(opts, data, topics, input)
-}
-
-/// Ingests `input` (the data file, or the soak's paced reader of it) and
-/// checks that every frame of `data` was delivered.
-pub(super) fn ingest_from(
-    opts: &LoadtestOptions,
-    data: &DataSet,
-    topics: &RunTopics,
-    input: impl std::io::Read + Send + 'static,
-) -> Result<crate::cmd::ingest::IngestSummary, Error> {
-    let ingest_opts = IngestOptions {
-        settings: opts.settings.clone(),
-        topics: topics.names.clone(),
-        parser: parser(),
-        max_future: None,
-        bucket_secs: DEFAULT_BUCKET_SECS,
-        shards: opts.shards,
-        log_invalid: 20,
-        metrics_addr: None,
-        metrics_linger: Duration::ZERO,
-        source_id: None,
-        restart: false,
-        commit_every: crate::cmd::ingest::CommitEvery::DEFAULT,
-    };
-    // One-off runs: not resumable, so no progress is kept.
-    let source = Source::stream(&data.path.display().to_string(), Box::new(input), None)?;
-    let summary = ingest_source(source, &ingest_opts)?;
-    if summary.read.valid != data.frames || summary.delivered != data.frames {
-        return Err(Error::Delivery(format!(
-            "ingest read {} valid frames and delivered {}, expected {}",
-            summary.read.valid, summary.delivered, data.frames
-        )));
-    }
-    Ok(summary)
-}
-
-pub(super) struct RunContext<'a> {
-    pub(super) opts: &'a LoadtestOptions,
-    pub(super) data: &'a DataSet,
-    pub(super) prefix: String,
-    pub(super) expected: &'a Mutex<HashMap<u32, WindowSet>>,
-}
+use crate::error::Error;
 
 /// One run of a combination. `repeat` (1-based) is part of its topics' and
 /// group's names: the broker deletes topics asynchronously, so a repeat must
@@ -158,7 +83,7 @@ pub(super) fn run_one(
         None => measure(ctx, &topics, &dir, &mut report),
     };
     if let Err(failure) = measured {
-        report.failure = Some(failure);
+        report.failure = Some(failure.to_string());
     }
     if report.failure.is_none() {
         if let Some(tool) = &opts.kafka_tool {
@@ -241,72 +166,9 @@ pub(super) fn measure(
     topics: &RunTopics,
     dir: &Path,
     report: &mut RunReport,
-) -> Result<(), String> {
+) -> Result<(), RunError> {
     measure_with(ctx, topics, report, |report, lag| {
         ingest_and_process(ctx, topics, dir, report, lag)
-    })
-}
-
-/// `process` (ingest and the workers; returns the unix ms of ingest's start
-/// and of its last delivery), with the lag sampler and the observer
-/// alongside.
-pub(super) fn measure_with(
-    ctx: &RunContext<'_>,
-    topics: &RunTopics,
-    report: &mut RunReport,
-    process: impl FnOnce(&mut RunReport, &LagSignal) -> Result<(u64, u64), String>,
-) -> Result<(), String> {
-    let opts = ctx.opts;
-    let data = ctx.data;
-    let lag_signal = LagSignal::default();
-    let finish_observer = AtomicBool::new(false);
-    let t0 = Instant::now();
-    std::thread::scope(|scope| {
-        let lag = scope.spawn(|| {
-            sample_lag(
-                &opts.settings,
-                &topics.names.input,
-                topics.partitions,
-                &topics.group,
-                opts.lag_interval,
-                t0,
-                &lag_signal,
-            )
-        });
-        let observer = scope.spawn(|| {
-            observe(
-                &opts.settings,
-                topics,
-                &finish_observer,
-                Duration::from_secs(60),
-            )
-        });
-        let result = process(report, &lag_signal);
-        lag_signal.stop.store(true, Ordering::SeqCst);
-        finish_observer.store(true, Ordering::SeqCst);
-        report.lag_samples = lag.join().unwrap_or_default();
-        report.peak_lag = report.lag_samples.iter().map(|s| s.1).max();
-        let observed = match observer.join() {
-            Ok(Ok(o)) => Some(o),
-            Ok(Err(e)) => {
-                warn!(error = %e, "observer failed");
-                None
-            }
-            Err(_) => None,
-        };
-        let (ingest_start_ms, ingest_done_ms) = result?;
-        if let Some(o) = observed {
-            report.end_to_end_seconds = o
-                .last_ms
-                .map(|l| l.saturating_sub(ingest_start_ms) as f64 / 1000.0);
-            let minute = data.last_frame_ts - data.last_frame_ts % 60;
-            report.last_frame_delay_seconds = o
-                .minutes
-                .get(&minute)
-                .map(|&at| (at as f64 - ingest_done_ms as f64) / 1000.0);
-            info!(records = o.records, "observer read the metric topics");
-        }
-        Ok(())
     })
 }
 
@@ -317,14 +179,14 @@ pub(super) fn ingest_and_process(
     dir: &Path,
     report: &mut RunReport,
     lag: &LagSignal,
-) -> Result<(u64, u64), String> {
+) -> Result<(u64, u64), RunError> {
     let opts = ctx.opts;
     let data = ctx.data;
     let until = opts.live.then(|| ends_file(dir));
     let mut workers = Vec::new();
     // The merge stage runs from the start, as in production.
     let mut merger = if opts.shards > 1 {
-        Some(spawn_merger(opts, topics, dir).map_err(|e| e.to_string())?)
+        Some(spawn_merger(opts, topics, dir)?)
     } else {
         None
     };
@@ -332,9 +194,7 @@ pub(super) fn ingest_and_process(
     if opts.live {
         cpu_processing_start = cpu_jiffies();
         for i in 0..report.workers {
-            workers.push(
-                spawn_worker(opts, topics, dir, i, until.as_deref()).map_err(|e| e.to_string())?,
-            );
+            workers.push(spawn_worker(opts, topics, dir, i, until.as_deref())?);
         }
         wait_started(&workers, Instant::now() + Duration::from_secs(30))?;
         // Let the group settle before frames arrive (a live system's
@@ -362,7 +222,7 @@ pub(super) fn ingest_and_process(
                 let _ = w.child.kill();
                 let _ = w.child.wait();
             }
-            return Err(format!("ingest failed: {e}"));
+            return Err(RunError::Ingest(e));
         }
     };
     report.machine_cpu_ingest_pct = busy_pct(cpu0, cpu1);
@@ -383,7 +243,7 @@ pub(super) fn ingest_and_process(
         lag.sample_now();
         let cpu = cpu_jiffies();
         for i in 0..report.workers {
-            workers.push(spawn_worker(opts, topics, dir, i, None).map_err(|e| e.to_string())?);
+            workers.push(spawn_worker(opts, topics, dir, i, None)?);
         }
         cpu
     };
@@ -394,49 +254,4 @@ pub(super) fn ingest_and_process(
     report.machine_cpu_processing_pct = busy_pct(cpu_processing_start, cpu_jiffies());
     collect_figures(report, &workers, merger.as_ref(), data)?;
     Ok((ingest_start_ms, ingest_done_ms))
-}
-
-/// The finished workers' reports, and the processing rate and peak memory
-/// drawn from them.
-pub(super) fn collect_figures(
-    report: &mut RunReport,
-    workers: &[WorkerProcess],
-    merger: Option<&WorkerProcess>,
-    data: &DataSet,
-) -> Result<(), String> {
-    for w in workers {
-        let figures = w.finished_report()?;
-        report.worker_figures.push(figures);
-    }
-    if let Some(m) = merger {
-        report.merge_figures = Some(m.merge_report()?);
-    }
-    let first = report
-        .worker_figures
-        .iter()
-        .filter_map(|w| w.first_record_ms)
-        .min();
-    // With shards the windows are durable once the merger emitted them.
-    let last = match &report.merge_figures {
-        Some(m) => m.last_emit_ms,
-        None => report
-            .worker_figures
-            .iter()
-            .filter_map(|w| w.last_emit_ms)
-            .max(),
-    };
-    if let (Some(first), Some(last)) = (first, last) {
-        report.processing = Some(Rate::new(
-            data.frames,
-            data.payload_bytes,
-            last.saturating_sub(first) as f64 / 1000.0,
-        ));
-    }
-    report.peak_worker_rss_mb = report
-        .worker_figures
-        .iter()
-        .filter_map(|w| w.peak_rss_kb)
-        .max()
-        .map(|kb| kb as f64 * 1024.0 / 1e6);
-    Ok(())
 }

@@ -20,106 +20,36 @@
 //!    verdict) and draws the memory verdict from the samples taken while
 //!    producing ([`super::soak_report::memory_verdict`]).
 //!
-//! Kafka's perf tools are not run in a soak.
+//! Kafka's perf tools are not run in a soak. The loop over the combinations
+//! (generating each run's frames) is `run_soaks` in [`super`]; this module
+//! is the soak's part of one run ([`measure`]), which
+//! [`super::run::run_one`] calls in place of the sequential one.
 
-use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, Write};
+use std::io::BufReader;
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tracing::info;
 
-use crate::error::Error;
-
-use super::pace::{soak_data, PacedReader};
-use super::report::{write_footer, write_header, write_output, write_row, Rate, RunReport};
-use super::run::{
-    busy_pct, collect_figures, cpu_jiffies, ingest_from, measure_with, run_one, RunContext,
+use super::failure::{LogTail, RunError};
+use super::measure::{
+    busy_pct, collect_figures, cpu_jiffies, ingest_from, measure_with, RunContext,
 };
-use super::soak_report::{
-    memory_verdict, rss_kb, worker_sample, write_soak, SoakReport, SoakSample,
-};
+use super::pace::PacedReader;
+use super::report::{Rate, RunReport};
+use super::soak_report::{memory_verdict, rss_kb, worker_sample, SoakReport, SoakSample};
 use super::topics::RunTopics;
-use super::workers::{ends_file, publish_ends, spawn_worker, tail, wait_started, WorkerProcess};
-use super::{new_report, unix_ms, DataSet, LoadtestOptions, LoadtestReport, SoakOptions};
+use super::workers::{ends_file, publish_ends, spawn_worker, wait_started, WorkerProcess};
+use super::{unix_ms, SoakOptions};
 use crate::cmd::worker::WorkerReport;
 use crate::observe::http::get;
-
-/// Seconds between the data file's start and the first frame: the topics
-/// and the workers are set up meanwhile.
-const SETUP_SECONDS: u64 = 12;
 
 /// The sample interval: as asked, else 1/120 of the duration within 0.5-10 s.
 pub fn sample_interval(soak: &SoakOptions) -> Duration {
     soak.sample_interval.unwrap_or_else(|| {
         (soak.duration / 120).clamp(Duration::from_millis(500), Duration::from_secs(10))
     })
-}
-
-/// Every combination as a soak, printing as runs finish.
-pub(super) fn run(
-    opts: &LoadtestOptions,
-    soak: &SoakOptions,
-    out: &mut dyn Write,
-) -> Result<LoadtestReport, Error> {
-    let opts = LoadtestOptions {
-        kafka_tool: None,
-        worker_metrics: true,
-        live: true,
-        ..opts.clone()
-    };
-    let mut report = new_report(&opts, DataSet::default());
-    for &p in &opts.partitions {
-        for &w in &opts.workers {
-            for repeat in 1..=opts.repeat.max(1) {
-                let prefix = format!("soak-{}-{}", unix_ms(), std::process::id());
-                let dir = opts
-                    .cache_dir
-                    .join("runs")
-                    .join(format!("{prefix}-p{p}w{w}"));
-                std::fs::create_dir_all(&dir).map_err(Error::Output)?;
-                let path = dir.join("frames.jsonl");
-                // Generation runs at a few hundred MB/s: leave it time too.
-                let bytes = u64::from(opts.rate) * soak.duration.as_secs() * opts.frame_size as u64;
-                let start = unix_ms() / 1000 + SETUP_SECONDS + bytes / 200_000_000;
-                info!(path = %path.display(), start, "generating the soak's frames");
-                let data = soak_data(&opts, soak, start, &path)?;
-                if report.runs.is_empty() {
-                    report.data = data.clone();
-                    write_header(out, &report).map_err(Error::Output)?;
-                }
-                let ctx = RunContext {
-                    opts: &opts,
-                    data: &data,
-                    prefix,
-                    expected: &Mutex::new(HashMap::new()),
-                };
-                let run = run_one(&ctx, p, w, repeat);
-                write_row(out, &run).map_err(Error::Output)?;
-                if !run.check.correct {
-                    for line in run.failure.iter().chain(&run.check.examples) {
-                        writeln!(out, "      {line}").map_err(Error::Output)?;
-                    }
-                } else {
-                    // 2 KB a frame: do not keep gigabytes of a correct run.
-                    let _ = std::fs::remove_file(&path);
-                }
-                if let Some(s) = &run.soak {
-                    write_soak(out, s).map_err(Error::Output)?;
-                }
-                out.flush().map_err(Error::Output)?;
-                report.data = data;
-                report.runs.push(run);
-                if let Some(path) = &opts.output {
-                    write_output(path, &report)?;
-                }
-            }
-        }
-    }
-    write_footer(out, &report).map_err(Error::Output)?;
-    Ok(report)
 }
 
 /// The soak's part of a run: workers, paced ingest and samples, with the
@@ -130,7 +60,7 @@ pub(super) fn measure(
     topics: &RunTopics,
     dir: &std::path::Path,
     report: &mut RunReport,
-) -> Result<(), String> {
+) -> Result<(), RunError> {
     measure_with(ctx, topics, report, |report, _lag| {
         soak_process(ctx, soak, topics, dir, report)
     })
@@ -142,7 +72,7 @@ fn soak_process(
     topics: &RunTopics,
     dir: &std::path::Path,
     report: &mut RunReport,
-) -> Result<(u64, u64), String> {
+) -> Result<(u64, u64), RunError> {
     let opts = ctx.opts;
     let interval = sample_interval(soak);
     let mut s = SoakReport {
@@ -157,7 +87,7 @@ fn soak_process(
     let mut workers = Vec::new();
     for i in 0..report.workers {
         let w = spawn_worker(opts, topics, dir, i, Some(&ends_file(dir)));
-        workers.push(w.map_err(|e| e.to_string())?);
+        workers.push(w?);
     }
     let result = produce_and_sample(ctx, topics, dir, &mut workers, interval, &mut s, report);
     if result.is_err() {
@@ -189,20 +119,20 @@ fn produce_and_sample(
     interval: Duration,
     s: &mut SoakReport,
     report: &mut RunReport,
-) -> Result<(u64, u64), String> {
+) -> Result<(u64, u64), RunError> {
     let (opts, data) = (ctx.opts, ctx.data);
     wait_started(workers, Instant::now() + Duration::from_secs(30))?;
     let mut urls = Vec::new();
     for w in workers.iter() {
         let addr = WorkerReport::read(&w.report)?
             .and_then(|r| r.metrics_addr)
-            .ok_or_else(|| format!("{}: the worker serves no metrics", w.report.display()))?;
+            .ok_or_else(|| RunError::NoMetrics(w.report.clone()))?;
         urls.push(format!("http://{addr}/metrics"));
     }
     // Let the group settle before the first frame (a live system's workers
     // are already running).
     std::thread::sleep(Duration::from_secs(3));
-    let file = File::open(&data.path).map_err(|e| format!("cannot open the soak's frames: {e}"))?;
+    let file = File::open(&data.path).map_err(RunError::Frames)?;
     let paced = PacedReader::new(BufReader::with_capacity(1 << 20, file));
     let (released, behind, first_due) = (
         paced.released.clone(),
@@ -224,9 +154,9 @@ fn produce_and_sample(
                     .take()
                     .expect("checked")
                     .join()
-                    .map_err(|_| "ingest panicked".to_string())?;
-                let summary = summary.map_err(|e| format!("ingest failed: {e}"))?;
-                publish_ends(opts, topics, dir).map_err(|e| e.to_string())?;
+                    .map_err(|_| RunError::IngestPanicked)?;
+                let summary = summary.map_err(RunError::Ingest)?;
+                publish_ends(opts, topics, dir)?;
                 report.ingest = Rate::new(
                     summary.read.valid,
                     data.payload_bytes,
@@ -255,12 +185,10 @@ fn produce_and_sample(
                     return Ok(produced.expect("set"));
                 }
                 if unix_ms() > done + opts.phase_timeout.as_millis() as u64 {
-                    return Err(format!(
-                        "the workers did not drain in {:?}; last lines of {}:\n{}",
-                        opts.phase_timeout,
-                        workers[0].log.display(),
-                        tail(&workers[0].log, 15)
-                    ));
+                    return Err(RunError::NotDrained {
+                        timeout: opts.phase_timeout,
+                        log: LogTail::of(&workers[0].log),
+                    });
                 }
             }
             next += interval;
@@ -275,20 +203,19 @@ fn produce_and_sample(
 }
 
 /// How many workers have exited; an error naming the first that failed.
-fn check_workers(workers: &mut [WorkerProcess]) -> Result<usize, String> {
+fn check_workers(workers: &mut [WorkerProcess]) -> Result<usize, RunError> {
     let mut exited = 0;
     for w in workers.iter_mut() {
         match w.child.try_wait() {
             Ok(Some(status)) if !status.success() => {
-                return Err(format!(
-                    "worker exited with {status}; last lines of {}:\n{}",
-                    w.log.display(),
-                    tail(&w.log, 15)
-                ))
+                return Err(RunError::WorkerExited {
+                    status,
+                    log: LogTail::of(&w.log),
+                })
             }
             Ok(Some(_)) => exited += 1,
             Ok(None) => {}
-            Err(e) => return Err(format!("cannot wait for a worker: {e}")),
+            Err(e) => return Err(RunError::Wait(e)),
         }
     }
     Ok(exited)

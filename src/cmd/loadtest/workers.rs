@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::error::Error;
 use crate::kafka::config::ENV_PREFIX;
 
+use super::failure::{LogTail, RunError};
 use super::topics::RunTopics;
 use super::{io_error, LoadtestOptions, LATENESS};
 use crate::cmd::worker::{Phase, WorkerReport};
@@ -64,28 +65,26 @@ pub(super) fn spawn_merger(
 
 impl WorkerProcess {
     /// The merger's final report.
-    pub fn merge_report(&self) -> Result<crate::cmd::merge::MergeReport, String> {
+    pub fn merge_report(&self) -> Result<crate::cmd::merge::MergeReport, RunError> {
         match crate::cmd::merge::MergeReport::read(&self.report)? {
             Some(r) if r.finished_ms.is_some() => Ok(r),
-            _ => Err(format!(
-                "merge wrote no final report to {}; last lines of {}:\n{}",
-                self.report.display(),
-                self.log.display(),
-                tail(&self.log, 15)
-            )),
+            _ => Err(self.no_final_report("merge")),
         }
     }
 
     /// The worker's final report; an error if it wrote none.
-    pub fn finished_report(&self) -> Result<WorkerReport, String> {
+    pub fn finished_report(&self) -> Result<WorkerReport, RunError> {
         match WorkerReport::read(&self.report)? {
             Some(r) if r.phase == Phase::Finished => Ok(r),
-            _ => Err(format!(
-                "worker wrote no final report to {}; last lines of {}:\n{}",
-                self.report.display(),
-                self.log.display(),
-                tail(&self.log, 15)
-            )),
+            _ => Err(self.no_final_report("worker")),
+        }
+    }
+
+    fn no_final_report(&self, kind: &'static str) -> RunError {
+        RunError::NoFinalReport {
+            kind,
+            report: self.report.clone(),
+            log: LogTail::of(&self.log),
         }
     }
 }
@@ -165,29 +164,25 @@ pub(super) fn spawn_worker(
     Ok(WorkerProcess { child, report, log })
 }
 
-pub(super) fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
 /// Waits for every worker; kills them all at `deadline`.
-pub(super) fn wait_workers(workers: &mut [WorkerProcess], deadline: Instant) -> Result<(), String> {
+pub(super) fn wait_workers(
+    workers: &mut [WorkerProcess],
+    deadline: Instant,
+) -> Result<(), RunError> {
     let mut failure = None;
     loop {
         let mut running = 0;
         for w in workers.iter_mut() {
             match w.child.try_wait() {
                 Ok(Some(status)) if !status.success() && failure.is_none() => {
-                    failure = Some(format!(
-                        "worker exited with {status}; last lines of {}:\n{}",
-                        w.log.display(),
-                        tail(&w.log, 15)
-                    ));
+                    failure = Some(RunError::WorkerExited {
+                        status,
+                        log: LogTail::of(&w.log),
+                    });
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => running += 1,
-                Err(e) => failure = Some(format!("cannot wait for a worker: {e}")),
+                Err(e) => failure = Some(RunError::Wait(e)),
             }
         }
         if running == 0 {
@@ -198,13 +193,9 @@ pub(super) fn wait_workers(workers: &mut [WorkerProcess], deadline: Instant) -> 
                 let _ = w.child.kill();
                 let _ = w.child.wait();
             }
-            return Err(failure.unwrap_or_else(|| {
-                format!(
-                    "workers did not finish in time; last lines of {}:\n{}",
-                    workers[0].log.display(),
-                    tail(&workers[0].log, 15)
-                )
-            }));
+            return Err(
+                failure.unwrap_or_else(|| RunError::NotFinished(LogTail::of(&workers[0].log)))
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -212,7 +203,7 @@ pub(super) fn wait_workers(workers: &mut [WorkerProcess], deadline: Instant) -> 
 
 /// Waits until every worker has reported that it started (consumer
 /// created, subscribed).
-pub(super) fn wait_started(workers: &[WorkerProcess], deadline: Instant) -> Result<(), String> {
+pub(super) fn wait_started(workers: &[WorkerProcess], deadline: Instant) -> Result<(), RunError> {
     while Instant::now() < deadline {
         let mut started = 0;
         for w in workers {
@@ -225,11 +216,7 @@ pub(super) fn wait_started(workers: &[WorkerProcess], deadline: Instant) -> Resu
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Err(format!(
-        "workers did not start in time; last lines of {}:\n{}",
-        workers[0].log.display(),
-        tail(&workers[0].log, 15)
-    ))
+    Err(RunError::NotStarted(LogTail::of(&workers[0].log)))
 }
 
 /// Where a live run's workers learn its end offsets: [`publish_ends`]
@@ -250,7 +237,7 @@ pub(super) fn publish_ends(
         .settings
         .client_config(&[("group.id", "timebucket-reader")])
         .create()
-        .map_err(|e| Error::Kafka(format!("cannot create a client: {e}")))?;
+        .map_err(|e| Error::kafka_at("cannot create a client", e))?;
     let ends = crate::kafka::read::end_offsets(&consumer, &topics.names.input)?;
     let mut list: Vec<(i32, i64)> = ends.into_iter().collect();
     list.sort();

@@ -5,6 +5,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cmd::worker::report::{read_report, ReportError};
+
 /// What a merger counted.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MergeSummary {
@@ -50,13 +52,7 @@ impl MergeReport {
     }
 
     /// The report at `path`, if one is there.
-    pub fn read(path: &Path) -> Result<Option<MergeReport>, String> {
-        match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| format!("bad merge report {}: {e}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-        }
+    pub fn read(path: &Path) -> Result<Option<MergeReport>, ReportError> {
+        read_report(path, "merge")
     }
 }

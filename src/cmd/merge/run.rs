@@ -206,9 +206,10 @@ fn start_of(consumer: &Log<Merge>, merge: &Merge, partition: i32) -> Result<Owne
                     consumer.fetch_watermarks(&opts.partials_topic, partition, left)
                 })
                 .map_err(|e| {
-                    Error::Kafka(format!(
-                        "cannot read offsets of partials partition {partition}: {e}"
-                    ))
+                    Error::kafka_at(
+                        format!("cannot read offsets of partials partition {partition}"),
+                        e,
+                    )
                 })?;
             Owned {
                 merger: Merger::new(merge.routing, opts.idle_after),

@@ -105,7 +105,7 @@ pub(super) fn on_end(consumer: &WorkerLog, shared: &Shared, partition: i32) -> R
     let topic = &shared.opts.connection.topics.input;
     let assigned = consumer
         .assignment()
-        .map_err(|e| Error::Kafka(format!("cannot read assignment: {e}")))?;
+        .map_err(|e| Error::kafka_at("cannot read assignment", e))?;
     if assigned.find_partition(topic, partition).is_none() {
         return Ok(());
     }
@@ -123,7 +123,7 @@ pub(super) fn on_end(consumer: &WorkerLog, shared: &Shared, partition: i32) -> R
         let (low, _) = retry::with_backoff("partition offsets", Duration::from_secs(120), |left| {
             consumer.fetch_watermarks(topic, partition, left)
         })
-        .map_err(|e| Error::Kafka(format!("cannot read offsets of partition {partition}: {e}")))?;
+        .map_err(|e| Error::kafka_at(format!("cannot read offsets of partition {partition}"), e))?;
         let low = low.max(0) as u64;
         if low > position {
             state.local.summary.lost_to_retention += log_lost(partition, position, low);

@@ -51,7 +51,7 @@ use tracing::{info, warn};
 pub use crate::core::partition::{Partition, Rules};
 pub use guard::OnMissingCheckpoint;
 pub use options::WorkerOptions;
-pub use report::{Phase, Resume, WorkerReport, WorkerSummary};
+pub use report::{Phase, ReportError, Resume, WorkerReport, WorkerSummary};
 
 use super::driver::{self, Group};
 use crate::core::bucket::Routing;

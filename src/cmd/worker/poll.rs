@@ -375,7 +375,7 @@ pub(super) fn start_of(
         retry::with_backoff("partition offsets", Duration::from_secs(120), |left| {
             consumer.fetch_watermarks(topic, partition, left)
         })
-        .map_err(|e| Error::Kafka(format!("cannot read offsets of partition {partition}: {e}")))
+        .map_err(|e| Error::kafka_at(format!("cannot read offsets of partition {partition}"), e))
     };
     let committed = committed_checkpoint(consumer, topic, partition, Duration::from_secs(120))?;
     let (mut low, mut high) = watermarks()?;

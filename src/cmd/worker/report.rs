@@ -4,8 +4,9 @@
 //! one side only). What it counted is a [`WorkerSummary`]
 //! ([`crate::core::summary`], which the metrics mirror too).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub use crate::core::summary::WorkerSummary;
@@ -101,14 +102,48 @@ impl WorkerReport {
     }
 
     /// The report at `path`, if one is there.
-    pub fn read(path: &Path) -> Result<Option<WorkerReport>, String> {
-        match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| format!("bad worker report {}: {e}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-        }
+    pub fn read(path: &Path) -> Result<Option<WorkerReport>, ReportError> {
+        read_report(path, "worker")
+    }
+}
+
+/// A report file (a worker's or a merger's) that is there but cannot be
+/// read or is no such report.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("bad {kind} report {}: {source}", path.display())]
+    Bad {
+        kind: &'static str,
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// The `kind` report (`worker`, `merge`) at `path`, if one is there.
+pub(crate) fn read_report<T: DeserializeOwned>(
+    path: &Path,
+    kind: &'static str,
+) -> Result<Option<T>, ReportError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| ReportError::Bad {
+                kind,
+                path: path.into(),
+                source,
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ReportError::Read {
+            path: path.into(),
+            source,
+        }),
     }
 }
 

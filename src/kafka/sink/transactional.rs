@@ -75,7 +75,7 @@ impl Transactional {
     fn begin(&self) -> Result<(), Error> {
         self.producer
             .begin_transaction()
-            .map_err(|e| Error::Kafka(format!("cannot begin a transaction: {e}")))
+            .map_err(|e| Error::kafka_at("cannot begin a transaction", e))
     }
 
     fn commit_transaction(

@@ -113,7 +113,7 @@ pub fn ensure_topics(
             .collect();
         let results = runtime
             .block_on(admin.create_topics(new_topics.iter(), &opts))
-            .map_err(|e| Error::Kafka(format!("cannot create topics: {e}")))?;
+            .map_err(|e| Error::kafka_at("cannot create topics", e))?;
         let mut failures = Vec::new();
         for result in results {
             match result {
@@ -227,7 +227,7 @@ pub fn ensure_topics(
             .collect();
         let results = runtime
             .block_on(admin.describe_configs(resources.iter(), &opts))
-            .map_err(|e| Error::Kafka(format!("cannot describe topic configs: {e}")))?;
+            .map_err(|e| Error::kafka_at("cannot describe topic configs", e))?;
         if results.len() != described.len() {
             return Err(Error::Kafka(format!(
                 "asked for the configs of {} topics, got {} answers",
@@ -395,9 +395,7 @@ pub(super) fn snapshot(
     bootstrap: &str,
 ) -> Result<HashMap<String, TopicState>, Error> {
     let metadata = admin.inner().fetch_metadata(topic, timeout).map_err(|e| {
-        Error::Kafka(format!(
-            "cannot read cluster metadata from {bootstrap}: {e}"
-        ))
+        Error::kafka_at(format!("cannot read cluster metadata from {bootstrap}"), e)
     })?;
     let mut topics = HashMap::new();
     for t in metadata.topics() {
@@ -426,7 +424,7 @@ pub(super) fn admin_client(
     settings
         .client_config(ADMIN_DEFAULTS)
         .create()
-        .map_err(|e| Error::Kafka(format!("cannot create admin client: {e}")))
+        .map_err(|e| Error::kafka_at("cannot create admin client", e))
 }
 
 pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Error> {

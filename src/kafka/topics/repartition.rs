@@ -88,7 +88,7 @@ pub fn repartition_input(
         .operation_timeout(Some(timeout));
     let results = runtime()?
         .block_on(admin.create_partitions([&NewPartitions::new(topic, after as usize)], &opts))
-        .map_err(|e| Error::Kafka(format!("cannot add partitions to {topic}: {e}")))?;
+        .map_err(|e| Error::kafka_at(format!("cannot add partitions to {topic}"), e))?;
     for result in results {
         result.map_err(|(name, code)| {
             Error::Kafka(format!("cannot add partitions to {name}: {code}"))
@@ -112,12 +112,12 @@ pub fn input_in_use(
     let probe: BaseConsumer = settings
         .client_config(&[("group.id", "timebucket-topics-probe")])
         .create()
-        .map_err(|e| Error::Kafka(format!("cannot create a consumer: {e}")))?;
+        .map_err(|e| Error::kafka_at("cannot create a consumer", e))?;
     let mut in_use = InUse::default();
     for p in 0..partitions as i32 {
         let (low, high) = probe
             .fetch_watermarks(topic, p, timeout)
-            .map_err(|e| Error::Kafka(format!("cannot read offsets of {topic}/{p}: {e}")))?;
+            .map_err(|e| Error::kafka_at(format!("cannot read offsets of {topic}/{p}"), e))?;
         in_use.records += (high - low).max(0) as u64;
     }
     if in_use.records > 0 {
@@ -126,7 +126,7 @@ pub fn input_in_use(
     // Retention may have emptied a topic a pipeline still reads.
     let groups = probe
         .fetch_group_list(None, timeout)
-        .map_err(|e| Error::Kafka(format!("cannot list consumer groups: {e}")))?;
+        .map_err(|e| Error::kafka_at("cannot list consumer groups", e))?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions as i32 {
         tpl.add_partition(topic, p);
@@ -135,14 +135,11 @@ pub fn input_in_use(
         let reader: BaseConsumer = settings
             .client_config(&[("group.id", group.name())])
             .create()
-            .map_err(|e| Error::Kafka(format!("cannot create a consumer: {e}")))?;
+            .map_err(|e| Error::kafka_at("cannot create a consumer", e))?;
         let committed = reader
             .committed_offsets(tpl.clone(), timeout)
             .map_err(|e| {
-                Error::Kafka(format!(
-                    "cannot read offsets of group {}: {e}",
-                    group.name()
-                ))
+                Error::kafka_at(format!("cannot read offsets of group {}", group.name()), e)
             })?;
         if committed
             .elements()

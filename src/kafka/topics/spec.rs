@@ -37,6 +37,42 @@ pub const ROLES: [&str; 7] = [
 
 /// Kafka's longest legal topic name.
 const MAX_TOPIC_NAME: usize = 249;
+
+/// A value of a definition file or an override that Kafka would refuse: a
+/// topic name, a count, or partitions that do not hold whole groups of
+/// shards. Callers say where it came from (file and line, or the option).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("empty topic name")]
+    EmptyName,
+    #[error("{0:?} is not a legal topic name")]
+    DotName(String),
+    #[error("{0} characters, Kafka allows at most {MAX_TOPIC_NAME}")]
+    NameTooLong(usize),
+    #[error("{name:?} contains {c:?}; topic names may use letters, digits, '.', '_' and '-'")]
+    NameChar { name: String, c: char },
+    #[error("expected a whole number from 1 to {max}, got {got}")]
+    CountOutOfRange { max: u64, got: u64 },
+    #[error("expected a whole number from 1 to {max}, got {value:?}")]
+    NotACount {
+        max: u64,
+        value: String,
+        #[source]
+        source: std::num::ParseIntError,
+    },
+    #[error("{name}: {partitions} partitions is not a multiple of shards={shards}")]
+    Shards {
+        name: String,
+        partitions: u32,
+        shards: u32,
+    },
+}
+
+impl From<SpecError> for Error {
+    fn from(e: SpecError) -> Self {
+        Error::Config(e.to_string())
+    }
+}
 /// One topic as a definition file describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicSpec {
@@ -314,7 +350,7 @@ pub fn apply_overrides(specs: &mut [TopicSpec], overrides: &Overrides) -> Result
         }
     }
     for spec in specs.iter() {
-        check_shards(spec).map_err(Error::Config)?;
+        check_shards(spec)?;
     }
     for (i, spec) in specs.iter().enumerate() {
         if let Some(other) = specs[..i].iter().find(|s| s.name == spec.name) {
@@ -328,49 +364,50 @@ pub fn apply_overrides(specs: &mut [TopicSpec], overrides: &Overrides) -> Result
 }
 
 /// The partition count must hold whole groups of shards.
-fn check_shards(spec: &TopicSpec) -> Result<(), String> {
+fn check_shards(spec: &TopicSpec) -> Result<(), SpecError> {
     if !spec.partitions.is_multiple_of(spec.shards) {
-        return Err(format!(
-            "{}: {} partitions is not a multiple of shards={}",
-            spec.name, spec.partitions, spec.shards
-        ));
+        return Err(SpecError::Shards {
+            name: spec.name.clone(),
+            partitions: spec.partitions,
+            shards: spec.shards,
+        });
     }
     Ok(())
 }
 
 /// Kafka's rule for topic names: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
-fn check_topic_name(name: &str) -> Result<(), String> {
+fn check_topic_name(name: &str) -> Result<(), SpecError> {
     if name.is_empty() {
-        return Err("empty topic name".into());
+        return Err(SpecError::EmptyName);
     }
     if name == "." || name == ".." {
-        return Err(format!("{name:?} is not a legal topic name"));
+        return Err(SpecError::DotName(name.into()));
     }
     if name.len() > MAX_TOPIC_NAME {
-        return Err(format!(
-            "{} characters, Kafka allows at most {MAX_TOPIC_NAME}",
-            name.len()
-        ));
+        return Err(SpecError::NameTooLong(name.len()));
     }
     if let Some(c) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
     {
-        return Err(format!(
-            "{name:?} contains {c:?}; topic names may use letters, digits, '.', '_' and '-'"
-        ));
+        return Err(SpecError::NameChar {
+            name: name.into(),
+            c,
+        });
     }
     Ok(())
 }
 
 /// Parses a count in `1..=max`.
-fn parse_count(value: &str, max: u64) -> Result<u64, String> {
+fn parse_count(value: &str, max: u64) -> Result<u64, SpecError> {
     match value.parse::<u64>() {
         Ok(n) if n >= 1 && n <= max => Ok(n),
-        Ok(n) => Err(format!("expected a whole number from 1 to {max}, got {n}")),
-        Err(_) => Err(format!(
-            "expected a whole number from 1 to {max}, got {value:?}"
-        )),
+        Ok(got) => Err(SpecError::CountOutOfRange { max, got }),
+        Err(source) => Err(SpecError::NotACount {
+            max,
+            value: value.into(),
+            source,
+        }),
     }
 }
 

@@ -17,53 +17,104 @@ use hyper_util::rt::TokioIo;
 /// KiB); a larger answer is an error, not a bigger buffer.
 pub const MAX_BODY_BYTES: usize = 16 << 20;
 
+/// Why a GET got no answer: the URL, and what went wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum GetError {
+    #[error("{url}: {source}")]
+    BadUrl {
+        url: String,
+        #[source]
+        source: hyper::http::uri::InvalidUri,
+    },
+    #[error("{url}: only http:// URLs")]
+    NotHttp { url: String },
+    #[error("{url}: no host")]
+    NoHost { url: String },
+    #[error("{url}: cannot start the client's runtime: {source}")]
+    Runtime {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{url}: no answer within {timeout:?}")]
+    Timeout { url: String, timeout: Duration },
+    #[error("{url}: {source}")]
+    Exchange {
+        url: String,
+        #[source]
+        source: ExchangeError,
+    },
+}
+
+/// A step of the exchange itself that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    #[error(transparent)]
+    Connect(std::io::Error),
+    #[error(transparent)]
+    Http(#[from] hyper::Error),
+    #[error(transparent)]
+    Request(#[from] hyper::http::Error),
+    /// The body failed, or outgrew [`MAX_BODY_BYTES`].
+    #[error(transparent)]
+    Body(Box<dyn std::error::Error + Send + Sync>),
+}
+
 /// `GET url` (`http://HOST:PORT/PATH` only): the status and the body (UTF-8,
 /// lossy). The whole exchange, connect included, must end within `timeout`.
 /// No redirects, no TLS.
-pub fn get(url: &str, timeout: Duration) -> Result<(u16, String), String> {
-    let uri: Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+pub fn get(url: &str, timeout: Duration) -> Result<(u16, String), GetError> {
+    let url_of = || url.to_string();
+    let uri: Uri = url.parse().map_err(|source| GetError::BadUrl {
+        url: url_of(),
+        source,
+    })?;
     if uri.scheme_str() != Some("http") {
-        return Err(format!("{url}: only http:// URLs"));
+        return Err(GetError::NotHttp { url: url_of() });
     }
     let authority = uri
         .authority()
-        .ok_or_else(|| format!("{url}: no host"))?
+        .ok_or_else(|| GetError::NoHost { url: url_of() })?
         .clone();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("{url}: cannot start the client's runtime: {e}"))?;
+        .map_err(|source| GetError::Runtime {
+            url: url_of(),
+            source,
+        })?;
     let exchange = async {
         let address = (authority.host(), authority.port_u16().unwrap_or(80));
         let stream = tokio::net::TcpStream::connect(address)
             .await
-            .map_err(|e| e.to_string())?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
+            .map_err(ExchangeError::Connect)?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         // Drives the connection; it ends with the exchange.
         tokio::spawn(connection);
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
         let request = Request::get(path)
             .header(HOST, authority.as_str())
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| e.to_string())?;
+            .body(Empty::<Bytes>::new())?;
+        let response = sender.send_request(request).await?;
         let status = response.status().as_u16();
         let body = Limited::new(response.into_body(), MAX_BODY_BYTES)
             .collect()
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(ExchangeError::Body)?
             .to_bytes();
-        Ok::<_, String>((status, String::from_utf8_lossy(&body).into_owned()))
+        Ok::<_, ExchangeError>((status, String::from_utf8_lossy(&body).into_owned()))
     };
     runtime
         .block_on(async { tokio::time::timeout(timeout, exchange).await })
-        .map_err(|_| format!("{url}: no answer within {timeout:?}"))?
-        .map_err(|e| format!("{url}: {e}"))
+        .map_err(|_| GetError::Timeout {
+            url: url_of(),
+            timeout,
+        })?
+        .map_err(|source| GetError::Exchange {
+            url: url_of(),
+            source,
+        })
 }
 
 #[cfg(test)]
@@ -96,8 +147,8 @@ mod tests {
             Duration::ZERO,
         );
         assert_eq!(
-            get(&url, Duration::from_secs(5)),
-            Ok((503, "not ready".to_string()))
+            get(&url, Duration::from_secs(5)).unwrap(),
+            (503, "not ready".to_string())
         );
     }
 
@@ -108,7 +159,8 @@ mod tests {
             Duration::from_secs(5),
         );
         let err = get(&url, Duration::from_millis(300)).unwrap_err();
-        assert!(err.contains("no answer within"), "{err}");
+        assert!(matches!(err, GetError::Timeout { .. }), "{err}");
+        assert!(err.to_string().contains("no answer within"), "{err}");
     }
 
     #[test]

@@ -48,7 +48,8 @@ fn status(answer: &str) -> Option<u16> {
 
 fn healthy(addr: SocketAddr) {
     let t0 = Instant::now();
-    let got = get(&format!("http://{addr}/healthz"), Duration::from_secs(1));
+    let got =
+        get(&format!("http://{addr}/healthz"), Duration::from_secs(1)).map_err(|e| e.to_string());
     assert_eq!(
         got,
         Ok((200, "ok\n".to_string())),
@@ -267,7 +268,8 @@ fn fuzz_hostile_requests_leave_the_server_answering() {
             if let Some(code) = status(&answer) {
                 prop_assert!((200..600).contains(&code), "{answer}");
             }
-            let got = get(&format!("http://{a}/healthz"), Duration::from_secs(1));
+            let got = get(&format!("http://{a}/healthz"), Duration::from_secs(1))
+                .map_err(|e| e.to_string());
             prop_assert_eq!(got, Ok((200, "ok\n".to_string())));
             Ok(())
         })
