@@ -117,6 +117,10 @@ fn ingest_with(s: &Setup, extra: &[&str]) {
 struct Worker {
     child: Child,
     report: PathBuf,
+    host: String,
+    extra: Vec<String>,
+    /// Times it exited 5 and was started again (see [`wait_workers`]).
+    restarts: u32,
 }
 
 /// A worker on `host` to the end of the input.
@@ -137,7 +141,13 @@ fn worker(s: &Setup, host: &str, extra: &[&str]) -> Worker {
         .stderr(log)
         .spawn()
         .unwrap();
-    Worker { child, report }
+    Worker {
+        child,
+        report,
+        host: host.to_string(),
+        extra: extra.iter().map(|a| a.to_string()).collect(),
+        restarts: 0,
+    }
 }
 
 impl Worker {
@@ -154,6 +164,25 @@ fn wait_workers(s: &Setup, workers: &mut [Worker]) {
     for w in workers.iter_mut() {
         loop {
             if let Some(status) = w.child.try_wait().unwrap() {
+                // Exit 5 is a worker that names its cause and leaves its
+                // partitions to the group: a Kafka call blocked past its
+                // limit (the watchdog, docs/operations.md; seen once when
+                // the killed controller was also the group coordinator).
+                // What a supervisor does next, the test does: start it
+                // again, and the outputs must still be exact.
+                if status.code() == Some(5) && w.restarts < 2 {
+                    println!(
+                        "measured: the worker on {} exited 5 (a Kafka call past its limit) \
+                         and was started again",
+                        w.host
+                    );
+                    let extra: Vec<&str> = w.extra.iter().map(String::as_str).collect();
+                    let again = worker(s, &w.host, &extra);
+                    w.child = again.child;
+                    w.report = again.report;
+                    w.restarts += 1;
+                    continue;
+                }
                 assert!(
                     status.success(),
                     "worker exited with {status}\n{}",
@@ -328,8 +357,10 @@ fn evicted_worker(tag: &str, port: u16, shards: u32, fault: impl Fn(&Net), heal:
 
     let (cut_off, other) = (workers[0].report(), workers[1].report());
     let logs = s.p.worker_logs();
+    // Its late commit refused: an aborted transaction in its report, or an
+    // exit 5 and a fresh start (nothing of its open transaction visible).
     assert!(
-        cut_off.summary.transactions_aborted > 0,
+        cut_off.summary.transactions_aborted > 0 || workers[0].restarts > 0,
         "the cut-off worker's late commit was refused\n{logs}"
     );
     let taken_over: Vec<_> = other.resumes.iter().filter(|r| r.at_ms > cut).collect();
