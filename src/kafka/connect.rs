@@ -65,10 +65,11 @@ pub fn refusal(code: RDKafkaErrorCode) -> Option<Refusal> {
     }
 }
 
-/// [`refusal`] of an error event, also when librdkafka reports a failed
-/// TLS handshake as a transport failure (it does on reconnects: "SSL
-/// routines::certificate verify failed", code `_TRANSPORT`); the first
-/// event, coded `_SSL`, can come before the caller watches.
+/// [`refusal`] of an error event, also when librdkafka codes a failed TLS
+/// handshake as a transport failure (`_TRANSPORT` with an "SSL handshake
+/// failed" reason: it does so when the peer disconnects mid-handshake).
+/// The slow untrusted-CA refusal this was first written for was the
+/// events left queued, fixed in [`drain`]; this stays as a second net.
 fn refusal_in(code: RDKafkaErrorCode, reason: &str) -> Option<Refusal> {
     refusal(code).or_else(|| {
         let tls = matches!(code, RDKafkaErrorCode::BrokerTransportFailure)
