@@ -17,6 +17,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use timebucket::cmd::worker::WorkerReport;
 use timebucket::core::bucket::Routing;
 use timebucket::kafka::read::read_to_end;
 use timebucket::kafka::topics::partition_count;
@@ -203,14 +204,18 @@ fn a_worker_stops_with_exit_10_when_partitions_are_added() {
     let path = p.input_file(500, &[]);
     p.ingest(&path);
     let log = std::fs::File::create(p.dir.path().join("worker-live.log")).unwrap();
+    let report = p.dir.path().join("worker-live.report.json");
     let mut worker = p
         .command(&["worker", "--commit-interval-ms", "200"])
+        .arg("--report-file")
+        .arg(&report)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .unwrap();
+    // Its report is first written once its consumer has subscribed.
     crate::common::wait_until(TIMEOUT, "the worker to start", || {
-        p.worker_logs().contains("worker started")
+        WorkerReport::read(&report).unwrap().is_some()
     });
     std::thread::sleep(Duration::from_secs(2));
     add_partitions(&p.bootstrap, &p.input, 6);

@@ -25,6 +25,7 @@ use crate::common::broker::OwnKafka;
 use crate::common::create_topic_with;
 use crate::common::netns::Net;
 use crate::common::pipeline::{assert_same_windows, emitted_once, read_topic, Pipeline};
+use crate::common::probe::{By, Probe, Seen};
 use crate::faults::{
     assert_exactly_once, assert_side_outputs_once, inject_invalid, serial, slow_ingest_via, unix_ms,
 };
@@ -200,13 +201,27 @@ fn wait_workers(s: &Setup, workers: &mut [Worker]) {
     }
 }
 
-/// Waits for `what` up to `within`.
-fn wait_until(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+/// [`wait_until`], saying `context()` (the processes' logs) if it fails.
+fn wait_until_or(
+    what: &str,
+    within: Duration,
+    context: impl Fn() -> String,
+    mut cond: impl FnMut() -> bool,
+) {
     let started = Instant::now();
     while !cond() {
-        assert!(started.elapsed() < within, "not within {within:?}: {what}");
+        assert!(
+            started.elapsed() < within,
+            "not within {within:?}: {what}\n{}",
+            context()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Waits for `what` up to `within`.
+fn wait_until(what: &str, within: Duration, cond: impl FnMut() -> bool) {
+    wait_until_or(what, within, String::new, cond);
 }
 
 /// Partitions the group assigns to the member on each host address.
@@ -308,6 +323,7 @@ fn evicted_worker(tag: &str, port: u16, shards: u32, fault: impl Fn(&Net), heal:
     ingest(&s);
     inject_invalid(&s.p);
     let merger = (shards > 1).then(|| merger(&s));
+    let probe = output_probe(&s);
     let mut workers = vec![worker(&s, "w1", &SLOW), worker(&s, "w2", &SLOW)];
     wait_owning(&s, &["w1", "w2"]);
     // Mid-stream: the cut-off worker's partitions have checkpoints, so the
@@ -331,9 +347,10 @@ fn evicted_worker(tag: &str, port: u16, shards: u32, fault: impl Fn(&Net), heal:
     // of its open transaction (up to the timeout plus the broker's cleanup
     // interval) must both happen before its partitions are read.
     std::thread::sleep(PAST_SESSION_AND_TRANSACTION_TIMEOUT);
-    wait_until(
+    wait_until_or(
         "the other worker owns and commits the cut-off worker's partitions",
         Duration::from_secs(120),
+        || s.p.worker_logs(),
         || {
             let a = assigned(&s);
             let others = a.get(s.net.addr("w2")).cloned().unwrap_or_default();
@@ -345,6 +362,7 @@ fn evicted_worker(tag: &str, port: u16, shards: u32, fault: impl Fn(&Net), heal:
     heal(&s.net);
     let healed = unix_ms();
     wait_workers(&s, &mut workers);
+    let seen = probe.finish();
     match merger {
         Some(merger) => {
             s.p.wait_all(vec![merger], FINISH_WITHIN);
@@ -386,6 +404,30 @@ fn evicted_worker(tag: &str, port: u16, shards: u32, fault: impl Fn(&Net), heal:
         )),
         cut_off.summary.transactions_aborted,
         cut_off.summary.producer_replacements,
+    );
+    print_stall(tag, "outputs", &seen, cut, healed);
+}
+
+/// A live reader of the seconds topic (By the input partition).
+fn output_probe(s: &Setup) -> Probe {
+    Probe::start(&s.p.settings(), &s.p.seconds, By::InputPartition)
+}
+
+/// A live reader of the input topic.
+fn input_probe(s: &Setup) -> Probe {
+    Probe::start(&s.p.settings(), &s.p.input, By::Partition)
+}
+
+/// Prints how long the fault from `from_ms` to `to_ms` held back what
+/// `seen` read (a "Tested faults" column of docs/faults.md).
+fn print_stall(tag: &str, what: &str, seen: &Seen, from_ms: u64, to_ms: u64) {
+    let stalls = seen.stalls(from_ms, to_ms);
+    println!(
+        "measured: {tag}: {what}: the longest time no new record of a partition became \
+         readable: {:.1} s around the fault ({:.1} s long), {:.1} s before it",
+        stalls.during_ms as f64 / 1000.0,
+        to_ms.saturating_sub(from_ms) as f64 / 1000.0,
+        stalls.before_ms as f64 / 1000.0,
     );
 }
 
@@ -456,10 +498,12 @@ fn the_active_controller_killed_mid_run() {
     let s = setup("netctl", 10190, 60_000);
     ingest(&s);
     inject_invalid(&s.p);
+    let probe = output_probe(&s);
     let mut workers = vec![worker(&s, "w1", &SLOW), worker(&s, "w2", &SLOW)];
     wait_owning(&s, &["w1", "w2"]);
     let leader = s.kafka.active_controller();
     let killed = Instant::now();
+    let killed_ms = unix_ms();
     s.kafka.kill_broker(leader);
     let mut new_leader = leader;
     wait_until(
@@ -475,7 +519,9 @@ fn the_active_controller_killed_mid_run() {
          within {:.1} s",
         killed.elapsed().as_secs_f64()
     );
+    let elected_ms = unix_ms();
     wait_workers(&s, &mut workers);
+    print_stall("netctl", "outputs", &probe.finish(), killed_ms, elected_ms);
     assert_exactly_once(&s.p, &s.path);
 }
 
@@ -512,24 +558,32 @@ fn busiest_leader(s: &Setup) -> String {
 fn the_busiest_partitions_leader_cut_off_during_ingest_and_processing() {
     let _serial = serial();
     let s = setup("netlead", 10220, 60_000);
+    let intake = input_probe(&s);
     let ingesting = slow_ingest(&s, 20);
     wait_ingest_started(&s);
     let leader = busiest_leader(&s);
+    let cut_ms = unix_ms();
     s.net.isolate(&leader);
     std::thread::sleep(LEADER_CUT);
     s.net.heal();
+    let healed_ms = unix_ms();
     finish_ingest(&s, ingesting);
+    print_stall("netlead", "ingest", &intake.finish(), cut_ms, healed_ms);
     assert_ingested_once(&s);
     inject_invalid(&s.p);
 
+    let probe = output_probe(&s);
     let mut workers = vec![worker(&s, "w1", &SLOW), worker(&s, "w2", &SLOW)];
     wait_owning(&s, &["w1", "w2"]);
     let leader = busiest_leader(&s);
     let cut = Instant::now();
+    let cut_ms = unix_ms();
     s.net.isolate(&leader);
     std::thread::sleep(LEADER_CUT);
     s.net.heal();
+    let healed_ms = unix_ms();
     wait_workers(&s, &mut workers);
+    print_stall("netlead", "outputs", &probe.finish(), cut_ms, healed_ms);
     println!(
         "measured: netlead: {leader} cut for {LEADER_CUT:?} mid-processing; the workers \
          finished {:.1} s after the cut began",
@@ -576,10 +630,21 @@ fn delay_and_loss_on_every_link_for_a_whole_run() {
     let ingested = started.elapsed();
     inject_invalid(&s.p);
     let processing = Instant::now();
+    let probe = output_probe(&s);
+    let started_ms = unix_ms();
     let args = [&WAN[..], &["--forward"]].concat();
     let mut workers = vec![worker(&s, "w1", &args), worker(&s, "w2", &args)];
     wait_workers(&s, &mut workers);
     let processed = processing.elapsed();
+    // The fault is the whole run: no baseline before it.
+    let seen = probe.finish();
+    println!(
+        "measured: netslow: outputs: first readable {:.1} s after the workers started; \
+         the longest time no new record of a partition became readable: {:.1} s",
+        seen.first_ms()
+            .map_or(f64::NAN, |t| t.saturating_sub(started_ms) as f64 / 1000.0),
+        seen.longest_stall_ms() as f64 / 1000.0,
+    );
     println!(
         "measured: netslow: {frames} frames ingested in {:.1} s ({:.0} frames/s), \
          processed by two workers in {:.1} s ({:.0} frames/s)",
@@ -647,14 +712,18 @@ fn assert_ingested_once(s: &Setup) {
 fn ingest_cut_from_the_brokers_mid_file_then_healed() {
     let _serial = serial();
     let s = setup("netingest", 10130, 40_000);
+    let intake = input_probe(&s);
     let ingesting = slow_ingest(&s, 12);
     // Mid-file: once ingest has committed records, with most of the file
     // still to come (it is fed over 12 s).
     wait_ingest_started(&s);
+    let cut_ms = unix_ms();
     s.net.isolate("in");
     std::thread::sleep(PAST_SESSION_AND_TRANSACTION_TIMEOUT);
     s.net.heal();
+    let healed_ms = unix_ms();
     finish_ingest(&s, ingesting);
+    print_stall("netingest", "ingest", &intake.finish(), cut_ms, healed_ms);
     assert_ingested_once(&s);
     inject_invalid(&s.p);
     let mut workers = vec![worker(&s, "w1", &SLOW), worker(&s, "w2", &SLOW)];

@@ -64,8 +64,21 @@ impl Sharded {
             .unwrap()
     }
 
+    /// A shard worker; its report goes where [`Pipeline::reports`] reads.
     fn worker(&self, extra: &[&str]) -> Child {
-        let mut args = vec!["worker", "--commit-interval-ms", "200"];
+        let report = self
+            .p
+            .dir
+            .path()
+            .join(format!("{}.report.json", unique_name("worker")));
+        let report = report.to_string_lossy().into_owned();
+        let mut args = vec![
+            "worker",
+            "--commit-interval-ms",
+            "200",
+            "--report-file",
+            &report,
+        ];
         args.extend_from_slice(extra);
         self.spawn("worker", &args)
     }
@@ -221,9 +234,13 @@ fn kill_9_of_a_shard_worker_and_of_the_merger_mid_run_changes_nothing() {
     assert_same_windows(&emitted_once(&s.p), &want, || s.p.worker_logs());
     // Both kills came mid-run: the new owners resumed from checkpoints.
     let logs = s.p.worker_logs();
-    assert!(logs.contains("resuming merge from checkpoint"), "{logs}");
+    let merges = s.merge_reports();
     assert!(
-        logs.contains("resuming partition from checkpoint"),
+        merges.iter().any(|r| r.ok && r.summary.resumed > 0),
+        "the second merger resumed from checkpoints: {merges:?}\n{logs}"
+    );
+    assert!(
+        s.p.reports().iter().any(|r| !r.resumes.is_empty()),
         "{logs}"
     );
 }

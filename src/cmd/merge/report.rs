@@ -23,6 +23,10 @@ pub struct MergeSummary {
     pub minutes_emitted: u64,
     pub transactions_committed: u64,
     pub transactions_aborted: u64,
+    /// Partials partitions taken on from a committed checkpoint (another
+    /// merger's, or this one's before a rewind).
+    #[serde(default)]
+    pub resumed: u64,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]

@@ -47,8 +47,12 @@ impl Command for Merge {
         Duration::from_millis(50)
     }
 
-    fn start(&self, _group: &Shared, log: &Log<Self>, partition: i32) -> Result<Owned, Error> {
-        start_of(log, self, partition)
+    fn start(&self, group: &Shared, log: &Log<Self>, partition: i32) -> Result<Owned, Error> {
+        let (owned, resumed) = start_of(log, self, partition)?;
+        if resumed {
+            group.state().local.resumed += 1;
+        }
+        Ok(owned)
     }
 
     fn record(
@@ -177,8 +181,9 @@ fn handle(state: &mut State, record: &Record<'_>) -> Result<Handled, Error> {
     Ok(Handled::Done)
 }
 
-/// A partials partition's merge state: from its committed checkpoint, or fresh.
-fn start_of(consumer: &Log<Merge>, merge: &Merge, partition: i32) -> Result<Owned, Error> {
+/// A partials partition's merge state: from its committed checkpoint
+/// (`true`), or fresh.
+fn start_of(consumer: &Log<Merge>, merge: &Merge, partition: i32) -> Result<(Owned, bool), Error> {
     let opts = &merge.opts;
     let committed = partials::committed(
         consumer,
@@ -195,10 +200,11 @@ fn start_of(consumer: &Log<Merge>, merge: &Merge, partition: i32) -> Result<Owne
                 handled_until = cp.handled_until,
                 "resuming merge from checkpoint"
             );
-            Owned {
+            let owned = Owned {
                 merger: Merger::resume(merge.routing, opts.idle_after, cp),
                 cursor: Cursor::at(cp.resume_seq),
-            }
+            };
+            (owned, true)
         }
         None => {
             let (low, _) =
@@ -211,10 +217,11 @@ fn start_of(consumer: &Log<Merge>, merge: &Merge, partition: i32) -> Result<Owne
                         e,
                     )
                 })?;
-            Owned {
+            let owned = Owned {
                 merger: Merger::new(merge.routing, opts.idle_after),
                 cursor: Cursor::fresh(low.max(0) as u64),
-            }
+            };
+            (owned, false)
         }
     })
 }

@@ -15,6 +15,7 @@ pub mod docker;
 pub mod files;
 pub mod netns;
 pub mod pipeline;
+pub mod probe;
 pub mod tools;
 
 use std::collections::HashMap;
