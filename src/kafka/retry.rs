@@ -67,29 +67,69 @@ pub fn transactional(
     })
 }
 
-/// Makes a transactional call once. A retriable answer is not retried but
-/// becomes [`Failure::TimedOut`], so that a fresh producer takes over: for
-/// `send_offsets_to_transaction`, a call made again after AddOffsetsToTxn
-/// failed on a broker's restart can block past every limit (1 of 15 runs of
-/// the broker-restart fault test, ended by the watchdog after 98 s).
+/// How long a call made by [`transactional_once`] may overrun its own
+/// timeout before it is abandoned.
+const ABANDON_AFTER: Duration = Duration::from_secs(4);
+
+/// Makes a transactional call once, on a thread of its own, and abandons it
+/// `patience.call` + [`ABANDON_AFTER`] later if it has not returned. Both
+/// outcomes that are not a success become [`Failure::TimedOut`] (a
+/// retriable answer is not retried), so that a fresh producer takes over
+/// and the group replays: for `send_offsets_to_transaction`, librdkafka
+/// never checks the call's timeout (its issue #5456), and it waits for good
+/// when the group coordinator's broker was killed and decommissioned (#5511).
+/// Both were seen here: 1 of 15 runs of the broker-restart test, and the
+/// controller-kill scenario, ended by the watchdog (exit 5). The abandoned
+/// thread keeps what `f` holds (the old producer) until the call returns,
+/// maybe never: one thread and one producer per abandoned call.
 pub fn transactional_once(
     call: &'static str,
     patience: Patience,
-    f: impl FnOnce(Duration) -> KafkaResult<()>,
+    f: impl FnOnce(Duration) -> KafkaResult<()> + Send + 'static,
 ) -> Result<(), TxnError> {
-    once(call, patience, |timeout| {
-        f(timeout).map_err(|e| TxnError::new(call, &e))
-    })
+    abandoned_after(
+        call,
+        patience.call,
+        patience.call + ABANDON_AFTER,
+        move |t| f(t).map_err(|e| TxnError::new(call, &e)),
+    )
 }
 
-fn once(
+/// [`transactional_once`] with the call's `timeout` and the `limit` at
+/// which it is abandoned.
+fn abandoned_after(
     call: &'static str,
-    patience: Patience,
-    f: impl FnOnce(Duration) -> Result<(), TxnError>,
+    timeout: Duration,
+    limit: Duration,
+    f: impl FnOnce(Duration) -> Result<(), TxnError> + Send + 'static,
 ) -> Result<(), TxnError> {
-    let result = {
-        let _armed = watchdog::arm(call, patience.call + STUCK_AFTER);
-        f(patience.call)
+    let (done, answer) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name(format!("kafka-{call}"))
+        .spawn(move || {
+            let _ = done.send(f(timeout));
+        })
+        .map_err(|e| TxnError {
+            call,
+            failure: Failure::TimedOut,
+            error: format!("cannot start the call's thread: {e}"),
+            code: None,
+        })?;
+    let result = match answer.recv_timeout(limit) {
+        Ok(result) => result,
+        Err(_) => {
+            warn!(
+                call,
+                ?limit,
+                "transactional call did not return within its limit: abandoning it and its producer"
+            );
+            Err(TxnError {
+                call,
+                failure: Failure::TimedOut,
+                error: format!("did not return within {limit:?}; abandoned"),
+                code: None,
+            })
+        }
     };
     result.map_err(|mut failed| {
         if failed.failure == Failure::Retriable {
@@ -146,6 +186,46 @@ mod tests {
     use rdkafka::types::RDKafkaErrorCode;
 
     #[test]
+    fn a_call_that_never_returns_is_abandoned_at_its_limit_as_timed_out() {
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let started = Instant::now();
+        let got = abandoned_after(
+            "offsets",
+            Duration::from_millis(50),
+            Duration::from_millis(200),
+            move |_| {
+                // librdkafka's send_offsets_to_transaction past its timeout.
+                let _ = hold.recv();
+                Ok(())
+            },
+        );
+        let failed = got.unwrap_err();
+        assert_eq!(failed.failure, Failure::TimedOut);
+        assert_eq!(failed.call, "offsets");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        drop(release);
+
+        // An answer in time is the call's own.
+        assert!(abandoned_after(
+            "offsets",
+            Duration::ZERO,
+            Duration::from_secs(5),
+            |_| Ok(())
+        )
+        .is_ok());
+        let abortable = TxnError {
+            call: "offsets",
+            failure: Failure::Abortable,
+            error: "Broker: Unknown member".into(),
+            code: None,
+        };
+        let failed = abandoned_after("offsets", Duration::ZERO, Duration::from_secs(5), |_| {
+            Err(abortable)
+        });
+        assert_eq!(failed.unwrap_err().failure, Failure::Abortable);
+    }
+
+    #[test]
     fn retries_until_success_and_gives_up_after_the_timeout() {
         let mut calls = 0;
         let got = with_backoff("test", Duration::from_secs(5), |_| {
@@ -186,20 +266,26 @@ mod tests {
             error: "Broker transport failure".into(),
             code: None,
         };
-        let mut calls = 0;
-        let e = once("offsets", patience, |_| {
-            calls += 1;
-            Err(retriable.clone())
-        })
+        let once = |f: Box<dyn FnOnce(Duration) -> Result<(), TxnError> + Send>| {
+            abandoned_after("offsets", patience.call, patience.budget, f)
+        };
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counted = calls.clone();
+        let again = retriable.clone();
+        let e = once(Box::new(move |_| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Err(again)
+        }))
         .unwrap_err();
+        let calls = calls.load(std::sync::atomic::Ordering::SeqCst);
         assert_eq!((calls, e.failure), (1, Failure::TimedOut));
         let abortable = TxnError {
             failure: Failure::Abortable,
             ..retriable
         };
-        let e = once("offsets", patience, |_| Err(abortable)).unwrap_err();
+        let e = once(Box::new(|_| Err(abortable))).unwrap_err();
         assert_eq!(e.failure, Failure::Abortable);
-        assert!(once("offsets", patience, |_| Ok(())).is_ok());
+        assert!(once(Box::new(|_| Ok(()))).is_ok());
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The last way out of a Kafka call that never returns. librdkafka bounds
 //! most calls by their timeout, but some wait for a background request
 //! without a limit of their own (`send_offsets_to_transaction` waits for
-//! AddOffsetsToTxn and TxnOffsetCommit to be answered). A worker blocked
+//! AddOffsetsToTxn and TxnOffsetCommit to be answered; that one is now made
+//! on a thread of its own and abandoned, `retry::transactional_once`, so
+//! what is armed here are the other calls). A worker blocked
 //! there neither commits nor polls: it would hang silently, holding its
 //! partitions. A call armed here that overruns its limit ends the process
 //! with the Kafka exit code and a message naming the call; nothing of its

@@ -9,6 +9,7 @@
 //! transaction cannot be aborted, is replaced by a fresh one; the broker
 //! aborts the old transaction after `transaction.timeout.ms`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::producer::{Producer, PurgeConfig};
@@ -37,7 +38,8 @@ const PATIENCE: Patience = Patience {
 };
 
 pub struct Transactional {
-    producer: TrackedProducer,
+    /// Shared with a call that may outlive it ([`transactional_once`]).
+    producer: Arc<TrackedProducer>,
     outputs: Outputs,
     settings: KafkaSettings,
     limits: OutputLimits,
@@ -56,7 +58,7 @@ impl Transactional {
     ) -> Result<Transactional, Error> {
         let id_prefix = format!("timebucket-{group}-{}", topics.input);
         let sink = Transactional {
-            producer: start_producer(settings, &limits, &id_prefix)?,
+            producer: Arc::new(start_producer(settings, &limits, &id_prefix)?),
             outputs: Outputs::new(topics, late, limits.clone()),
             limits,
             settings: settings.clone(),
@@ -91,8 +93,9 @@ impl Transactional {
                 error: "no consumer group metadata for the transaction".into(),
                 code: None,
             })?;
-            transactional_once("offsets", PATIENCE, |timeout| {
-                producer.send_offsets_to_transaction(offsets, &group, timeout)
+            let (producer, offsets) = (producer.clone(), offsets.clone());
+            transactional_once("offsets", PATIENCE, move |timeout| {
+                producer.send_offsets_to_transaction(&offsets, &group, timeout)
             })?;
         }
         // commit_transaction flushes first, through rdkafka's slow flush.
@@ -134,7 +137,7 @@ impl Transactional {
         if replace {
             warn!(error = %failed, "transactional producer unusable: starting a new one and replaying from the committed checkpoints");
             let fresh = start_producer(&self.settings, &self.limits, &self.id_prefix)?;
-            let old = std::mem::replace(&mut self.producer, fresh);
+            let old = std::mem::replace(&mut self.producer, Arc::new(fresh));
             old.purge(PurgeConfig::default().queue().inflight());
             // Destroying a producer waits for its threads, which may wait for
             // a call still under way: not on the worker's thread.
