@@ -5,6 +5,7 @@
 //! goes on for ever: each has a time budget, after which the caller takes a
 //! way out (a fresh producer and a replay, or an exit naming the cause).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::error::KafkaResult;
@@ -71,6 +72,14 @@ pub fn transactional(
 /// timeout before it is abandoned.
 const ABANDON_AFTER: Duration = Duration::from_secs(4);
 
+/// At most this many abandoned calls may still be blocked (each holds a
+/// thread and a producer); beyond it a call is made on the caller's thread
+/// under the [`watchdog`], which ends the process if it blocks too.
+const MAX_ABANDONED: usize = 8;
+
+/// Calls made by [`transactional_once`] that have not returned.
+static UNDER_WAY: AtomicUsize = AtomicUsize::new(0);
+
 /// Makes a transactional call once, on a thread of its own, and abandons it
 /// `patience.call` + [`ABANDON_AFTER`] later if it has not returned. Both
 /// outcomes that are not a success become [`Failure::TimedOut`] (a
@@ -87,12 +96,16 @@ pub fn transactional_once(
     patience: Patience,
     f: impl FnOnce(Duration) -> KafkaResult<()> + Send + 'static,
 ) -> Result<(), TxnError> {
-    abandoned_after(
-        call,
-        patience.call,
-        patience.call + ABANDON_AFTER,
-        move |t| f(t).map_err(|e| TxnError::new(call, &e)),
-    )
+    let f = move |t| f(t).map_err(|e| TxnError::new(call, &e));
+    if UNDER_WAY.load(Ordering::SeqCst) >= MAX_ABANDONED {
+        warn!(
+            call,
+            MAX_ABANDONED, "too many abandoned calls still blocked: calling under the watchdog"
+        );
+        let _armed = watchdog::arm(call, patience.call + STUCK_AFTER);
+        return timed_out_if_retriable(f(patience.call));
+    }
+    abandoned_after(call, patience.call, patience.call + ABANDON_AFTER, f)
 }
 
 /// [`transactional_once`] with the call's `timeout` and the `limit` at
@@ -104,16 +117,21 @@ fn abandoned_after(
     f: impl FnOnce(Duration) -> Result<(), TxnError> + Send + 'static,
 ) -> Result<(), TxnError> {
     let (done, answer) = std::sync::mpsc::sync_channel(1);
+    UNDER_WAY.fetch_add(1, Ordering::SeqCst);
     std::thread::Builder::new()
         .name(format!("kafka-{call}"))
         .spawn(move || {
             let _ = done.send(f(timeout));
+            UNDER_WAY.fetch_sub(1, Ordering::SeqCst);
         })
-        .map_err(|e| TxnError {
-            call,
-            failure: Failure::TimedOut,
-            error: format!("cannot start the call's thread: {e}"),
-            code: None,
+        .map_err(|e| {
+            UNDER_WAY.fetch_sub(1, Ordering::SeqCst);
+            TxnError {
+                call,
+                failure: Failure::TimedOut,
+                error: format!("cannot start the call's thread: {e}"),
+                code: None,
+            }
         })?;
     let result = match answer.recv_timeout(limit) {
         Ok(result) => result,
@@ -131,6 +149,12 @@ fn abandoned_after(
             })
         }
     };
+    timed_out_if_retriable(result)
+}
+
+/// A retriable answer to a call made once is not retried: the call may be
+/// under way, so a fresh producer takes over.
+fn timed_out_if_retriable(result: Result<(), TxnError>) -> Result<(), TxnError> {
     result.map_err(|mut failed| {
         if failed.failure == Failure::Retriable {
             failed.failure = Failure::TimedOut;
