@@ -31,6 +31,11 @@ pub(crate) use crate::kafka::log::Record;
 use crate::kafka::log::{Event, GroupLog};
 use crate::kafka::sink::{Commit, Offsets, Sink};
 
+#[cfg(test)]
+mod memory;
+#[cfg(test)]
+mod tests;
+
 /// Most records handled per loop iteration: records librdkafka already
 /// fetched are handled in a batch before the checks below, whose clock
 /// reads cost about a tenth of the parse at a few hundred thousand frames/s.
