@@ -12,7 +12,10 @@
 //! [`crate::core::merge::Merger`] with its cursor), how a record is handled,
 //! what its checkpoint is, and its periodic checks (idle windows, the end
 //! of a batch run, metrics). The decisions that need no Kafka are in
-//! [`crate::core::group`].
+//! [`crate::core::group`]. The loop reaches Kafka only through the group's
+//! log ([`GroupLog`]: poll, seek, assignment, with plain types) and the
+//! sink's commit, so its unit tests (`driver/tests.rs`) run it against an
+//! in-memory log and sink (`driver/memory.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
