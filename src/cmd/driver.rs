@@ -12,47 +12,41 @@
 //! [`crate::core::merge::Merger`] with its cursor), how a record is handled,
 //! what its checkpoint is, and its periodic checks (idle windows, the end
 //! of a batch run, metrics). The decisions that need no Kafka are in
-//! [`crate::core::group`].
+//! [`crate::core::group`]. The loop reaches Kafka only through the group's
+//! log ([`GroupLog`]: poll, seek, assignment, with plain types) and the
+//! sink's commit, so its unit tests (`driver/tests.rs`) run it against an
+//! in-memory log and sink (`driver/memory.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::Consumer;
-use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
-use rdkafka::topic_partition_list::Offset;
 use tracing::{info, warn};
 
 use super::unix_ms;
 use crate::core::cursor::SeekTo;
 use crate::core::group::{self as decide, Outcome};
 use crate::error::Error;
-use crate::kafka::connect::{refusal_of, refused, Refusal};
 use crate::kafka::consumer::{GroupConsumer, Handover, OffsetCommit};
+pub(crate) use crate::kafka::log::Record;
+use crate::kafka::log::{Event, GroupLog};
 use crate::kafka::sink::{Commit, Offsets, Sink};
+
+#[cfg(test)]
+mod memory;
+#[cfg(test)]
+mod tests;
 
 /// Most records handled per loop iteration: records librdkafka already
 /// fetched are handled in a batch before the checks below, whose clock
 /// reads cost about a tenth of the parse at a few hundred thousand frames/s.
 const POLL_BATCH: usize = 512;
 
-/// The group's consumer, whose rebalance callbacks reach the [`Group`].
+/// The group's consumer, whose rebalance callbacks reach the [`Group`]:
+/// the [`Command::Log`] of the worker and the merge.
 pub(crate) type Log<C> = GroupConsumer<Group<C>>;
-
-/// One record as a command sees it: plain values.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Record<'a> {
-    pub partition: i32,
-    pub offset: u64,
-    /// The record's own time in unix seconds (CreateTime from the
-    /// producer, or LogAppendTime), if it has one.
-    pub time: Option<u64>,
-    pub key: &'a [u8],
-    pub payload: &'a [u8],
-}
 
 /// What became of a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +60,10 @@ pub(crate) enum Handled {
 /// What one command adds to the loop. Every hook runs on the polling
 /// thread; those given a [`State`] run with the group's lock held.
 pub(crate) trait Command: Send + Sync + Sized + 'static {
+    /// The group's log: the loop needs only [`GroupLog`]; the command's
+    /// own hooks may use more of it (the worker and the merge read
+    /// committed offsets and end offsets through rdkafka's consumer).
+    type Log: GroupLog;
     /// An owned partition's state machine.
     type Partition: Send;
     /// The command's own state beside the owned partitions (its summary).
@@ -90,13 +88,13 @@ pub(crate) trait Command: Send + Sync + Sized + 'static {
     fn start(
         &self,
         group: &Group<Self>,
-        log: &Log<Self>,
+        log: &Self::Log,
         partition: i32,
     ) -> Result<Self::Partition, Error>;
     /// Handles a record of an owned partition.
     fn record(
         &self,
-        log: &Log<Self>,
+        log: &Self::Log,
         state: &mut State<Self>,
         record: &Record<'_>,
     ) -> Result<Handled, Error>;
@@ -105,7 +103,7 @@ pub(crate) trait Command: Send + Sync + Sized + 'static {
     /// commit for it.
     fn checkpoint(&self, partition: &Self::Partition) -> Option<(u64, String)>;
     /// The resume offsets of the valid committed checkpoints of `partitions`.
-    fn committed(&self, log: &Log<Self>, partitions: &[i32]) -> Result<BTreeMap<i32, u64>, Error>;
+    fn committed(&self, log: &Self::Log, partitions: &[i32]) -> Result<BTreeMap<i32, u64>, Error>;
     /// Just before a commit: queue what goes with it.
     fn before_commit(&self, _state: &mut State<Self>) {}
     /// After a commit: count it (on [`Outcome::GivenUp`] the owned
@@ -122,13 +120,13 @@ pub(crate) trait Command: Send + Sync + Sized + 'static {
         Ok(())
     }
     /// After a rewind to the committed checkpoints.
-    fn after_rewind(&self, _group: &Group<Self>, _log: &Log<Self>) -> Result<(), Error> {
+    fn after_rewind(&self, _group: &Group<Self>, _log: &Self::Log) -> Result<(), Error> {
         Ok(())
     }
     /// Before each record is handled (the worker's `--throttle`).
     fn pace(&self, _group: &Group<Self>, _loop: &mut Self::Loop) {}
     /// librdkafka read `partition` to its end (batch runs ask for it).
-    fn at_end(&self, _group: &Group<Self>, _log: &Log<Self>, _partition: i32) -> Result<(), Error> {
+    fn at_end(&self, _group: &Group<Self>, _log: &Self::Log, _partition: i32) -> Result<(), Error> {
         Ok(())
     }
     /// After each poll batch that handled `handled` records.
@@ -139,7 +137,7 @@ pub(crate) trait Command: Send + Sync + Sized + 'static {
     fn check(
         &self,
         group: &Group<Self>,
-        log: &Log<Self>,
+        log: &Self::Log,
         state: &mut Self::Loop,
         queue_empty: bool,
     ) -> Result<bool, Error>;
@@ -202,7 +200,7 @@ impl<C: Command> Group<C> {
 /// Runs the loop until `stop` is set (then commits) or the command's
 /// [`Command::check`] says the run is done (and its last commit held).
 pub(crate) fn run<C: Command>(
-    log: &Log<C>,
+    log: &C::Log,
     group: &Group<C>,
     stop: &AtomicBool,
     mut hooks: C::Loop,
@@ -225,38 +223,29 @@ pub(crate) fn run<C: Command>(
         let mut handled = 0;
         let mut queue_empty = false;
         while handled < POLL_BATCH {
-            match log.poll(timeout) {
-                Some(Ok(message)) => {
+            let polled = log.poll(timeout, |event| match event {
+                Event::Record(record) => {
                     cmd.pace(group, &mut hooks);
-                    let time = message
-                        .timestamp()
-                        .to_millis()
-                        .filter(|&ms| ms >= 0)
-                        .map(|ms| ms as u64 / 1000);
-                    let record = Record {
-                        partition: message.partition(),
-                        offset: message.offset() as u64,
-                        time,
-                        key: message.key().unwrap_or(&[]),
-                        payload: message.payload().unwrap_or(&[]),
-                    };
-                    handle(log, group, &record)?;
+                    handle(log, group, &record).map(|()| Polled::Handled)
                 }
                 // Batch runs: everything of the partition up to its end
                 // offset has been read.
-                Some(Err(KafkaError::PartitionEOF(partition))) => {
-                    cmd.at_end(group, log, partition)?;
+                Event::End(partition) => {
+                    cmd.at_end(group, log, partition).map(|()| Polled::Handled)
                 }
                 // A missing ACL (group, topic) never heals by itself;
                 // anything else (a broker restarting) librdkafka retries.
-                Some(Err(e)) if refusal_of(&e) == Some(Refusal::Authorization) => {
-                    return Err(refused(&format!("consumer of topic {}", cmd.topic()), &e));
-                }
-                Some(Err(e)) => {
+                Event::Refused(e) => Err(e),
+                Event::Transient(e) => {
                     warn!(error = %e, "consumer error; librdkafka retries");
-                    break;
+                    Ok(Polled::Retried)
                 }
-                None => {
+                Event::Empty => Ok(Polled::Empty),
+            })?;
+            match polled {
+                Polled::Handled => {}
+                Polled::Retried => break,
+                Polled::Empty => {
                     queue_empty = true;
                     break;
                 }
@@ -292,9 +281,19 @@ pub(crate) fn run<C: Command>(
     }
 }
 
+/// What one poll of a batch came to.
+enum Polled {
+    /// A record or a partition's end: go on with the batch.
+    Handled,
+    /// An error the log retries: end the batch.
+    Retried,
+    /// Nothing came: end the batch, the queue is empty.
+    Empty,
+}
+
 /// Takes `record`'s partition on if need be, hands the record to it, and
 /// seeks where it says.
-fn handle<C: Command>(log: &Log<C>, group: &Group<C>, record: &Record<'_>) -> Result<(), Error> {
+fn handle<C: Command>(log: &C::Log, group: &Group<C>, record: &Record<'_>) -> Result<(), Error> {
     if !own(log, group, record.partition)? {
         return Ok(());
     }
@@ -306,13 +305,7 @@ fn handle<C: Command>(log: &Log<C>, group: &Group<C>, record: &Record<'_>) -> Re
             ?to,
             "seeking partition to its start"
         );
-        let offset = match to {
-            SeekTo::Offset(o) => Offset::Offset(o as i64),
-            SeekTo::Beginning => Offset::Beginning,
-        };
-        let topic = group.cmd.topic();
-        log.seek(topic, record.partition, offset, Duration::from_secs(30))
-            .map_err(|e| Error::kafka_at(format!("cannot seek {topic}/{}", record.partition), e))?;
+        log.seek(record.partition, to, "seek")?;
     }
     Ok(())
 }
@@ -321,7 +314,7 @@ fn handle<C: Command>(log: &Log<C>, group: &Group<C>, record: &Record<'_>) -> Re
 /// if it is not yet; `false` when a commit was given up on the way (the
 /// caller waits for the rewind).
 pub(crate) fn own<C: Command>(
-    log: &Log<C>,
+    log: &C::Log,
     group: &Group<C>,
     partition: i32,
 ) -> Result<bool, Error> {
@@ -344,7 +337,7 @@ pub(crate) fn own<C: Command>(
 
 /// Makes everything sent durable together with the checkpoint of every
 /// owned partition.
-pub(crate) fn commit<C: Command>(log: &Log<C>, group: &Group<C>) -> Result<(), Error> {
+pub(crate) fn commit<C: Command>(log: &C::Log, group: &Group<C>) -> Result<(), Error> {
     commit_state(&group.cmd, &mut group.state(), log)
 }
 
@@ -383,24 +376,12 @@ fn commit_state<C: Command>(
 /// Seeks every assigned partition back to its committed checkpoint (the
 /// log start without a valid one: the start decides again at its first
 /// record), after a given-up commit dropped what was built since.
-fn rewind<C: Command>(log: &Log<C>, group: &Group<C>) -> Result<(), Error> {
-    let topic = group.cmd.topic();
-    let assignment = log
-        .assignment()
-        .map_err(|e| Error::kafka_at("cannot read assignment", e))?;
-    let assigned: Vec<i32> = assignment
-        .elements_for_topic(topic)
-        .iter()
-        .map(|e| e.partition())
-        .collect();
+fn rewind<C: Command>(log: &C::Log, group: &Group<C>) -> Result<(), Error> {
+    let assigned = log.assignment()?;
     let committed = group.cmd.committed(log, &assigned)?;
     for p in assigned {
-        let offset = match decide::resume_at(committed.get(&p).copied()) {
-            SeekTo::Offset(o) => Offset::Offset(o as i64),
-            SeekTo::Beginning => Offset::Beginning,
-        };
-        log.seek(topic, p, offset, Duration::from_secs(30))
-            .map_err(|e| Error::kafka_at(format!("cannot rewind {topic}/{p}"), e))?;
+        let offset = decide::resume_at(committed.get(&p).copied());
+        log.seek(p, offset, "rewind")?;
         info!(
             partition = p,
             ?offset,

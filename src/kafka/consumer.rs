@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 
 use crate::error::Error;
 use crate::kafka::config::KafkaSettings;
+use crate::kafka::sink::Offsets;
 
 pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("enable.auto.commit", "false"),
@@ -60,7 +61,7 @@ pub trait Handover: Send + Sync + 'static {
 pub trait OffsetCommit {
     /// `None` before the consumer has joined its group.
     fn group_metadata(&self) -> Option<ConsumerGroupMetadata>;
-    fn commit_offsets(&self, offsets: &TopicPartitionList) -> Result<(), Error>;
+    fn commit_offsets(&self, offsets: &Offsets) -> Result<(), Error>;
 }
 
 impl<C: ConsumerContext> OffsetCommit for BaseConsumer<C> {
@@ -68,13 +69,15 @@ impl<C: ConsumerContext> OffsetCommit for BaseConsumer<C> {
         Consumer::group_metadata(self)
     }
 
-    fn commit_offsets(&self, offsets: &TopicPartitionList) -> Result<(), Error> {
-        commit(self, offsets)
+    fn commit_offsets(&self, offsets: &Offsets) -> Result<(), Error> {
+        commit(self, &offsets.to_list())
     }
 }
 
 pub struct GroupContext<H> {
     pub handover: Arc<H>,
+    /// The one topic the consumer subscribes to.
+    pub topic: String,
     /// Set once the group has given this member an assignment (maybe empty).
     pub joined: AtomicBool,
 }
@@ -153,6 +156,7 @@ pub fn group_consumer<H: Handover>(
     config.set("group.id", group);
     let context = GroupContext {
         handover,
+        topic: topic.to_string(),
         joined: AtomicBool::new(false),
     };
     let consumer: GroupConsumer<H> = config

@@ -7,6 +7,8 @@
 //!   names the cause when the cluster refuses (credentials, TLS, ACLs);
 //! - [`topics`]: topic definitions (`topics/`) and their setup on a cluster;
 //! - [`consumer`]: the worker's group consumer and its rebalance hand-over;
+//! - [`log`]: the group's log as the consumer-group loop sees it (a
+//!   narrow trait with plain types; the group consumer implements it);
 //! - [`checkpoint`]: a partition's checkpoint as a committed offset plus
 //!   metadata;
 //! - [`producer`]: producers with delivery tracking, dead-letter headers;
@@ -27,6 +29,7 @@ pub mod connect;
 pub mod consumer;
 pub mod error;
 pub mod limits;
+pub(crate) mod log;
 pub mod partials;
 pub mod producer;
 pub mod properties;

@@ -26,6 +26,7 @@ use crate::kafka::sink::Commit;
 const CHECK_INTERVAL: Duration = Duration::from_millis(200);
 
 impl Command for Merge {
+    type Log = Log<Self>;
     type Partition = Owned;
     type Local = super::MergeSummary;
     /// When `--until-end` last checked for completion.

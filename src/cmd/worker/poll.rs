@@ -55,6 +55,7 @@ impl Pace {
 }
 
 impl Command for Worker {
+    type Log = Log<Self>;
     type Partition = Owned;
     type Local = super::Local;
     type Loop = Pace;

@@ -61,7 +61,7 @@ impl Sink for AtLeastOnce {
         // What the offsets cover must have landed before they are committed.
         producer::flush(&self.producer, Duration::from_secs(120))?;
         if !offsets.is_empty() {
-            consumer.commit_offsets(&offsets.to_list())?;
+            consumer.commit_offsets(offsets)?;
         }
         Ok(Commit::Durable)
     }

@@ -1,0 +1,316 @@
+//! In-memory stand-ins for Kafka behind the driver's traits, for the
+//! loop's unit tests: a [`MemoryLog`] (partitions as lists of records, an
+//! assignment the test changes, handed over inside the next poll as
+//! librdkafka does, and the committed offsets with their checkpoints) and a
+//! [`MemorySink`] (what each transaction forwarded; a commit holds or is
+//! given up on demand). Both write what happened, in order, to one
+//! [`Tape`] that the tests read.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rdkafka::consumer::ConsumerGroupMetadata;
+
+use crate::core::cursor::SeekTo;
+use crate::core::frame::Invalid;
+use crate::core::window::Closed;
+use crate::error::Error;
+use crate::kafka::consumer::{Handover, OffsetCommit};
+use crate::kafka::log::{Event, GroupLog, Record};
+use crate::kafka::sink::{Commit, Late, Offsets, Sink};
+
+/// Polls after which a test's loop is taken to never finish (it fails
+/// instead of hanging).
+const POLL_LIMIT: usize = 100_000;
+
+/// A commit's `(partition, resume offset, checkpoint)`s.
+pub(super) type Entries = Vec<(i32, u64, String)>;
+
+/// One thing the log or the sink saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Seen {
+    Read {
+        partition: i32,
+        offset: u64,
+    },
+    Seek {
+        partition: i32,
+        to: SeekTo,
+    },
+    /// A commit of `(partition, resume offset, checkpoint)`s; `held`
+    /// unless it was given up.
+    Commit {
+        offsets: Entries,
+        held: bool,
+    },
+    /// Handed over (after the handover returned).
+    Revoked(Vec<i32>),
+    Assigned(Vec<i32>),
+}
+
+/// What the log and the sink share with the test.
+#[derive(Debug, Default)]
+pub(super) struct Tape {
+    pub seen: Vec<Seen>,
+    /// How many of the next commits are given up.
+    pub give_up: usize,
+    /// Forwarded records `(partition, offset)` of the open transaction.
+    pub open: Vec<(i32, u64)>,
+    /// Forwarded records made durable, in commit order.
+    pub durable: Vec<(i32, u64)>,
+}
+
+pub(super) type SharedTape = Arc<Mutex<Tape>>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().expect("poisoned")
+}
+
+/// A group's log of one topic in memory. The record at offset `o` of
+/// partition `p` has the payload `"p:o"`.
+pub(super) struct MemoryLog<H> {
+    handover: Arc<H>,
+    tape: SharedTape,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    /// Each partition's records (their payloads).
+    records: Vec<Vec<Vec<u8>>>,
+    assigned: BTreeSet<i32>,
+    /// The next assignments, each handed over at the first poll after
+    /// that many records were read.
+    pending: VecDeque<(usize, Vec<i32>)>,
+    /// The next offset to read of each assigned partition.
+    position: BTreeMap<i32, u64>,
+    committed: BTreeMap<i32, (u64, String)>,
+    reads: usize,
+    polls: usize,
+    /// Where the round-robin over the assigned partitions goes on.
+    turn: usize,
+}
+
+impl<H: Handover> MemoryLog<H> {
+    /// Partitions of `sizes[p]` records; every partition is assigned at
+    /// the first poll (joining the group).
+    pub fn new(handover: Arc<H>, tape: SharedTape, sizes: &[u64]) -> MemoryLog<H> {
+        let records = sizes
+            .iter()
+            .enumerate()
+            .map(|(p, &n)| (0..n).map(|o| format!("{p}:{o}").into_bytes()).collect())
+            .collect();
+        MemoryLog {
+            handover,
+            tape,
+            inner: Mutex::new(Inner {
+                records,
+                assigned: BTreeSet::new(),
+                pending: VecDeque::from([(0, (0..sizes.len() as i32).collect())]),
+                position: BTreeMap::new(),
+                committed: BTreeMap::new(),
+                reads: 0,
+                polls: 0,
+                turn: 0,
+            }),
+        }
+    }
+
+    /// The group assigns `partitions` once `after_reads` records were read
+    /// (after the assignments asked for before).
+    pub fn reassign(&self, after_reads: usize, partitions: Vec<i32>) {
+        lock(&self.inner)
+            .pending
+            .push_back((after_reads, partitions));
+    }
+
+    /// A commit made before the run (by an earlier owner).
+    pub fn precommit(&self, partition: i32, offset: u64, checkpoint: &str) {
+        lock(&self.inner)
+            .committed
+            .insert(partition, (offset, checkpoint.to_string()));
+    }
+
+    pub fn committed_at(&self, partition: i32) -> Option<(u64, String)> {
+        lock(&self.inner).committed.get(&partition).cloned()
+    }
+
+    /// The partition's end offset.
+    pub fn end(&self, partition: i32) -> u64 {
+        lock(&self.inner).records[partition as usize].len() as u64
+    }
+
+    /// Hands a due assignment over as librdkafka's cooperative rebalance
+    /// does: the revoked partitions first, then the added ones, which start
+    /// at their committed offset (or the log start).
+    fn rebalance(&self) {
+        let (revoked, added) = {
+            let mut inner = lock(&self.inner);
+            let due = matches!(inner.pending.front(), Some((after, _)) if inner.reads >= *after);
+            if !due {
+                return;
+            }
+            let (_, next) = inner.pending.pop_front().expect("due");
+            let next: BTreeSet<i32> = next.into_iter().collect();
+            let revoked: Vec<i32> = inner.assigned.difference(&next).copied().collect();
+            let added: Vec<i32> = next.difference(&inner.assigned).copied().collect();
+            (revoked, added)
+        };
+        if !revoked.is_empty() {
+            self.handover.revoke(&revoked, self);
+            let mut inner = lock(&self.inner);
+            for p in &revoked {
+                inner.assigned.remove(p);
+                inner.position.remove(p);
+            }
+            lock(&self.tape).seen.push(Seen::Revoked(revoked));
+        }
+        {
+            let mut inner = lock(&self.inner);
+            for &p in &added {
+                let at = inner.committed.get(&p).map_or(0, |(o, _)| *o);
+                inner.assigned.insert(p);
+                inner.position.insert(p, at);
+            }
+        }
+        lock(&self.tape).seen.push(Seen::Assigned(added.clone()));
+        self.handover.assigned(&added);
+    }
+
+    /// The next record of the assigned partitions, taking turns.
+    fn next(&self) -> Option<(i32, u64, Vec<u8>)> {
+        let mut inner = lock(&self.inner);
+        let assigned: Vec<i32> = inner.assigned.iter().copied().collect();
+        for i in 0..assigned.len() {
+            let p = assigned[(inner.turn + i) % assigned.len()];
+            let at = inner.position[&p];
+            if let Some(payload) = inner.records[p as usize].get(at as usize).cloned() {
+                inner.position.insert(p, at + 1);
+                inner.turn = inner.turn + i + 1;
+                inner.reads += 1;
+                return Some((p, at, payload));
+            }
+        }
+        None
+    }
+}
+
+impl<H: Handover> OffsetCommit for MemoryLog<H> {
+    fn group_metadata(&self) -> Option<ConsumerGroupMetadata> {
+        None
+    }
+
+    fn commit_offsets(&self, offsets: &Offsets) -> Result<(), Error> {
+        let mut inner = lock(&self.inner);
+        for e in &offsets.entries {
+            inner
+                .committed
+                .insert(e.partition, (e.offset, e.metadata.clone()));
+        }
+        Ok(())
+    }
+}
+
+impl<H: Handover> GroupLog for MemoryLog<H> {
+    fn poll<R>(&self, _timeout: Duration, f: impl FnOnce(Event<'_>) -> R) -> R {
+        let polls = {
+            let mut inner = lock(&self.inner);
+            inner.polls += 1;
+            inner.polls
+        };
+        assert!(polls < POLL_LIMIT, "the loop never finished: {polls} polls");
+        self.rebalance();
+        // No lock is held while the caller handles the event: it seeks,
+        // reads committed offsets and commits.
+        match self.next() {
+            Some((partition, offset, payload)) => {
+                lock(&self.tape).seen.push(Seen::Read { partition, offset });
+                f(Event::Record(Record {
+                    partition,
+                    offset,
+                    time: None,
+                    key: &[],
+                    payload: &payload,
+                }))
+            }
+            None => f(Event::Empty),
+        }
+    }
+
+    fn seek(&self, partition: i32, to: SeekTo, what: &str) -> Result<(), Error> {
+        let mut inner = lock(&self.inner);
+        if !inner.assigned.contains(&partition) {
+            return Err(Error::Kafka(format!(
+                "cannot {what} in/{partition}: not assigned"
+            )));
+        }
+        let at = match to {
+            SeekTo::Offset(o) => o,
+            SeekTo::Beginning => 0,
+        };
+        inner.position.insert(partition, at);
+        lock(&self.tape).seen.push(Seen::Seek { partition, to });
+        Ok(())
+    }
+
+    fn assignment(&self) -> Result<Vec<i32>, Error> {
+        Ok(lock(&self.inner).assigned.iter().copied().collect())
+    }
+}
+
+/// A transactional sink in memory: forwarded records wait in the open
+/// transaction until a commit makes them durable (with the offsets, into
+/// the log) or gives them up.
+pub(super) struct MemorySink {
+    pub tape: SharedTape,
+}
+
+impl Sink for MemorySink {
+    fn emit(&mut self, _partition: i32, _closed: &Closed) {}
+
+    fn forward(&mut self, partition: i32, offset: u64, _payload: &[u8]) -> bool {
+        lock(&self.tape).open.push((partition, offset));
+        true
+    }
+
+    fn dead_letter(&mut self, _partition: i32, _offset: u64, _payload: &[u8], _reason: Invalid) {}
+
+    fn late(&mut self, _partition: i32, _offset: u64, _payload: &[u8], _late: Late) -> bool {
+        true
+    }
+
+    fn progress(&mut self, _partition: i32, _watermark: u64) {}
+
+    fn commit(&mut self, offsets: &Offsets, consumer: &dyn OffsetCommit) -> Result<Commit, Error> {
+        let seen: Entries = offsets
+            .entries
+            .iter()
+            .map(|e| (e.partition, e.offset, e.metadata.clone()))
+            .collect();
+        let held = {
+            let mut tape = lock(&self.tape);
+            let held = tape.give_up == 0;
+            tape.give_up = tape.give_up.saturating_sub(1);
+            held
+        };
+        if held {
+            consumer.commit_offsets(offsets)?;
+        }
+        let mut tape = lock(&self.tape);
+        let open = std::mem::take(&mut tape.open);
+        if held {
+            tape.durable.extend(open);
+        }
+        tape.seen.push(Seen::Commit {
+            offsets: seen,
+            held,
+        });
+        Ok(if held {
+            Commit::Durable
+        } else {
+            Commit::Rewind {
+                producer_replaced: false,
+            }
+        })
+    }
+}

@@ -1,0 +1,379 @@
+//! The loop's decisions against the in-memory log and sink
+//! ([`super::memory`]), with a tiny command that counts the records of
+//! each partition and forwards each one: its checkpoint is
+//! `(next offset, count)`, so a double count or a lost record shows in the
+//! committed checkpoints and in the durable outputs.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::memory::{Entries, MemoryLog, MemorySink, Seen, SharedTape, Tape};
+use super::{run, Command, Group, Handled, Record, State};
+use crate::core::cursor::SeekTo;
+use crate::error::Error;
+use crate::kafka::log::GroupLog;
+use crate::kafka::sink::Commit;
+
+/// Counts records per partition; forwards each one.
+struct Counter {
+    /// Whether a partition is taken on only after a commit.
+    transactional: bool,
+    interval: Duration,
+    /// `check` says done once every assigned partition is read to its end.
+    until_end: bool,
+    /// Sets the stop flag once this many records were counted.
+    stop_after: Option<(u64, Arc<AtomicBool>)>,
+}
+
+/// A partition's state: the next offset it counts, and its count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Count {
+    next: u64,
+    count: u64,
+}
+
+fn parse(checkpoint: &str) -> Option<Count> {
+    let (next, count) = checkpoint.split_once(',')?;
+    Some(Count {
+        next: next.parse().ok()?,
+        count: count.parse().ok()?,
+    })
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    counted: u64,
+    revoked: Vec<i32>,
+}
+
+type Log = MemoryLog<Group<Counter>>;
+
+impl Command for Counter {
+    type Log = Log;
+    type Partition = Count;
+    type Local = Tally;
+    type Loop = ();
+
+    fn topic(&self) -> &str {
+        "in"
+    }
+
+    fn transactional(&self) -> bool {
+        self.transactional
+    }
+
+    fn commit_interval(&self) -> Duration {
+        self.interval
+    }
+
+    fn poll_timeout(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    fn start(&self, _group: &Group<Self>, log: &Log, partition: i32) -> Result<Count, Error> {
+        let committed = log.committed_at(partition).and_then(|(_, cp)| parse(&cp));
+        Ok(committed.unwrap_or(Count { next: 0, count: 0 }))
+    }
+
+    fn record(
+        &self,
+        _log: &Log,
+        state: &mut State<Self>,
+        record: &Record<'_>,
+    ) -> Result<Handled, Error> {
+        let owned = state.partitions.get_mut(&record.partition).expect("owned");
+        if record.offset > owned.next {
+            return Ok(Handled::Seek(SeekTo::Offset(owned.next)));
+        }
+        if record.offset < owned.next {
+            return Ok(Handled::Done);
+        }
+        owned.next += 1;
+        owned.count += 1;
+        state
+            .sink
+            .forward(record.partition, record.offset, record.payload);
+        state.emit_pending = true;
+        state.local.counted += 1;
+        if let Some((n, stop)) = &self.stop_after {
+            if state.local.counted >= *n {
+                stop.store(true, Ordering::SeqCst);
+            }
+        }
+        Ok(Handled::Done)
+    }
+
+    fn checkpoint(&self, c: &Count) -> Option<(u64, String)> {
+        Some((c.next, format!("{},{}", c.next, c.count)))
+    }
+
+    fn committed(&self, log: &Log, partitions: &[i32]) -> Result<BTreeMap<i32, u64>, Error> {
+        Ok(partitions
+            .iter()
+            .filter_map(|&p| {
+                let (offset, cp) = log.committed_at(p)?;
+                parse(&cp).map(|_| (p, offset))
+            })
+            .collect())
+    }
+
+    fn after_commit(&self, _state: &mut State<Self>, _outcome: &Commit, _took: Duration) {}
+
+    fn revoked(&self, state: &mut State<Self>, partitions: &[i32]) {
+        state.local.revoked.extend(partitions);
+    }
+
+    fn check(
+        &self,
+        group: &Group<Self>,
+        log: &Log,
+        _loop: &mut (),
+        queue_empty: bool,
+    ) -> Result<bool, Error> {
+        if !self.until_end || !queue_empty {
+            return Ok(false);
+        }
+        let state = group.state();
+        Ok(log.assignment()?.iter().all(|&p| {
+            state
+                .partitions
+                .get(&p)
+                .is_some_and(|c| c.next == log.end(p))
+        }))
+    }
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn counter(interval: Duration) -> Counter {
+    Counter {
+        transactional: false,
+        interval,
+        until_end: true,
+        stop_after: None,
+    }
+}
+
+/// A group of `cmd` on partitions of `sizes` records, and their tape.
+fn world(cmd: Counter, sizes: &[u64]) -> (Arc<Group<Counter>>, Log, SharedTape) {
+    let tape = Arc::new(Mutex::new(Tape::default()));
+    let sink = MemorySink { tape: tape.clone() };
+    let group = Arc::new(Group::new(cmd, Box::new(sink), Tally::default()));
+    let log = MemoryLog::new(group.clone(), tape.clone(), sizes);
+    (group, log, tape)
+}
+
+fn run_to_end(group: &Group<Counter>, log: &Log) {
+    run(log, group, &AtomicBool::new(false), ()).expect("the loop ends");
+}
+
+fn steps(tape: &SharedTape) -> Vec<Seen> {
+    tape.lock().unwrap().seen.clone()
+}
+
+fn commits(seen: &[Seen]) -> Vec<(Entries, bool)> {
+    seen.iter()
+        .filter_map(|s| match s {
+            Seen::Commit { offsets, held } => Some((offsets.clone(), *held)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every record of `ranges` (partition, offsets) forwarded durably exactly
+/// once.
+fn assert_durable_once(tape: &SharedTape, ranges: &[(i32, std::ops::Range<u64>)]) {
+    let mut durable = tape.lock().unwrap().durable.clone();
+    durable.sort_unstable();
+    let expected: Vec<(i32, u64)> = ranges
+        .iter()
+        .flat_map(|(p, r)| r.clone().map(move |o| (*p, o)))
+        .collect();
+    assert_eq!(durable, expected);
+}
+
+fn cp(offset: u64, count: u64) -> Option<(u64, String)> {
+    Some((offset, format!("{offset},{count}")))
+}
+
+#[test]
+fn an_interval_commit_carries_every_owned_partitions_checkpoint() {
+    // A due commit comes after each batch of POLL_BATCH records, the
+    // partitions taking turns.
+    let (group, log, tape) = world(counter(Duration::ZERO), &[300, 300]);
+    run_to_end(&group, &log);
+    let seen = steps(&tape);
+    let first = seen
+        .iter()
+        .position(|s| matches!(s, Seen::Commit { .. }))
+        .expect("a commit");
+    let reads = seen[..first]
+        .iter()
+        .filter(|s| matches!(s, Seen::Read { .. }))
+        .count();
+    assert_eq!(reads, super::POLL_BATCH);
+    let half = super::POLL_BATCH as u64 / 2;
+    let checkpoint = format!("{half},{half}");
+    assert_eq!(
+        commits(&seen)[0],
+        (
+            vec![(0, half, checkpoint.clone()), (1, half, checkpoint)],
+            true
+        )
+    );
+    assert_eq!(log.committed_at(0), cp(300, 300));
+    assert_eq!(log.committed_at(1), cp(300, 300));
+    assert_durable_once(&tape, &[(0, 0..300), (1, 0..300)]);
+
+    // Not due: the only commit is the last one.
+    let (group, log, tape) = world(counter(HOUR), &[300, 300]);
+    run_to_end(&group, &log);
+    assert_eq!(commits(&steps(&tape)).len(), 1);
+    assert_eq!(log.committed_at(1), cp(300, 300));
+}
+
+#[test]
+fn a_given_up_commit_rewinds_every_assigned_partition_before_reading_on() {
+    let (group, log, tape) = world(counter(Duration::ZERO), &[300, 300]);
+    // Partition 0 was counted to offset 2 by an earlier owner; 1 not at all.
+    log.precommit(0, 2, "2,2");
+    tape.lock().unwrap().give_up = 1;
+    run_to_end(&group, &log);
+    let seen = steps(&tape);
+    let given_up = seen
+        .iter()
+        .position(|s| matches!(s, Seen::Commit { held: false, .. }))
+        .expect("a given-up commit");
+    let after: Vec<&Seen> = seen[given_up + 1..]
+        .iter()
+        .filter(|s| !matches!(s, Seen::Commit { .. }))
+        .take(2)
+        .collect();
+    assert_eq!(
+        after,
+        [
+            &Seen::Seek {
+                partition: 0,
+                to: SeekTo::Offset(2)
+            },
+            &Seen::Seek {
+                partition: 1,
+                to: SeekTo::Beginning
+            },
+        ]
+    );
+    // The replay counts every record once: nothing of the given-up
+    // transaction stays in the owned partitions.
+    assert_eq!(log.committed_at(0), cp(300, 300));
+    assert_eq!(log.committed_at(1), cp(300, 300));
+    assert_durable_once(&tape, &[(0, 2..300), (1, 0..300)]);
+}
+
+#[test]
+fn a_revoke_commits_before_the_partitions_go() {
+    let (group, log, tape) = world(counter(HOUR), &[10, 10]);
+    log.reassign(6, vec![1]);
+    run_to_end(&group, &log);
+    let seen = steps(&tape);
+    let revoked = seen
+        .iter()
+        .position(|s| *s == Seen::Revoked(vec![0]))
+        .expect("partition 0 revoked");
+    // The hand-over's commit carries the revoked partition's checkpoint.
+    let three = "3,3".to_string();
+    assert_eq!(
+        seen[revoked - 1],
+        Seen::Commit {
+            offsets: vec![(0, 3, three.clone()), (1, 3, three)],
+            held: true
+        }
+    );
+    assert!(!seen[revoked..]
+        .iter()
+        .any(|s| matches!(s, Seen::Read { partition: 0, .. })));
+    assert_eq!(group.state().local.revoked, vec![0]);
+    assert!(!group.state().partitions.contains_key(&0));
+    assert_eq!(log.committed_at(0), cp(3, 3));
+    assert_eq!(log.committed_at(1), cp(10, 10));
+    assert_durable_once(&tape, &[(0, 0..3), (1, 0..10)]);
+}
+
+#[test]
+fn a_record_before_its_partitions_start_seeks_there() {
+    // The committed offset is past the partition's start (its checkpoint
+    // says offset 2): the first record read is 5, then the loop seeks.
+    let (group, log, tape) = world(counter(HOUR), &[8]);
+    log.precommit(0, 5, "2,0");
+    run_to_end(&group, &log);
+    let seen = steps(&tape);
+    let reads_and_seeks: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| matches!(s, Seen::Read { .. } | Seen::Seek { .. }))
+        .take(3)
+        .collect();
+    assert_eq!(
+        reads_and_seeks,
+        [
+            &Seen::Read {
+                partition: 0,
+                offset: 5
+            },
+            &Seen::Seek {
+                partition: 0,
+                to: SeekTo::Offset(2)
+            },
+            &Seen::Read {
+                partition: 0,
+                offset: 2
+            },
+        ]
+    );
+    assert_eq!(log.committed_at(0), cp(8, 6));
+    assert_durable_once(&tape, &[(0, 2..8)]);
+}
+
+#[test]
+fn the_stop_signal_commits_and_returns() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let cmd = Counter {
+        transactional: false,
+        interval: HOUR,
+        until_end: false,
+        stop_after: Some((4, stop.clone())),
+    };
+    let (group, log, tape) = world(cmd, &[10]);
+    run(&log, &group, &stop, ()).expect("the loop stops");
+    let seen = steps(&tape);
+    let reads = seen
+        .iter()
+        .filter(|s| matches!(s, Seen::Read { .. }))
+        .count();
+    assert_eq!(reads, 4, "no record is read once the stop is set");
+    assert_eq!(
+        commits(&seen),
+        vec![(vec![(0, 4, "4,4".to_string())], true)]
+    );
+    assert_eq!(
+        seen.last(),
+        Some(&Seen::Commit {
+            offsets: vec![(0, 4, "4,4".to_string())],
+            held: true
+        })
+    );
+    assert_durable_once(&tape, &[(0, 0..4)]);
+}
+
+#[test]
+fn done_returns_only_after_a_commit_that_held() {
+    let (group, log, tape) = world(counter(HOUR), &[3, 3]);
+    tape.lock().unwrap().give_up = 1;
+    run_to_end(&group, &log);
+    let held: Vec<bool> = commits(&steps(&tape)).iter().map(|c| c.1).collect();
+    // The last commit was given up once: the loop replayed, then committed.
+    assert_eq!(held, [false, true]);
+    assert_eq!(log.committed_at(0), cp(3, 3));
+    assert_eq!(log.committed_at(1), cp(3, 3));
+    assert_durable_once(&tape, &[(0, 0..3), (1, 0..3)]);
+}
