@@ -69,8 +69,8 @@ pub fn transactional(
 }
 
 /// How long a call made by [`transactional_once`] may overrun its own
-/// timeout before it is abandoned.
-const ABANDON_AFTER: Duration = Duration::from_secs(4);
+/// timeout, at least, before it is abandoned.
+pub const ABANDON_AFTER: Duration = Duration::from_secs(4);
 
 /// At most this many abandoned calls may still be blocked (each holds a
 /// thread and a producer); beyond it a call is made on the caller's thread
@@ -81,7 +81,8 @@ const MAX_ABANDONED: usize = 8;
 static UNDER_WAY: AtomicUsize = AtomicUsize::new(0);
 
 /// Makes a transactional call once, on a thread of its own, and abandons it
-/// `patience.call` + [`ABANDON_AFTER`] later if it has not returned. Both
+/// after `abandon_after` (at least `patience.call` + [`ABANDON_AFTER`]) if
+/// it has not returned. Both
 /// outcomes that are not a success become [`Failure::TimedOut`] (a
 /// retriable answer is not retried), so that a fresh producer takes over
 /// and the group replays: for `send_offsets_to_transaction`, librdkafka
@@ -94,6 +95,7 @@ static UNDER_WAY: AtomicUsize = AtomicUsize::new(0);
 pub fn transactional_once(
     call: &'static str,
     patience: Patience,
+    abandon_after: Duration,
     f: impl FnOnce(Duration) -> KafkaResult<()> + Send + 'static,
 ) -> Result<(), TxnError> {
     let f = move |t| f(t).map_err(|e| TxnError::new(call, &e));
@@ -105,7 +107,8 @@ pub fn transactional_once(
         let _armed = watchdog::arm(call, patience.call + STUCK_AFTER);
         return timed_out_if_retriable(f(patience.call));
     }
-    abandoned_after(call, patience.call, patience.call + ABANDON_AFTER, f)
+    let limit = abandon_after.max(patience.call + ABANDON_AFTER);
+    abandoned_after(call, patience.call, limit, f)
 }
 
 /// [`transactional_once`] with the call's `timeout` and the `limit` at

@@ -25,8 +25,9 @@ use crate::kafka::connect::{explain, refusal, refusal_of, refused};
 use crate::kafka::consumer::OffsetCommit;
 use crate::kafka::error::{Failure, TxnError};
 use crate::kafka::limits::OutputLimits;
+use crate::kafka::producer::TRANSACTION_TIMEOUT_MS;
 use crate::kafka::producer::{self, TrackedProducer};
-use crate::kafka::retry::{transactional, transactional_once, Patience};
+use crate::kafka::retry::{transactional, transactional_once, Patience, ABANDON_AFTER};
 
 /// How long one transactional call may take, and all its retries together.
 /// The transaction itself times out after 10 s
@@ -45,6 +46,13 @@ pub struct Transactional {
     limits: OutputLimits,
     /// Prefix of this worker's transactional ids.
     id_prefix: String,
+    /// When a call made once is abandoned: not before the transaction
+    /// timeout, since the group's next reader of the committed offsets
+    /// waits that long for an abandoned transaction anyway, and a call on a
+    /// slow network may still answer (seen: offsets answered in 6 s and
+    /// more at 400 ms round trips; abandoned at 12 s, the others waited for
+    /// the 120 s transaction timeout and the run missed its deadline).
+    abandon_after: Duration,
 }
 
 impl Transactional {
@@ -57,12 +65,15 @@ impl Transactional {
         group: &str,
     ) -> Result<Transactional, Error> {
         let id_prefix = format!("timebucket-{group}-{}", topics.input);
+        let abandon_after = producer::transaction_timeout(settings, TRANSACTION_TIMEOUT_MS)?
+            .max(PATIENCE.call + ABANDON_AFTER);
         let sink = Transactional {
             producer: Arc::new(start_producer(settings, &limits, &id_prefix)?),
             outputs: Outputs::new(topics, late, limits.clone()),
             limits,
             settings: settings.clone(),
             id_prefix,
+            abandon_after,
         };
         sink.begin()?;
         Ok(sink)
@@ -94,7 +105,7 @@ impl Transactional {
                 code: None,
             })?;
             let (producer, offsets) = (producer.clone(), offsets.clone());
-            transactional_once("offsets", PATIENCE, move |timeout| {
+            transactional_once("offsets", PATIENCE, self.abandon_after, move |timeout| {
                 producer.send_offsets_to_transaction(&offsets, &group, timeout)
             })?;
         }
