@@ -55,6 +55,17 @@ impl TxnError {
         }
     }
 
+    /// A call given up on without an answer: the producer may still be
+    /// inside it, so it is replaced.
+    pub fn timed_out(call: &'static str, error: String) -> TxnError {
+        TxnError {
+            call,
+            failure: Failure::TimedOut,
+            error,
+            code: None,
+        }
+    }
+
     /// A transaction that committed, but with records that were not delivered.
     pub fn undelivered(report: String) -> TxnError {
         TxnError {

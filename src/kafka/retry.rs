@@ -70,7 +70,7 @@ pub fn transactional(
 
 /// How long a call made by [`transactional_once`] may overrun its own
 /// timeout, at least, before it is abandoned.
-pub const ABANDON_AFTER: Duration = Duration::from_secs(4);
+const ABANDON_AFTER: Duration = Duration::from_secs(4);
 
 /// At most this many abandoned calls may still be blocked (each holds a
 /// thread and a producer); beyond it a call is made on the caller's thread
@@ -82,9 +82,8 @@ static UNDER_WAY: AtomicUsize = AtomicUsize::new(0);
 
 /// Makes a transactional call once, on a thread of its own, and abandons it
 /// after `abandon_after` (at least `patience.call` + [`ABANDON_AFTER`]) if
-/// it has not returned. Both
-/// outcomes that are not a success become [`Failure::TimedOut`] (a
-/// retriable answer is not retried), so that a fresh producer takes over
+/// it has not returned. An abandoned call and a retriable answer (not
+/// retried) become [`Failure::TimedOut`], so that a fresh producer takes over
 /// and the group replays: for `send_offsets_to_transaction`, librdkafka
 /// never checks the call's timeout (its issue #5456), and it waits for good
 /// when the group coordinator's broker was killed and decommissioned (#5511).
@@ -129,12 +128,7 @@ fn abandoned_after(
         })
         .map_err(|e| {
             UNDER_WAY.fetch_sub(1, Ordering::SeqCst);
-            TxnError {
-                call,
-                failure: Failure::TimedOut,
-                error: format!("cannot start the call's thread: {e}"),
-                code: None,
-            }
+            TxnError::timed_out(call, format!("cannot start the call's thread: {e}"))
         })?;
     let result = match answer.recv_timeout(limit) {
         Ok(result) => result,
@@ -144,12 +138,10 @@ fn abandoned_after(
                 ?limit,
                 "transactional call did not return within its limit: abandoning it and its producer"
             );
-            Err(TxnError {
+            Err(TxnError::timed_out(
                 call,
-                failure: Failure::TimedOut,
-                error: format!("did not return within {limit:?}; abandoned"),
-                code: None,
-            })
+                format!("did not return within {limit:?}; abandoned"),
+            ))
         }
     };
     timed_out_if_retriable(result)

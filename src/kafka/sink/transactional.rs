@@ -27,7 +27,7 @@ use crate::kafka::error::{Failure, TxnError};
 use crate::kafka::limits::OutputLimits;
 use crate::kafka::producer::TRANSACTION_TIMEOUT_MS;
 use crate::kafka::producer::{self, TrackedProducer};
-use crate::kafka::retry::{transactional, transactional_once, Patience, ABANDON_AFTER};
+use crate::kafka::retry::{transactional, transactional_once, Patience};
 
 /// How long one transactional call may take, and all its retries together.
 /// The transaction itself times out after 10 s
@@ -65,8 +65,7 @@ impl Transactional {
         group: &str,
     ) -> Result<Transactional, Error> {
         let id_prefix = format!("timebucket-{group}-{}", topics.input);
-        let abandon_after = producer::transaction_timeout(settings, TRANSACTION_TIMEOUT_MS)?
-            .max(PATIENCE.call + ABANDON_AFTER);
+        let abandon_after = producer::transaction_timeout(settings, TRANSACTION_TIMEOUT_MS)?;
         let sink = Transactional {
             producer: Arc::new(start_producer(settings, &limits, &id_prefix)?),
             outputs: Outputs::new(topics, late, limits.clone()),
