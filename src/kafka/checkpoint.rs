@@ -13,6 +13,33 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 pub use crate::core::checkpoint::*;
 use crate::error::Error;
 
+/// The group's committed offsets of `partitions` of `topic`, as librdkafka
+/// gives them. The group coordinator moves or reloads while brokers fail
+/// over: retried within `timeout`, each attempt at most
+/// [`COMMITTED_ATTEMPT`](super::retry::COMMITTED_ATTEMPT). No partitions, no
+/// request: it would still wait for the coordinator.
+pub fn committed_offsets<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partitions: &[i32],
+    timeout: Duration,
+) -> Result<TopicPartitionList, Error> {
+    let mut tpl = TopicPartitionList::new();
+    if partitions.is_empty() {
+        return Ok(tpl);
+    }
+    for &p in partitions {
+        tpl.add_partition(topic, p);
+    }
+    super::retry::with_backoff_per_attempt(
+        "committed offsets",
+        timeout,
+        super::retry::COMMITTED_ATTEMPT,
+        |left| consumer.committed_offsets(tpl.clone(), left),
+    )
+    .map_err(|e| Error::kafka_at(format!("cannot read committed offsets of {topic}"), e))
+}
+
 /// The committed offset and checkpoint of one partition of `topic`.
 pub fn committed_checkpoint<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
@@ -33,15 +60,7 @@ pub fn committed_checkpoints<C: ConsumerContext>(
     partitions: &[i32],
     timeout: Duration,
 ) -> Result<HashMap<i32, Committed>, Error> {
-    let mut tpl = TopicPartitionList::new();
-    for &p in partitions {
-        tpl.add_partition(topic, p);
-    }
-    // The group coordinator moves or reloads while brokers fail over.
-    let committed = super::retry::with_backoff("committed offsets", timeout, |left| {
-        consumer.committed_offsets(tpl.clone(), left)
-    })
-    .map_err(|e| Error::kafka_at(format!("cannot read committed offsets of {topic}"), e))?;
+    let committed = committed_offsets(consumer, topic, partitions, timeout)?;
     let mut found = HashMap::new();
     for elem in committed.elements_for_topic(topic) {
         if let Offset::Offset(o) = elem.offset() {

@@ -15,8 +15,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::consumer::{BaseConsumer, ConsumerContext};
+use rdkafka::topic_partition_list::Offset;
 use serde::{Deserialize, Serialize};
 
 use crate::core::merge::{MergeCheckpoint, Piece};
@@ -246,14 +246,7 @@ pub fn committed<C: ConsumerContext>(
     inputs: u32,
     timeout: Duration,
 ) -> Result<HashMap<i32, MergeCheckpoint>, Error> {
-    let mut tpl = TopicPartitionList::new();
-    for &p in partitions {
-        tpl.add_partition(topic, p);
-    }
-    let committed = super::retry::with_backoff("committed offsets", timeout, |left| {
-        consumer.committed_offsets(tpl.clone(), left)
-    })
-    .map_err(|e| Error::kafka_at(format!("cannot read committed offsets of {topic}"), e))?;
+    let committed = super::checkpoint::committed_offsets(consumer, topic, partitions, timeout)?;
     let mut found = HashMap::new();
     for elem in committed.elements_for_topic(topic) {
         if let Offset::Offset(o) = elem.offset() {

@@ -21,13 +21,35 @@ use super::watchdog;
 pub fn with_backoff<T>(
     what: &str,
     timeout: Duration,
+    call: impl FnMut(Duration) -> KafkaResult<T>,
+) -> KafkaResult<T> {
+    with_backoff_per_attempt(what, timeout, timeout, call)
+}
+
+/// Longest a single attempt of a committed-offsets read may wait.
+/// librdkafka's `rd_kafka_committed` answers a request made while the
+/// group's coordinator is not yet usable by waiting for the next change of
+/// any broker's state, up to its whole timeout: when the coordinator
+/// becomes usable without one (the broker's connection came back a moment
+/// earlier), it waits out the whole timeout although the next attempt
+/// would be answered at once. After a broker restart this held workers for
+/// 120 s and ended them (docs/faults.md).
+pub const COMMITTED_ATTEMPT: Duration = Duration::from_secs(5);
+
+/// As [`with_backoff`], but no attempt is given more than `attempt`: for
+/// calls that may wait for an event that never comes, where asking again
+/// is answered.
+pub fn with_backoff_per_attempt<T>(
+    what: &str,
+    timeout: Duration,
+    attempt: Duration,
     mut call: impl FnMut(Duration) -> KafkaResult<T>,
 ) -> KafkaResult<T> {
     let deadline = Instant::now() + timeout;
     let mut backoff = Duration::from_millis(100);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        match call(left) {
+        match call(left.min(attempt)) {
             Err(e) if Instant::now() + backoff < deadline => {
                 warn!(error = %e, "waiting for the cluster to answer: {what}");
                 std::thread::sleep(backoff);
@@ -203,6 +225,30 @@ mod tests {
     use super::*;
     use rdkafka::error::KafkaError;
     use rdkafka::types::RDKafkaErrorCode;
+
+    #[test]
+    fn no_attempt_waits_longer_than_its_cap_and_the_retries_stay_within_the_budget() {
+        let mut given = Vec::new();
+        let started = Instant::now();
+        let result: KafkaResult<()> = with_backoff_per_attempt(
+            "committed offsets",
+            Duration::from_millis(700),
+            Duration::from_millis(50),
+            |left| {
+                given.push(left);
+                Err(rdkafka::error::KafkaError::MetadataFetch(
+                    rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
+                ))
+            },
+        );
+        assert!(result.is_err(), "every attempt failed");
+        assert!(given.len() >= 3, "retried within the budget: {given:?}");
+        assert!(
+            given.iter().all(|&d| d <= Duration::from_millis(50)),
+            "{given:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
 
     #[test]
     fn a_call_that_never_returns_is_abandoned_at_its_limit_as_timed_out() {
