@@ -120,7 +120,12 @@ impl Pipeline {
             .env("PARTIALS_TOPIC", &self.partials)
             .env_remove("LATE_TOPIC")
             .env("CONSUMER_GROUP_ID", &self.group)
-            .env("RUST_LOG", "info");
+            // TIMEBUCKET_IT_RUST_LOG shows more when chasing a fault (e.g.
+            // `info,librdkafka=debug` with TIMEBUCKET_CLIENT_DEBUG=cgrp).
+            .env(
+                "RUST_LOG",
+                std::env::var("TIMEBUCKET_IT_RUST_LOG").unwrap_or_else(|_| "info".into()),
+            );
         if let Some(path) = &self.client_properties {
             c.env("KAFKA_CLIENT_PROPERTIES", path);
         }
