@@ -9,9 +9,9 @@
 #   BINARY         where the binary comes from: `cargo` compiles it in the
 #                  build stage; `prebuilt` copies prebuilt/timebucket from
 #                  the build context instead (a binary cargo built for the
-#                  same Debian release). The test suite uses `prebuilt`
-#                  (scripts/images): compiling librdkafka and timebucket
-#                  again inside the image would take its 2 cores ~10 minutes.
+#                  same Debian release). The test suite builds both
+#                  (scripts/images): `cargo` on a local stand-in for the
+#                  rust image, `prebuilt` with the binary cargo built.
 # Needs BuildKit (the default builder of current Docker): it builds only the
 # stages the runtime stage uses, so `prebuilt` never runs cargo.
 # No syntax directive: the builder's own Dockerfile frontend is used, so
@@ -31,9 +31,15 @@ WORKDIR /build
 COPY . .
 # The cargo registry and target directory live in BuildKit caches, so a
 # rebuild after a source change recompiles only timebucket, not librdkafka.
+# COPY keeps the context's modification times, and cargo trusts them: a tree
+# whose files are older than the cached build (another checkout, an older
+# copy) would look up to date and yield the other tree's binary. Touching
+# the copied sources makes cargo build the workspace's own crates from them
+# (this step runs only when the context changed).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/build/target \
-    cargo build --release --locked --bin timebucket \
+    find . -path ./target -prune -o -type f -exec touch {} + \
+ && cargo build --release --locked --bin timebucket \
  && cp target/release/timebucket /usr/local/bin/timebucket
 
 # ---- prebuilt: a binary from the build context -----------------------------

@@ -1,12 +1,15 @@
 //! `docker-compose.yml` run for real on a Docker engine, with the images of
-//! `scripts/images` (built offline) in place of the public ones: the stack
+//! `scripts/images` (built offline) in place of the public ones, timebucket's
+//! built by the Dockerfile's cargo stage as users build it: the stack
 //! comes up, the workers scale to 3, a file is ingested, every worker's
 //! `/readyz` answers, the metric topics equal `aggregate` on the file,
 //! Prometheus has scraped all three workers, and after a worker container is
 //! killed (SIGKILL) and more of the file is ingested the results are still
 //! exact and emitted once. The stack is always taken down with `down -v`.
 //! `compose_secure.rs` runs the same checks with `docker-compose.secure.yml`
-//! against a broker that wants TLS, SCRAM and ACLs. Grafana and kafka-ui
+//! against a broker that wants TLS, SCRAM and ACLs, and timebucket's image
+//! from the same Dockerfile with the binary cargo built on the host
+//! (`BINARY=prebuilt`). Grafana and kafka-ui
 //! have no offline image and are not started (`compose.rs` checks their
 //! configuration statically).
 
@@ -18,7 +21,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use timebucket::core::compare::WindowSet;
 
-use crate::common::docker::{docker, one_at_a_time, Stack, BIN};
+use crate::common::docker::{cargo_image, docker, one_at_a_time, Stack, BIN};
 use crate::common::pipeline::{emitted, Pipeline};
 use crate::common::tools::{get, query_escape};
 
@@ -63,10 +66,14 @@ impl Ports {
 #[test]
 fn the_plain_stack_runs_scales_and_stays_exact() {
     let (_one, started, ports) = (one_at_a_time(), Instant::now(), Ports::at(11000));
+    // timebucket's image as users build it (BINARY=cargo), where the secure
+    // stack runs the prebuilt variant of the same Dockerfile.
+    let mut env = ports.env();
+    env.push(("TIMEBUCKET_IMAGE", cargo_image("TIMEBUCKET_IMAGE")));
     let stack = Stack::new(
         &format!("tbplain{}", std::process::id()),
         &["docker-compose.yml"],
-        &ports.env(),
+        &env,
     );
     exercise(&stack, &ports, None);
     eprintln!(

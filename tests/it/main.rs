@@ -13,6 +13,7 @@ mod aggregate_cli;
 mod attack;
 mod budget;
 mod compose;
+mod compose_dockerfile;
 mod compose_run;
 mod compose_secure;
 mod crowd;

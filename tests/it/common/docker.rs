@@ -1,7 +1,8 @@
 //! A Docker engine and a compose project for the tests that run the compose
 //! files: `scripts/images engine` (installs and starts dockerd if needed,
 //! finds or builds a compose CLI) and `scripts/images build` (the offline
-//! images), once per test process; [`Stack`] is one compose project in a
+//! images), once per test process, and `scripts/images cargo` (the
+//! Dockerfile built as users do) where asked; [`Stack`] is one compose project in a
 //! folder of its own, always taken down with `down -v` when dropped.
 
 use std::path::{Path, PathBuf};
@@ -46,30 +47,67 @@ fn script(args: &[&str]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// `scripts/images engine` once per process: the compose command it prints.
+fn started() -> Result<Vec<String>, String> {
+    static STARTED: OnceLock<Result<Vec<String>, String>> = OnceLock::new();
+    STARTED
+        .get_or_init(|| {
+            Ok(script(&["engine"])?
+                .lines()
+                .last()
+                .ok_or("scripts/images engine printed no compose command")?
+                .split_whitespace()
+                .map(String::from)
+                .collect())
+        })
+        .clone()
+}
+
+/// `NAME=image` lines of scripts/images.
+fn variables(out: &str) -> Vec<(String, String)> {
+    out.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// The engine, set up once per process. A test never skips: with no engine
 /// (none answers and none can be installed or started) it fails with the
 /// reason.
 pub fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
     let engine = ENGINE.get_or_init(|| {
-        let compose = script(&["engine"])?;
-        let compose = compose
-            .lines()
-            .last()
-            .ok_or("scripts/images engine printed no compose command")?
-            .split_whitespace()
-            .map(String::from)
-            .collect();
-        let images = script(&["build", "--binary", BIN])?
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let compose = started()?;
+        let images = variables(&script(&["build", "--binary", BIN])?);
         Ok(Engine { compose, images })
     });
     match engine {
         Ok(e) => e,
         Err(reason) => panic!("no Docker engine for the compose tests: {reason}"),
+    }
+}
+
+/// `scripts/images cargo`: the Dockerfile built as users build it
+/// (`BINARY=cargo`, librdkafka and timebucket compiled in its cargo stage)
+/// with only its two base images swapped by build arguments: `RUST_IMAGE`
+/// (this machine's toolchain on the Debian base), `RUNTIME_IMAGE` (the
+/// Debian base) and the result, `TIMEBUCKET_IMAGE`. Once per process; with
+/// no engine or no toolchain it fails with the reason.
+/// Returns the image named `name` (`TIMEBUCKET_IMAGE`, `RUST_IMAGE` or
+/// `RUNTIME_IMAGE`).
+pub fn cargo_image(name: &str) -> String {
+    static IMAGES: OnceLock<Result<Vec<(String, String)>, String>> = OnceLock::new();
+    let images = IMAGES.get_or_init(|| {
+        started()?;
+        Ok(variables(&script(&["cargo"])?))
+    });
+    match images {
+        Ok(i) => i
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("scripts/images cargo printed no {name}: {i:?}")),
+        Err(reason) => panic!("the Dockerfile's cargo build: {reason}"),
     }
 }
 
