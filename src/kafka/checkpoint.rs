@@ -35,9 +35,24 @@ pub fn committed_offsets<C: ConsumerContext>(
         "committed offsets",
         timeout,
         super::retry::COMMITTED_ATTEMPT,
-        |left| consumer.committed_offsets(tpl.clone(), left),
+        |left| answered(consumer.committed_offsets(tpl.clone(), left)?),
     )
     .map_err(|e| Error::kafka_at(format!("cannot read committed offsets of {topic}"), e))
+}
+
+/// The list, if every partition in it has its answer. librdkafka answers a
+/// read whose partitions stayed unstable (a transaction holding offsets for
+/// them still open, as after a broker restart) beyond its own retries with
+/// success, the partition's error and no offset. Taken as "nothing
+/// committed", that partition would start over from the log start and
+/// emit its windows again: such a list is an error, asked again.
+pub(crate) fn answered(
+    list: TopicPartitionList,
+) -> rdkafka::error::KafkaResult<TopicPartitionList> {
+    for elem in list.elements() {
+        elem.error()?;
+    }
+    Ok(list)
 }
 
 /// The committed offset and checkpoint of one partition of `topic`.
@@ -79,4 +94,29 @@ pub fn committed_checkpoints<C: ConsumerContext>(
         }
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_left_unstable_makes_the_read_an_error_not_an_empty_checkpoint() {
+        let mut list = TopicPartitionList::new();
+        list.add_partition("frames", 0);
+        list.add_partition("frames", 1);
+        assert!(answered(list.clone()).is_ok(), "no partition has an error");
+        // As librdkafka hands it over once its retries of an unstable
+        // partition ran out: no offset, the partition's error set.
+        // SAFETY: index 1 exists; only the error code is written.
+        unsafe {
+            (*(*list.ptr()).elems.add(1)).err =
+                rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_UNSTABLE_OFFSET_COMMIT;
+        }
+        let err = answered(list).expect_err("an unstable partition is no answer");
+        assert_eq!(
+            err.rdkafka_error_code(),
+            Some(rdkafka::types::RDKafkaErrorCode::UnstableOffsetCommit)
+        );
+    }
 }

@@ -138,6 +138,7 @@ pub fn input_in_use(
             .map_err(|e| Error::kafka_at("cannot create a consumer", e))?;
         let committed = reader
             .committed_offsets(tpl.clone(), timeout)
+            .and_then(crate::kafka::checkpoint::answered)
             .map_err(|e| {
                 Error::kafka_at(format!("cannot read offsets of group {}", group.name()), e)
             })?;
