@@ -11,6 +11,8 @@
 //!   a partials record to its [`Merger`], the merge checkpoint, `--until-end`;
 //! - [`report`]: the typed run report.
 
+#[cfg(test)]
+mod on_memory;
 pub mod report;
 mod run;
 

@@ -8,28 +8,22 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::Consumer;
-use rdkafka::statistics::Statistics;
-use rdkafka::topic_partition_list::Offset;
 use tracing::{info, warn};
 
 use super::bounds;
 use super::ends::{drain_step, lost_to_retention, on_end, Targets};
 use super::{shard, unix_ms, Owned, Resume, Shared, State, Worker, WorkerOptions};
-use crate::cmd::driver::{Command, Handled, Log, Record};
+use crate::cmd::driver::{Command, GroupLog, Handled, Record, StatsEnds};
 use crate::core::partition::{Partition, Start, Step};
 use crate::core::window::Closed;
 use crate::error::Error;
 use crate::kafka::checkpoint::{committed_checkpoint, committed_checkpoints, encode_checkpoint};
-use crate::kafka::retry;
 use crate::kafka::sink::{Commit, Late};
 use crate::observe::worker::PartitionFigures;
 
 /// How often the per-partition gauges (watermark, delay, lag) are set, and
 /// librdkafka reports its statistics (end offsets) when metrics are served.
 pub(super) const OBSERVE_INTERVAL: Duration = Duration::from_secs(1);
-
-pub(super) type WorkerLog = Log<Worker>;
 
 /// What the worker's loop hooks keep between iterations.
 pub(super) struct Pace {
@@ -55,7 +49,6 @@ impl Pace {
 }
 
 impl Command for Worker {
-    type Log = Log<Self>;
     type Partition = Owned;
     type Local = super::Local;
     type Loop = Pace;
@@ -81,7 +74,7 @@ impl Command for Worker {
         }
     }
 
-    fn start(&self, group: &Shared, log: &WorkerLog, partition: i32) -> Result<Owned, Error> {
+    fn start(&self, group: &Shared, log: &impl GroupLog, partition: i32) -> Result<Owned, Error> {
         super::guard::check_partition(&self.watch, partition)?;
         let start = start_of(log, &self.opts, partition)?;
         if let Start::Checkpoint(cp) = start {
@@ -102,7 +95,7 @@ impl Command for Worker {
 
     fn record(
         &self,
-        log: &WorkerLog,
+        log: &impl GroupLog,
         state: &mut State,
         record: &Record<'_>,
     ) -> Result<Handled, Error> {
@@ -114,13 +107,12 @@ impl Command for Worker {
         Some((cp.resume_seq, encode_checkpoint(&cp)))
     }
 
-    fn committed(&self, log: &WorkerLog, partitions: &[i32]) -> Result<BTreeMap<i32, u64>, Error> {
-        let committed = committed_checkpoints(
-            log,
-            &self.opts.connection.topics.input,
-            partitions,
-            Duration::from_secs(120),
-        )?;
+    fn committed(
+        &self,
+        log: &impl GroupLog,
+        partitions: &[i32],
+    ) -> Result<BTreeMap<i32, u64>, Error> {
+        let committed = committed_checkpoints(log, partitions, Duration::from_secs(120))?;
         Ok(committed
             .into_iter()
             .filter_map(|(p, c)| Some((p, c.checkpoint()?.resume_seq)))
@@ -163,19 +155,8 @@ impl Command for Worker {
         self.metrics.joined();
     }
 
-    fn statistics(&self, stats: &Statistics) {
-        let Some(topic) = stats.topics.get(&self.opts.connection.topics.input) else {
-            return;
-        };
-        // A read_committed consumer reaches the last stable offset.
-        let ends = topic.partitions.values().map(|p| {
-            let end = if p.ls_offset >= 0 {
-                p.ls_offset
-            } else {
-                p.hi_offset
-            };
-            (p.partition, p.lo_offset, end)
-        });
+    fn statistics(&self, ends: &[StatsEnds]) {
+        let ends = ends.iter().map(|e| (e.partition, e.low, e.end));
         self.metrics.end_offsets(ends.filter(|(p, _, _)| *p >= 0));
     }
 
@@ -187,7 +168,7 @@ impl Command for Worker {
         })
     }
 
-    fn after_rewind(&self, group: &Shared, log: &WorkerLog) -> Result<(), Error> {
+    fn after_rewind(&self, group: &Shared, log: &impl GroupLog) -> Result<(), Error> {
         // librdkafka does not announce an end it announced before.
         let ended = std::mem::take(&mut group.state().local.pending_end);
         for p in ended {
@@ -202,7 +183,7 @@ impl Command for Worker {
         }
     }
 
-    fn at_end(&self, group: &Shared, log: &WorkerLog, partition: i32) -> Result<(), Error> {
+    fn at_end(&self, group: &Shared, log: &impl GroupLog, partition: i32) -> Result<(), Error> {
         on_end(log, group, partition)
     }
 
@@ -219,7 +200,7 @@ impl Command for Worker {
     fn check(
         &self,
         group: &Shared,
-        log: &WorkerLog,
+        log: &impl GroupLog,
         pace: &mut Pace,
         queue_empty: bool,
     ) -> Result<bool, Error> {
@@ -278,7 +259,7 @@ fn throttle(shared: &Shared, rate: u64, started: Instant) {
 }
 
 fn handle_record(
-    consumer: &WorkerLog,
+    consumer: &impl GroupLog,
     worker: &Worker,
     state: &mut State,
     record: &Record<'_>,
@@ -300,7 +281,7 @@ fn handle_record(
         .partition
         .on_record(offset, record_time, payload, &mut state.local.closed);
     if let Some(gap) = owned.partition.take_gap() {
-        let lost = lost_to_retention(consumer, &opts.connection.topics.input, partition, gap);
+        let lost = lost_to_retention(consumer, partition, gap);
         state.local.summary.lost_to_retention += lost;
     }
     match step {
@@ -367,18 +348,13 @@ pub(super) fn emit(state: &mut State, partition: i32) {
 /// Where `partition` starts: its committed checkpoint, or the log start
 /// (no commit, or one without a valid checkpoint and `restart`).
 pub(super) fn start_of(
-    consumer: &WorkerLog,
+    consumer: &impl GroupLog,
     opts: &WorkerOptions,
     partition: i32,
 ) -> Result<Start, Error> {
-    let topic = &opts.connection.topics.input;
-    let watermarks = || {
-        retry::with_backoff("partition offsets", Duration::from_secs(120), |left| {
-            consumer.fetch_watermarks(topic, partition, left)
-        })
-        .map_err(|e| Error::kafka_at(format!("cannot read offsets of partition {partition}"), e))
-    };
-    let committed = committed_checkpoint(consumer, topic, partition, Duration::from_secs(120))?;
+    let what = format!("partition {partition}");
+    let watermarks = || consumer.watermarks(partition, Duration::from_secs(120), &what);
+    let committed = committed_checkpoint(consumer, partition, Duration::from_secs(120))?;
     let (mut low, mut high) = watermarks()?;
     // A leader elected a moment ago may answer an end offset below what was
     // read before: ask again before judging a checkpoint beyond it.
@@ -442,23 +418,18 @@ fn close_idle(shared: &Shared, idle: Duration) {
 /// Sets the per-partition gauges: every assigned partition's watermark,
 /// how far it trails the present, and its lag (from the position the state
 /// machine reached, or the consumer's before its first record).
-fn observe_partitions(consumer: &WorkerLog, shared: &Shared) {
-    let Ok(positions) = consumer.position() else {
+fn observe_partitions(consumer: &impl GroupLog, shared: &Shared) {
+    let Ok(positions) = consumer.positions() else {
         return;
     };
     let figures: Vec<PartitionFigures> = {
         let state = shared.state();
         positions
-            .elements_for_topic(&shared.opts.connection.topics.input)
-            .iter()
-            .map(|e| {
-                let owned = state.partitions.get(&e.partition()).map(|o| &o.partition);
-                let fetched = match e.offset() {
-                    Offset::Offset(o) => Some(o),
-                    _ => None,
-                };
+            .into_iter()
+            .map(|(partition, fetched)| {
+                let owned = state.partitions.get(&partition).map(|o| &o.partition);
                 PartitionFigures {
-                    partition: e.partition(),
+                    partition,
                     watermark: owned
                         .and_then(Partition::watermark)
                         .map(|w| w.0)
