@@ -19,13 +19,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use rdkafka::statistics::Statistics;
 use tracing::{info, warn};
 
-use super::unix_ms;
 use crate::core::cursor::SeekTo;
 use crate::core::group::{self as decide, Outcome};
 use crate::error::Error;
@@ -34,6 +33,10 @@ use crate::kafka::log::{stats_ends, Event};
 pub(crate) use crate::kafka::log::{GroupLog, Record, StatsEnds};
 use crate::kafka::sink::{Commit, Offsets, Sink};
 
+mod clock;
+#[cfg(test)]
+pub(crate) use clock::TickClock;
+pub(crate) use clock::{Clock, SystemClock};
 #[cfg(test)]
 pub(crate) mod memory;
 #[cfg(test)]
@@ -162,6 +165,8 @@ pub(crate) struct State<C: Command> {
     pub last_emit_ms: Option<u64>,
     /// The command's own.
     pub local: C::Local,
+    /// Where time is read (the group's, here for the hooks given a state).
+    pub clock: Arc<dyn Clock>,
 }
 
 /// A command and its state. The rebalance callbacks run inside `poll`, on
@@ -169,6 +174,9 @@ pub(crate) struct State<C: Command> {
 /// across a `poll`.
 pub(crate) struct Group<C: Command> {
     pub cmd: C,
+    /// Where the loop and the hooks read time: the process's clocks, or a
+    /// test's.
+    pub clock: Arc<dyn Clock>,
     state: Mutex<State<C>>,
 }
 
@@ -182,8 +190,19 @@ impl<C: Command> std::ops::Deref for Group<C> {
 
 impl<C: Command> Group<C> {
     pub fn new(cmd: C, sink: Box<dyn Sink>, local: C::Local) -> Group<C> {
+        Group::with_clock(cmd, sink, local, Arc::new(SystemClock))
+    }
+
+    /// A group reading time from `clock`.
+    pub fn with_clock(
+        cmd: C,
+        sink: Box<dyn Sink>,
+        local: C::Local,
+        clock: Arc<dyn Clock>,
+    ) -> Group<C> {
         Group {
             cmd,
+            clock: clock.clone(),
             state: Mutex::new(State {
                 partitions: BTreeMap::new(),
                 sink,
@@ -192,6 +211,7 @@ impl<C: Command> Group<C> {
                 emit_pending: false,
                 last_emit_ms: None,
                 local,
+                clock,
             }),
         }
     }
@@ -210,7 +230,7 @@ pub(crate) fn run<C: Command>(
     mut hooks: C::Loop,
 ) -> Result<(), Error> {
     let cmd = &group.cmd;
-    let mut last_commit = Instant::now();
+    let mut last_commit = group.clock.now();
     loop {
         if stop.load(Ordering::SeqCst) {
             info!("stop requested: committing and leaving the group");
@@ -278,9 +298,9 @@ pub(crate) fn run<C: Command>(
                 return Ok(());
             }
         }
-        if decide::commit_due(last_commit.elapsed(), cmd.commit_interval()) {
+        if decide::commit_due(group.clock.since(last_commit), cmd.commit_interval()) {
             commit(log, group)?;
-            last_commit = Instant::now();
+            last_commit = group.clock.now();
         }
     }
 }
@@ -361,7 +381,7 @@ fn commit_state<C: Command>(
             offsets.add(p, offset, metadata);
         }
     }
-    let started = Instant::now();
+    let started = state.clock.now();
     let commit = state.sink.commit(&offsets, consumer)?;
     let outcome = match commit {
         Commit::Durable => Outcome::Durable,
@@ -369,7 +389,7 @@ fn commit_state<C: Command>(
     };
     let after = decide::after_commit(outcome, std::mem::take(&mut state.emit_pending));
     if after.emitted {
-        state.last_emit_ms = Some(unix_ms());
+        state.last_emit_ms = Some(state.clock.unix_ms());
     }
     if after.rewind {
         // Nothing of the given-up outputs is visible to read_committed
@@ -377,7 +397,8 @@ fn commit_state<C: Command>(
         state.partitions.clear();
         state.rewind = true;
     }
-    cmd.after_commit(state, &commit, started.elapsed());
+    let took = state.clock.since(started);
+    cmd.after_commit(state, &commit, took);
     Ok(())
 }
 

@@ -23,10 +23,8 @@ use crate::kafka::log::{CommittedOffset, Event, GroupLog, Record};
 use crate::kafka::sink::{Commit, Late, Offsets, Sink};
 
 /// Polls after which a test's loop is taken to never finish (it fails
-/// instead of hanging). The real commands' periodic checks run on the
-/// clock (every 20 to 200 ms), and an idle in-memory poll takes about a
-/// microsecond.
-const POLL_LIMIT: usize = 5_000_000;
+/// instead of hanging).
+const POLL_LIMIT: usize = 100_000;
 
 /// A commit's `(partition, resume offset, checkpoint)`s.
 pub(crate) type Entries = Vec<(i32, u64, String)>;

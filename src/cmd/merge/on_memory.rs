@@ -2,14 +2,15 @@
 //! ([`driver::run`]) on the in-memory log and sink (`driver/memory.rs`):
 //! the partials that real shard workers made durable (on the in-memory log
 //! too) merged to the end (`--until-end`), against core's offline merge of
-//! the offline aggregate.
+//! the offline aggregate, on a [`TickClock`].
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::{driver, Group, Merge, MergeOptions, MergeSummary};
+use super::{driver, Group, Merge, MergeOptions};
 use crate::cmd::driver::memory::{MemoryLog, MemorySink, Output, SharedTape, Stored};
+use crate::cmd::driver::TickClock;
 use crate::cmd::worker::on_memory::{input, run_batch, sorted, windows};
 use crate::core::merge::OfflineMerge;
 use crate::core::metric::MetricRecord;
@@ -82,9 +83,11 @@ fn the_real_merge_on_the_memory_log_equals_the_sharded_aggregate() {
             tape.give_up = give_up;
         }
         let sink = Box::new(MemorySink { tape: tape.clone() });
-        let group = Arc::new(Group::new(merge, sink, MergeSummary::default()));
+        let clock = Arc::new(TickClock::new(Duration::from_millis(1)));
+        let group = Arc::new(Group::with_clock(merge, sink, Default::default(), clock));
         let log = MemoryLog::with_records(group.clone(), tape.clone(), records, false);
-        driver::run(&log, &group, &AtomicBool::new(false), Instant::now()).expect("merges");
+        let started = group.clock.now();
+        driver::run(&log, &group, &AtomicBool::new(false), started).expect("merges");
         let summary = group.state().local.clone();
         assert_eq!(summary.transactions_aborted, give_up as u64);
         assert_eq!(summary.late_partials, 0);

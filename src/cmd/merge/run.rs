@@ -99,10 +99,10 @@ impl Command for Merge {
         last_check: &mut Instant,
         _queue_empty: bool,
     ) -> Result<bool, Error> {
-        if !self.opts.until_end || last_check.elapsed() < CHECK_INTERVAL {
+        if !self.opts.until_end || group.clock.since(*last_check) < CHECK_INTERVAL {
             return Ok(false);
         }
-        *last_check = Instant::now();
+        *last_check = group.clock.now();
         let done = all_done(log, group)?;
         if done {
             info!("every shard ended and every window is merged");

@@ -224,7 +224,8 @@ pub fn run(mut opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSumma
     info!(group = %opts.connection.group, topic = %opts.connection.topics.input, partitions = count, until_end = opts.running.until_end, exactly_once = opts.outputs.exactly_once, "worker started");
     write_report(&opts, &report);
 
-    let result = driver::run(&consumer, &shared, &stop, poll::Pace::new(targets));
+    let pace = poll::Pace::new(targets, shared.clock.now());
+    let result = driver::run(&consumer, &shared, &stop, pace);
     // Leaving the group revokes what we own; the handover commits it.
     drop(consumer);
     let state = shared.state();

@@ -2,15 +2,17 @@
 //! ([`driver::run`]) on the in-memory log and sink (`driver/memory.rs`):
 //! a small batch input (`--until-end`) read to its end, its committed
 //! windows against core's offline aggregate, plainly and after a given-up
-//! commit (the rewind path). [`run_batch`] is also the shard workers the
+//! commit (the rewind path), on a [`TickClock`]. [`run_batch`] is also the shard workers the
 //! merge's in-memory tests read the partials of.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{driver, poll, Group, Local, Targets, Worker, WorkerOptions, WorkerSummary};
 use crate::cmd::driver::memory::{MemoryLog, MemorySink, Output, Seen, SharedTape, Stored, Tape};
+use crate::cmd::driver::TickClock;
 use crate::core::bucket::Routing;
 use crate::core::frame::{FrameParser, Line};
 use crate::core::partition::Rules;
@@ -115,12 +117,13 @@ pub(crate) fn run_batch(input: &Input, hold: usize, give_up: usize) -> (Tape, Wo
         tape.give_up = give_up;
     }
     let sink = Box::new(MemorySink { tape: tape.clone() });
-    let group = Arc::new(Group::new(worker, sink, Local::new(u64::MAX)));
+    let clock = Arc::new(TickClock::new(Duration::from_millis(1)));
+    let group = Arc::new(Group::with_clock(worker, sink, Local::new(u64::MAX), clock));
     let log = MemoryLog::with_records(group.clone(), tape.clone(), input.records.clone(), true);
     let ends: HashMap<i32, i64> = (0..partitions as i32)
         .map(|p| (p, input.records[p as usize].len() as i64))
         .collect();
-    let pace = poll::Pace::new(Targets::Known(ends));
+    let pace = poll::Pace::new(Targets::Known(ends), group.clock.now());
     driver::run(&log, &group, &AtomicBool::new(false), pace).expect("the worker runs");
     let summary = group.state().local.summary.clone();
     let tape = std::mem::take(&mut *tape.lock().unwrap());

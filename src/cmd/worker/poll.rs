@@ -12,8 +12,8 @@ use tracing::{info, warn};
 
 use super::bounds;
 use super::ends::{drain_step, lost_to_retention, on_end, Targets};
-use super::{shard, unix_ms, Owned, Resume, Shared, State, Worker, WorkerOptions};
-use crate::cmd::driver::{Command, GroupLog, Handled, Record, StatsEnds};
+use super::{shard, Owned, Resume, Shared, State, Worker, WorkerOptions};
+use crate::cmd::driver::{Clock, Command, GroupLog, Handled, Record, StatsEnds};
 use crate::core::partition::{Partition, Start, Step};
 use crate::core::window::Closed;
 use crate::error::Error;
@@ -36,8 +36,8 @@ pub(super) struct Pace {
 }
 
 impl Pace {
-    pub fn new(targets: Targets) -> Pace {
-        let now = Instant::now();
+    /// A run starting `now`.
+    pub fn new(targets: Targets, now: Instant) -> Pace {
         Pace {
             targets,
             started: now,
@@ -76,11 +76,11 @@ impl Command for Worker {
 
     fn start(&self, group: &Shared, log: &impl GroupLog, partition: i32) -> Result<Owned, Error> {
         super::guard::check_partition(&self.watch, partition)?;
-        let start = start_of(log, &self.opts, partition)?;
+        let start = start_of(log, &*group.clock, &self.opts, partition)?;
         if let Start::Checkpoint(cp) = start {
             group.state().local.resumes.push(Resume {
                 partition,
-                at_ms: unix_ms(),
+                at_ms: group.clock.unix_ms(),
                 resume: cp.resume_seq,
                 handled_until: cp.handled_until,
             });
@@ -88,7 +88,7 @@ impl Command for Worker {
         Ok(Owned {
             partition: Partition::new(start, self.opts.windows.rules)
                 .guarded(self.routing, partition as u32),
-            last_record: Instant::now(),
+            last_record: group.clock.now(),
             progress_sent: None,
         })
     }
@@ -189,7 +189,7 @@ impl Command for Worker {
 
     fn after_batch(&self, state: &mut State, handled: usize) {
         if handled > 0 {
-            let now = unix_ms();
+            let now = state.clock.unix_ms();
             state.local.first_record_ms.get_or_insert(now);
             state.local.last_record_ms = Some(now);
         }
@@ -207,10 +207,11 @@ impl Command for Worker {
         let opts = &self.opts;
         let batch = pace.targets.batch();
         let due = Duration::from_millis(if queue_empty && batch { 20 } else { 200 });
-        if pace.last_check.elapsed() < due {
+        let clock = &*group.clock;
+        if clock.since(pace.last_check) < due {
             return Ok(false);
         }
-        pace.last_check = Instant::now();
+        pace.last_check = clock.now();
         // Batch runs close windows by their end offsets, never by a pause
         // (a broker failover must not change their results).
         if let Some(idle) = opts.running.idle_flush.filter(|_| !batch) {
@@ -222,8 +223,8 @@ impl Command for Worker {
                 return Ok(true);
             }
         }
-        if pace.last_observe.elapsed() >= OBSERVE_INTERVAL {
-            pace.last_observe = Instant::now();
+        if clock.since(pace.last_observe) >= OBSERVE_INTERVAL {
+            pace.last_observe = clock.now();
             observe_partitions(log, group);
         }
         let state = group.state();
@@ -232,7 +233,7 @@ impl Command for Worker {
             && frames / opts.running.print_interval
                 > pace.last_print_frames / opts.running.print_interval
         {
-            let secs = pace.started.elapsed().as_secs_f64();
+            let secs = clock.since(pace.started).as_secs_f64();
             let summary = &state.local.summary;
             info!(
                 frames,
@@ -253,8 +254,8 @@ impl Command for Worker {
 fn throttle(shared: &Shared, rate: u64, started: Instant) {
     let frames = shared.state().local.summary.frames;
     let due = Duration::from_secs_f64(frames as f64 / rate.max(1) as f64);
-    if let Some(wait) = due.checked_sub(started.elapsed()) {
-        std::thread::sleep(wait);
+    if let Some(wait) = due.checked_sub(shared.clock.since(started)) {
+        shared.clock.sleep(wait);
     }
 }
 
@@ -323,7 +324,7 @@ fn handle_record(
             }
         }
     }
-    owned.last_record = Instant::now();
+    owned.last_record = state.clock.now();
     bounds::after_record(state, partition, offset, dropped_before)?;
     emit(state, partition);
     Ok(Handled::Done)
@@ -349,6 +350,7 @@ pub(super) fn emit(state: &mut State, partition: i32) {
 /// (no commit, or one without a valid checkpoint and `restart`).
 pub(super) fn start_of(
     consumer: &impl GroupLog,
+    clock: &dyn Clock,
     opts: &WorkerOptions,
     partition: i32,
 ) -> Result<Start, Error> {
@@ -362,13 +364,13 @@ pub(super) fn start_of(
         .as_ref()
         .and_then(|c| c.checkpoint())
         .map_or(0, |cp| cp.handled_until);
-    let patience = Instant::now() + Duration::from_secs(10);
-    while (high.max(0) as u64) < needed && Instant::now() < patience {
-        std::thread::sleep(Duration::from_millis(500));
+    let patience = clock.now() + Duration::from_secs(10);
+    while (high.max(0) as u64) < needed && clock.now() < patience {
+        clock.sleep(Duration::from_millis(500));
         (low, high) = watermarks()?;
     }
     if let Some(committed) = committed {
-        let now = unix_ms() / 1000;
+        let now = clock.unix_ms() / 1000;
         let log_end = high.max(0) as u64;
         if let Some(cp) = super::guard::usable(opts, partition, committed, log_end, now)? {
             info!(
@@ -398,7 +400,9 @@ fn close_idle(shared: &Shared, idle: Duration) {
     let idle_partitions: Vec<i32> = state
         .partitions
         .iter()
-        .filter(|(_, o)| o.partition.has_open_windows() && o.last_record.elapsed() >= idle)
+        .filter(|(_, o)| {
+            o.partition.has_open_windows() && shared.clock.since(o.last_record) >= idle
+        })
         .map(|(&p, _)| p)
         .collect();
     for p in idle_partitions {
@@ -439,5 +443,7 @@ fn observe_partitions(consumer: &impl GroupLog, shared: &Shared) {
             })
             .collect()
     };
-    shared.metrics.partitions(unix_ms() / 1000, &figures);
+    shared
+        .metrics
+        .partitions(shared.clock.unix_ms() / 1000, &figures);
 }
