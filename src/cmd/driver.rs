@@ -40,6 +40,8 @@ pub(crate) use clock::{Clock, SystemClock};
 #[cfg(test)]
 pub(crate) mod memory;
 #[cfg(test)]
+mod sim;
+#[cfg(test)]
 mod tests;
 
 /// Most records handled per loop iteration: records librdkafka already

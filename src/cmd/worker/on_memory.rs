@@ -12,12 +12,15 @@ use std::time::Duration;
 
 use super::{driver, poll, Group, Local, Targets, Worker, WorkerOptions, WorkerSummary};
 use crate::cmd::driver::memory::{MemoryLog, MemorySink, Output, Seen, SharedTape, Stored, Tape};
-use crate::cmd::driver::TickClock;
+use crate::cmd::driver::{Clock, GroupLog, TickClock};
 use crate::core::bucket::Routing;
 use crate::core::frame::{FrameParser, Line};
 use crate::core::partition::Rules;
 use crate::core::partitioned::PartitionedWindows;
 use crate::core::window::{Closed, WatermarkRule};
+use crate::error::Error;
+use crate::kafka::consumer::Handover;
+use crate::kafka::sink::Sink;
 use crate::kafka::topics::PartitionWatch;
 use crate::observe::worker::WorkerMetrics;
 
@@ -128,6 +131,32 @@ pub(crate) fn run_batch(input: &Input, hold: usize, give_up: usize) -> (Tape, Wo
     let summary = group.state().local.summary.clone();
     let tape = std::mem::take(&mut *tape.lock().unwrap());
     (tape, summary)
+}
+
+/// Runs one real worker (`--until-end` to `ends`, exactly once) of `input`'s
+/// rules and routing on the log `make_log` makes for its group (the
+/// rebalance callbacks), with `sink` and `clock`: what the loop returned,
+/// and the log (for the caller to close it, as dropping the consumer does).
+pub(crate) fn run_member<L: GroupLog>(
+    input: &Input,
+    ends: HashMap<i32, i64>,
+    sink: Box<dyn Sink>,
+    clock: Arc<dyn Clock>,
+    make_log: impl FnOnce(Arc<dyn Handover>) -> L,
+) -> (Result<(), Error>, L) {
+    let opts = WorkerOptions::for_tests(input.rules, input.routing.shards());
+    let worker = Worker {
+        watch: PartitionWatch::fixed(&opts.connection.topics.input, ends.len() as u32),
+        routing: input.routing,
+        metrics: Arc::new(WorkerMetrics::new()),
+        batch: true,
+        opts,
+    };
+    let group = Arc::new(Group::with_clock(worker, sink, Local::new(u64::MAX), clock));
+    let log = make_log(group.clone());
+    let pace = poll::Pace::new(Targets::Known(ends), group.clock.now());
+    let result = driver::run(&log, &group, &AtomicBool::new(false), pace);
+    (result, log)
 }
 
 fn dead(outputs: &[Output]) -> usize {
