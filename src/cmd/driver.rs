@@ -19,23 +19,28 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use rdkafka::statistics::Statistics;
 use tracing::{info, warn};
 
-use super::unix_ms;
 use crate::core::cursor::SeekTo;
 use crate::core::group::{self as decide, Outcome};
 use crate::error::Error;
-use crate::kafka::consumer::{GroupConsumer, Handover, OffsetCommit};
-pub(crate) use crate::kafka::log::Record;
-use crate::kafka::log::{Event, GroupLog};
+use crate::kafka::consumer::{Handover, OffsetCommit};
+use crate::kafka::log::{stats_ends, Event};
+pub(crate) use crate::kafka::log::{GroupLog, Record, StatsEnds};
 use crate::kafka::sink::{Commit, Offsets, Sink};
 
+mod clock;
 #[cfg(test)]
-mod memory;
+pub(crate) use clock::TickClock;
+pub(crate) use clock::{Clock, SystemClock};
+#[cfg(test)]
+pub(crate) mod memory;
+#[cfg(test)]
+mod sim;
 #[cfg(test)]
 mod tests;
 
@@ -43,10 +48,6 @@ mod tests;
 /// fetched are handled in a batch before the checks below, whose clock
 /// reads cost about a tenth of the parse at a few hundred thousand frames/s.
 const POLL_BATCH: usize = 512;
-
-/// The group's consumer, whose rebalance callbacks reach the [`Group`]:
-/// the [`Command::Log`] of the worker and the merge.
-pub(crate) type Log<C> = GroupConsumer<Group<C>>;
 
 /// What became of a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,12 +59,10 @@ pub(crate) enum Handled {
 }
 
 /// What one command adds to the loop. Every hook runs on the polling
-/// thread; those given a [`State`] run with the group's lock held.
+/// thread; those given a [`State`] run with the group's lock held. The
+/// hooks read the group's log only through [`GroupLog`], so a command runs
+/// on any log: librdkafka's consumer, or the in-memory one of the tests.
 pub(crate) trait Command: Send + Sync + Sized + 'static {
-    /// The group's log: the loop needs only [`GroupLog`]; the command's
-    /// own hooks may use more of it (the worker and the merge read
-    /// committed offsets and end offsets through rdkafka's consumer).
-    type Log: GroupLog;
     /// An owned partition's state machine.
     type Partition: Send;
     /// The command's own state beside the owned partitions (its summary).
@@ -88,13 +87,13 @@ pub(crate) trait Command: Send + Sync + Sized + 'static {
     fn start(
         &self,
         group: &Group<Self>,
-        log: &Self::Log,
+        log: &impl GroupLog,
         partition: i32,
     ) -> Result<Self::Partition, Error>;
     /// Handles a record of an owned partition.
     fn record(
         &self,
-        log: &Self::Log,
+        log: &impl GroupLog,
         state: &mut State<Self>,
         record: &Record<'_>,
     ) -> Result<Handled, Error>;
@@ -103,7 +102,11 @@ pub(crate) trait Command: Send + Sync + Sized + 'static {
     /// commit for it.
     fn checkpoint(&self, partition: &Self::Partition) -> Option<(u64, String)>;
     /// The resume offsets of the valid committed checkpoints of `partitions`.
-    fn committed(&self, log: &Self::Log, partitions: &[i32]) -> Result<BTreeMap<i32, u64>, Error>;
+    fn committed(
+        &self,
+        log: &impl GroupLog,
+        partitions: &[i32],
+    ) -> Result<BTreeMap<i32, u64>, Error>;
     /// Just before a commit: queue what goes with it.
     fn before_commit(&self, _state: &mut State<Self>) {}
     /// After a commit: count it (on [`Outcome::GivenUp`] the owned
@@ -113,20 +116,26 @@ pub(crate) trait Command: Send + Sync + Sized + 'static {
     fn revoked(&self, _state: &mut State<Self>, _partitions: &[i32]) {}
     /// The group gave this member `partitions` (maybe none).
     fn assigned(&self, _state: &mut State<Self>, _partitions: &[i32]) {}
-    /// librdkafka's statistics, when the consumer was asked for them.
-    fn statistics(&self, _stats: &Statistics) {}
+    /// The offsets of the topic's partitions in librdkafka's statistics,
+    /// when the consumer was asked for them.
+    fn statistics(&self, _ends: &[StatsEnds]) {}
     /// Before each poll batch (after a pending rewind).
     fn before_poll(&self, _group: &Group<Self>) -> Result<(), Error> {
         Ok(())
     }
     /// After a rewind to the committed checkpoints.
-    fn after_rewind(&self, _group: &Group<Self>, _log: &Self::Log) -> Result<(), Error> {
+    fn after_rewind(&self, _group: &Group<Self>, _log: &impl GroupLog) -> Result<(), Error> {
         Ok(())
     }
     /// Before each record is handled (the worker's `--throttle`).
     fn pace(&self, _group: &Group<Self>, _loop: &mut Self::Loop) {}
     /// librdkafka read `partition` to its end (batch runs ask for it).
-    fn at_end(&self, _group: &Group<Self>, _log: &Self::Log, _partition: i32) -> Result<(), Error> {
+    fn at_end(
+        &self,
+        _group: &Group<Self>,
+        _log: &impl GroupLog,
+        _partition: i32,
+    ) -> Result<(), Error> {
         Ok(())
     }
     /// After each poll batch that handled `handled` records.
@@ -137,7 +146,7 @@ pub(crate) trait Command: Send + Sync + Sized + 'static {
     fn check(
         &self,
         group: &Group<Self>,
-        log: &Self::Log,
+        log: &impl GroupLog,
         state: &mut Self::Loop,
         queue_empty: bool,
     ) -> Result<bool, Error>;
@@ -158,6 +167,8 @@ pub(crate) struct State<C: Command> {
     pub last_emit_ms: Option<u64>,
     /// The command's own.
     pub local: C::Local,
+    /// Where time is read (the group's, here for the hooks given a state).
+    pub clock: Arc<dyn Clock>,
 }
 
 /// A command and its state. The rebalance callbacks run inside `poll`, on
@@ -165,6 +176,9 @@ pub(crate) struct State<C: Command> {
 /// across a `poll`.
 pub(crate) struct Group<C: Command> {
     pub cmd: C,
+    /// Where the loop and the hooks read time: the process's clocks, or a
+    /// test's.
+    pub clock: Arc<dyn Clock>,
     state: Mutex<State<C>>,
 }
 
@@ -178,8 +192,19 @@ impl<C: Command> std::ops::Deref for Group<C> {
 
 impl<C: Command> Group<C> {
     pub fn new(cmd: C, sink: Box<dyn Sink>, local: C::Local) -> Group<C> {
+        Group::with_clock(cmd, sink, local, Arc::new(SystemClock))
+    }
+
+    /// A group reading time from `clock`.
+    pub fn with_clock(
+        cmd: C,
+        sink: Box<dyn Sink>,
+        local: C::Local,
+        clock: Arc<dyn Clock>,
+    ) -> Group<C> {
         Group {
             cmd,
+            clock: clock.clone(),
             state: Mutex::new(State {
                 partitions: BTreeMap::new(),
                 sink,
@@ -188,6 +213,7 @@ impl<C: Command> Group<C> {
                 emit_pending: false,
                 last_emit_ms: None,
                 local,
+                clock,
             }),
         }
     }
@@ -200,13 +226,13 @@ impl<C: Command> Group<C> {
 /// Runs the loop until `stop` is set (then commits) or the command's
 /// [`Command::check`] says the run is done (and its last commit held).
 pub(crate) fn run<C: Command>(
-    log: &C::Log,
+    log: &impl GroupLog,
     group: &Group<C>,
     stop: &AtomicBool,
     mut hooks: C::Loop,
 ) -> Result<(), Error> {
     let cmd = &group.cmd;
-    let mut last_commit = Instant::now();
+    let mut last_commit = group.clock.now();
     loop {
         if stop.load(Ordering::SeqCst) {
             info!("stop requested: committing and leaving the group");
@@ -274,9 +300,9 @@ pub(crate) fn run<C: Command>(
                 return Ok(());
             }
         }
-        if decide::commit_due(last_commit.elapsed(), cmd.commit_interval()) {
+        if decide::commit_due(group.clock.since(last_commit), cmd.commit_interval()) {
             commit(log, group)?;
-            last_commit = Instant::now();
+            last_commit = group.clock.now();
         }
     }
 }
@@ -293,7 +319,11 @@ enum Polled {
 
 /// Takes `record`'s partition on if need be, hands the record to it, and
 /// seeks where it says.
-fn handle<C: Command>(log: &C::Log, group: &Group<C>, record: &Record<'_>) -> Result<(), Error> {
+fn handle<C: Command>(
+    log: &impl GroupLog,
+    group: &Group<C>,
+    record: &Record<'_>,
+) -> Result<(), Error> {
     if !own(log, group, record.partition)? {
         return Ok(());
     }
@@ -314,7 +344,7 @@ fn handle<C: Command>(log: &C::Log, group: &Group<C>, record: &Record<'_>) -> Re
 /// if it is not yet; `false` when a commit was given up on the way (the
 /// caller waits for the rewind).
 pub(crate) fn own<C: Command>(
-    log: &C::Log,
+    log: &impl GroupLog,
     group: &Group<C>,
     partition: i32,
 ) -> Result<bool, Error> {
@@ -337,7 +367,7 @@ pub(crate) fn own<C: Command>(
 
 /// Makes everything sent durable together with the checkpoint of every
 /// owned partition.
-pub(crate) fn commit<C: Command>(log: &C::Log, group: &Group<C>) -> Result<(), Error> {
+pub(crate) fn commit<C: Command>(log: &impl GroupLog, group: &Group<C>) -> Result<(), Error> {
     commit_state(&group.cmd, &mut group.state(), log)
 }
 
@@ -353,7 +383,7 @@ fn commit_state<C: Command>(
             offsets.add(p, offset, metadata);
         }
     }
-    let started = Instant::now();
+    let started = state.clock.now();
     let commit = state.sink.commit(&offsets, consumer)?;
     let outcome = match commit {
         Commit::Durable => Outcome::Durable,
@@ -361,7 +391,7 @@ fn commit_state<C: Command>(
     };
     let after = decide::after_commit(outcome, std::mem::take(&mut state.emit_pending));
     if after.emitted {
-        state.last_emit_ms = Some(unix_ms());
+        state.last_emit_ms = Some(state.clock.unix_ms());
     }
     if after.rewind {
         // Nothing of the given-up outputs is visible to read_committed
@@ -369,14 +399,15 @@ fn commit_state<C: Command>(
         state.partitions.clear();
         state.rewind = true;
     }
-    cmd.after_commit(state, &commit, started.elapsed());
+    let took = state.clock.since(started);
+    cmd.after_commit(state, &commit, took);
     Ok(())
 }
 
 /// Seeks every assigned partition back to its committed checkpoint (the
 /// log start without a valid one: the start decides again at its first
 /// record), after a given-up commit dropped what was built since.
-fn rewind<C: Command>(log: &C::Log, group: &Group<C>) -> Result<(), Error> {
+fn rewind<C: Command>(log: &impl GroupLog, group: &Group<C>) -> Result<(), Error> {
     let assigned = log.assignment()?;
     let committed = group.cmd.committed(log, &assigned)?;
     for p in assigned {
@@ -411,6 +442,8 @@ impl<C: Command> Handover for Group<C> {
     }
 
     fn statistics(&self, stats: &Statistics) {
-        self.cmd.statistics(stats);
+        if let Some(ends) = stats_ends(stats, self.cmd.topic()) {
+            self.cmd.statistics(&ends);
+        }
     }
 }

@@ -4,19 +4,27 @@
 //! so that the loop runs against an in-memory log in unit tests. The
 //! rdkafka implementation is the group consumer of [`super::consumer`];
 //! rebalances reach the loop through its [`Handover`] inside `poll`, as
-//! librdkafka calls them there.
+//! librdkafka calls them there. The reads the commands' own hooks make
+//! (committed offsets, watermarks, positions, the topic's partitions,
+//! librdkafka's statistics) are here too, as plain values, so the real
+//! worker and merge run against the in-memory log as well.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::topic_partition_list::Offset;
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use crate::core::cursor::SeekTo;
 use crate::error::Error;
+use crate::kafka::checkpoint::answered;
 use crate::kafka::connect::{refusal_of, refused, Refusal};
 use crate::kafka::consumer::{GroupConsumer, Handover, OffsetCommit};
+use crate::kafka::read::{cached_log_start, partitions_of};
+use crate::kafka::retry;
 
 /// One record as a command sees it: plain values.
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +55,42 @@ pub(crate) enum Event<'a> {
     Empty,
 }
 
+/// A committed offset of a partition and the commit's metadata (the
+/// checkpoint, decoded by the command).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CommittedOffset {
+    pub partition: i32,
+    pub offset: u64,
+    pub metadata: String,
+}
+
+/// A partition's offsets as librdkafka's statistics last reported them:
+/// its log start and the end a read_committed consumer reaches (the last
+/// stable offset, else the high watermark).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StatsEnds {
+    pub partition: i32,
+    pub low: i64,
+    pub end: i64,
+}
+
+/// The offsets of `topic`'s partitions in librdkafka's statistics; `None`
+/// when they say nothing of the topic.
+pub(crate) fn stats_ends(stats: &Statistics, topic: &str) -> Option<Vec<StatsEnds>> {
+    let topic = stats.topics.get(topic)?;
+    // A read_committed consumer reaches the last stable offset.
+    let ends = topic.partitions.values().map(|p| StatsEnds {
+        partition: p.partition,
+        low: p.lo_offset,
+        end: if p.ls_offset >= 0 {
+            p.ls_offset
+        } else {
+            p.hi_offset
+        },
+    });
+    Some(ends.collect())
+}
+
 /// The group's log of one topic. Committing offsets is the [`OffsetCommit`]
 /// half (a sink commits through it).
 pub(crate) trait GroupLog: OffsetCommit {
@@ -58,6 +102,33 @@ pub(crate) trait GroupLog: OffsetCommit {
     fn seek(&self, partition: i32, to: SeekTo, what: &str) -> Result<(), Error>;
     /// The topic's partitions assigned to this member.
     fn assignment(&self) -> Result<Vec<i32>, Error>;
+    /// Whether the group has given this member an assignment (maybe empty).
+    fn joined(&self) -> bool;
+    /// The committed offsets of `partitions` (those that have one), in the
+    /// cluster's order, asked again while the coordinator moves, up to
+    /// `timeout`. With read_committed the cluster answers once no
+    /// transaction holding offsets for them is pending.
+    fn committed(
+        &self,
+        partitions: &[i32],
+        timeout: Duration,
+    ) -> Result<Vec<CommittedOffset>, Error>;
+    /// `partition`'s low and high watermarks (log start, end offset), asked
+    /// again while the cluster does not answer, up to `timeout`; a failure
+    /// says it could not read the offsets of `what`.
+    fn watermarks(
+        &self,
+        partition: i32,
+        timeout: Duration,
+        what: &str,
+    ) -> Result<(i64, i64), Error>;
+    /// `partition`'s log start as the client last learned it, without
+    /// asking the cluster; `None` when it knows nothing of it yet.
+    fn cached_log_start(&self, partition: i32) -> Option<i64>;
+    /// The fetch position of each assigned partition (`None`: none yet).
+    fn positions(&self) -> Result<Vec<(i32, Option<i64>)>, Error>;
+    /// The topic's partitions, from the cluster's metadata.
+    fn partitions(&self, timeout: Duration) -> Result<Vec<i32>, Error>;
 }
 
 impl<H: Handover> GroupLog for GroupConsumer<H> {
@@ -108,5 +179,80 @@ impl<H: Handover> GroupLog for GroupConsumer<H> {
             .iter()
             .map(|e| e.partition())
             .collect())
+    }
+
+    fn joined(&self) -> bool {
+        self.context().joined.load(Ordering::SeqCst)
+    }
+
+    fn committed(
+        &self,
+        partitions: &[i32],
+        timeout: Duration,
+    ) -> Result<Vec<CommittedOffset>, Error> {
+        let topic = &self.context().topic;
+        // No partitions, no request: it would still wait for the coordinator.
+        if partitions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for &p in partitions {
+            tpl.add_partition(topic, p);
+        }
+        // The group coordinator moves or reloads while brokers fail over;
+        // a partition left unstable is asked again (checkpoint::answered).
+        let committed = retry::with_backoff_per_attempt(
+            "committed offsets",
+            timeout,
+            retry::COMMITTED_ATTEMPT,
+            |left| answered(self.committed_offsets(tpl.clone(), left)?),
+        )
+        .map_err(|e| Error::kafka_at(format!("cannot read committed offsets of {topic}"), e))?;
+        Ok(committed
+            .elements_for_topic(topic)
+            .iter()
+            .filter_map(|elem| match elem.offset() {
+                Offset::Offset(o) if o >= 0 => Some(CommittedOffset {
+                    partition: elem.partition(),
+                    offset: o as u64,
+                    metadata: elem.metadata().to_string(),
+                }),
+                _ => None,
+            })
+            .collect())
+    }
+
+    fn watermarks(
+        &self,
+        partition: i32,
+        timeout: Duration,
+        what: &str,
+    ) -> Result<(i64, i64), Error> {
+        let topic = &self.context().topic;
+        retry::with_backoff("partition offsets", timeout, |left| {
+            self.fetch_watermarks(topic, partition, left)
+        })
+        .map_err(|e| Error::kafka_at(format!("cannot read offsets of {what}"), e))
+    }
+
+    fn cached_log_start(&self, partition: i32) -> Option<i64> {
+        cached_log_start(self, &self.context().topic, partition)
+    }
+
+    fn positions(&self) -> Result<Vec<(i32, Option<i64>)>, Error> {
+        let positions =
+            Consumer::position(self).map_err(|e| Error::kafka_at("cannot read positions", e))?;
+        Ok(positions
+            .elements_for_topic(&self.context().topic)
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => (e.partition(), Some(o)),
+                _ => (e.partition(), None),
+            })
+            .collect())
+    }
+
+    fn partitions(&self, timeout: Duration) -> Result<Vec<i32>, Error> {
+        partitions_of(self, &self.context().topic, timeout)
     }
 }

@@ -15,8 +15,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, ConsumerContext};
-use rdkafka::topic_partition_list::Offset;
 use serde::{Deserialize, Serialize};
 
 use crate::core::merge::{MergeCheckpoint, Piece};
@@ -24,6 +22,7 @@ use crate::core::metric::{MetricKind, MetricRecord};
 use crate::core::murmur2::positive_murmur2;
 use crate::core::window::{Closed, MAX_TS};
 use crate::error::Error;
+use crate::kafka::log::GroupLog;
 
 const PROGRESS: &str = "progress:";
 const MERGE_METADATA: &str = "tbm1";
@@ -239,27 +238,22 @@ pub fn decode_checkpoint(
 /// The committed merge checkpoints of `partitions` of `topic`, for a
 /// routing of `inputs` input partitions; an unusable one is an
 /// [`Error::Checkpoint`] naming the partition, the offset and why.
-pub fn committed<C: ConsumerContext>(
-    consumer: &BaseConsumer<C>,
+pub(crate) fn committed(
+    log: &impl GroupLog,
     topic: &str,
     partitions: &[i32],
     inputs: u32,
     timeout: Duration,
 ) -> Result<HashMap<i32, MergeCheckpoint>, Error> {
-    let committed = super::checkpoint::committed_offsets(consumer, topic, partitions, timeout)?;
     let mut found = HashMap::new();
-    for elem in committed.elements_for_topic(topic) {
-        if let Offset::Offset(o) = elem.offset() {
-            if o >= 0 {
-                let cp = decode_checkpoint(o as u64, elem.metadata(), inputs).map_err(|e| {
-                    Error::Checkpoint(format!(
-                        "{topic}/{}: committed offset {o} holds no merge checkpoint: {e}",
-                        elem.partition()
-                    ))
-                })?;
-                found.insert(elem.partition(), cp);
-            }
-        }
+    for c in log.committed(partitions, timeout)? {
+        let cp = decode_checkpoint(c.offset, &c.metadata, inputs).map_err(|e| {
+            Error::Checkpoint(format!(
+                "{topic}/{}: committed offset {} holds no merge checkpoint: {e}",
+                c.partition, c.offset
+            ))
+        })?;
+        found.insert(c.partition, cp);
     }
     Ok(found)
 }

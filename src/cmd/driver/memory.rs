@@ -1,10 +1,12 @@
 //! In-memory stand-ins for Kafka behind the driver's traits, for the
-//! loop's unit tests: a [`MemoryLog`] (partitions as lists of records, an
-//! assignment the test changes, handed over inside the next poll as
-//! librdkafka does, and the committed offsets with their checkpoints) and a
-//! [`MemorySink`] (what each transaction forwarded; a commit holds or is
-//! given up on demand). Both write what happened, in order, to one
-//! [`Tape`] that the tests read.
+//! loop's unit tests and those of the real worker and merge commands: a
+//! [`MemoryLog`] (partitions as lists of records, an assignment the test
+//! changes, handed over inside the next poll as librdkafka does, the
+//! committed offsets with their checkpoints, and optionally the end of
+//! each partition announced once, as librdkafka's `enable.partition.eof`)
+//! and a [`MemorySink`] (what each transaction forwarded, emitted and
+//! published as progress; a commit holds or is given up on demand). Both
+//! write what happened, in order, to one [`Tape`] that the tests read.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,7 +19,7 @@ use crate::core::frame::Invalid;
 use crate::core::window::Closed;
 use crate::error::Error;
 use crate::kafka::consumer::{Handover, OffsetCommit};
-use crate::kafka::log::{Event, GroupLog, Record};
+use crate::kafka::log::{CommittedOffset, Event, GroupLog, Record};
 use crate::kafka::sink::{Commit, Late, Offsets, Sink};
 
 /// Polls after which a test's loop is taken to never finish (it fails
@@ -25,11 +27,11 @@ use crate::kafka::sink::{Commit, Late, Offsets, Sink};
 const POLL_LIMIT: usize = 100_000;
 
 /// A commit's `(partition, resume offset, checkpoint)`s.
-pub(super) type Entries = Vec<(i32, u64, String)>;
+pub(crate) type Entries = Vec<(i32, u64, String)>;
 
 /// One thing the log or the sink saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Seen {
+pub(crate) enum Seen {
     Read {
         partition: i32,
         offset: u64,
@@ -51,33 +53,60 @@ pub(super) enum Seen {
 
 /// What the log and the sink share with the test.
 #[derive(Debug, Default)]
-pub(super) struct Tape {
+pub(crate) struct Tape {
     pub seen: Vec<Seen>,
-    /// How many of the next commits are given up.
+    /// How many of the next commits are given up (after `hold`).
     pub give_up: usize,
+    /// How many of the next commits hold before `give_up` applies.
+    pub hold: usize,
     /// Forwarded records `(partition, offset)` of the open transaction.
     pub open: Vec<(i32, u64)>,
     /// Forwarded records made durable, in commit order.
     pub durable: Vec<(i32, u64)>,
+    /// Windows, progress and dead letters sent in the open transaction,
+    /// and those made durable, in the order sent.
+    pub open_outputs: Vec<Output>,
+    pub outputs: Vec<Output>,
 }
 
-pub(super) type SharedTape = Arc<Mutex<Tape>>;
+/// An output the sink was given besides forwarded records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Output {
+    /// A closed window of a partition.
+    Window(i32, Closed),
+    /// A shard's progress: every window of the input partition ending at
+    /// or below the watermark was emitted.
+    Progress(i32, u64),
+    /// A record dead-lettered `(partition, offset)`.
+    Dead(i32, u64),
+}
+
+pub(crate) type SharedTape = Arc<Mutex<Tape>>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().expect("poisoned")
 }
 
-/// A group's log of one topic in memory. The record at offset `o` of
-/// partition `p` has the payload `"p:o"`.
-pub(super) struct MemoryLog<H> {
+/// A record's key and payload.
+pub(crate) type Stored = (Vec<u8>, Vec<u8>);
+
+/// A group's log of one topic in memory. Made with [`MemoryLog::new`], the
+/// record at offset `o` of partition `p` has the payload `"p:o"`.
+pub(crate) struct MemoryLog<H> {
     handover: Arc<H>,
     tape: SharedTape,
     inner: Mutex<Inner>,
 }
 
 struct Inner {
-    /// Each partition's records (their payloads).
-    records: Vec<Vec<Vec<u8>>>,
+    /// Each partition's records.
+    records: Vec<Vec<Stored>>,
+    /// Announce each assigned partition's end once it is read to it.
+    partition_eof: bool,
+    /// The assigned partitions whose end was announced (librdkafka does
+    /// not announce it again after a seek).
+    announced: BTreeSet<i32>,
+    joined: bool,
     assigned: BTreeSet<i32>,
     /// The next assignments, each handed over at the first poll after
     /// that many records were read.
@@ -98,15 +127,34 @@ impl<H: Handover> MemoryLog<H> {
         let records = sizes
             .iter()
             .enumerate()
-            .map(|(p, &n)| (0..n).map(|o| format!("{p}:{o}").into_bytes()).collect())
+            .map(|(p, &n)| {
+                (0..n)
+                    .map(|o| (Vec::new(), format!("{p}:{o}").into_bytes()))
+                    .collect()
+            })
             .collect();
+        MemoryLog::with_records(handover, tape, records, false)
+    }
+
+    /// Partitions holding `records`; with `partition_eof` each assigned
+    /// partition's end is announced once it is read to it.
+    pub fn with_records(
+        handover: Arc<H>,
+        tape: SharedTape,
+        records: Vec<Vec<Stored>>,
+        partition_eof: bool,
+    ) -> MemoryLog<H> {
+        let sizes = records.len() as i32;
         MemoryLog {
             handover,
             tape,
             inner: Mutex::new(Inner {
                 records,
+                partition_eof,
+                announced: BTreeSet::new(),
+                joined: false,
                 assigned: BTreeSet::new(),
-                pending: VecDeque::from([(0, (0..sizes.len() as i32).collect())]),
+                pending: VecDeque::from([(0, (0..sizes).collect())]),
                 position: BTreeMap::new(),
                 committed: BTreeMap::new(),
                 reads: 0,
@@ -135,11 +183,6 @@ impl<H: Handover> MemoryLog<H> {
         lock(&self.inner).committed.get(&partition).cloned()
     }
 
-    /// The partition's end offset.
-    pub fn end(&self, partition: i32) -> u64 {
-        lock(&self.inner).records[partition as usize].len() as u64
-    }
-
     /// Hands a due assignment over as librdkafka's cooperative rebalance
     /// does: the revoked partitions first, then the added ones, which start
     /// at their committed offset (or the log start).
@@ -162,6 +205,7 @@ impl<H: Handover> MemoryLog<H> {
             for p in &revoked {
                 inner.assigned.remove(p);
                 inner.position.remove(p);
+                inner.announced.remove(p);
             }
             lock(&self.tape).seen.push(Seen::Revoked(revoked));
         }
@@ -172,23 +216,39 @@ impl<H: Handover> MemoryLog<H> {
                 inner.assigned.insert(p);
                 inner.position.insert(p, at);
             }
+            inner.joined = true;
         }
         lock(&self.tape).seen.push(Seen::Assigned(added.clone()));
         self.handover.assigned(&added);
     }
 
+    /// An assigned partition read to its end whose end is not announced
+    /// yet (with `partition_eof`).
+    fn unannounced_end(&self) -> Option<i32> {
+        let mut inner = lock(&self.inner);
+        if !inner.partition_eof {
+            return None;
+        }
+        let p = inner.assigned.iter().copied().find(|p| {
+            !inner.announced.contains(p)
+                && inner.position[p] >= inner.records[*p as usize].len() as u64
+        })?;
+        inner.announced.insert(p);
+        Some(p)
+    }
+
     /// The next record of the assigned partitions, taking turns.
-    fn next(&self) -> Option<(i32, u64, Vec<u8>)> {
+    fn next(&self) -> Option<(i32, u64, Stored)> {
         let mut inner = lock(&self.inner);
         let assigned: Vec<i32> = inner.assigned.iter().copied().collect();
         for i in 0..assigned.len() {
             let p = assigned[(inner.turn + i) % assigned.len()];
             let at = inner.position[&p];
-            if let Some(payload) = inner.records[p as usize].get(at as usize).cloned() {
+            if let Some(record) = inner.records[p as usize].get(at as usize).cloned() {
                 inner.position.insert(p, at + 1);
                 inner.turn = inner.turn + i + 1;
                 inner.reads += 1;
-                return Some((p, at, payload));
+                return Some((p, at, record));
             }
         }
         None
@@ -223,17 +283,20 @@ impl<H: Handover> GroupLog for MemoryLog<H> {
         // No lock is held while the caller handles the event: it seeks,
         // reads committed offsets and commits.
         match self.next() {
-            Some((partition, offset, payload)) => {
+            Some((partition, offset, (key, payload))) => {
                 lock(&self.tape).seen.push(Seen::Read { partition, offset });
                 f(Event::Record(Record {
                     partition,
                     offset,
                     time: None,
-                    key: &[],
+                    key: &key,
                     payload: &payload,
                 }))
             }
-            None => f(Event::Empty),
+            None => match self.unannounced_end() {
+                Some(partition) => f(Event::End(partition)),
+                None => f(Event::Empty),
+            },
         }
     }
 
@@ -256,30 +319,93 @@ impl<H: Handover> GroupLog for MemoryLog<H> {
     fn assignment(&self) -> Result<Vec<i32>, Error> {
         Ok(lock(&self.inner).assigned.iter().copied().collect())
     }
+
+    fn joined(&self) -> bool {
+        lock(&self.inner).joined
+    }
+
+    fn committed(
+        &self,
+        partitions: &[i32],
+        _timeout: Duration,
+    ) -> Result<Vec<CommittedOffset>, Error> {
+        let inner = lock(&self.inner);
+        Ok(partitions
+            .iter()
+            .filter_map(|&partition| {
+                let (offset, metadata) = inner.committed.get(&partition)?.clone();
+                Some(CommittedOffset {
+                    partition,
+                    offset,
+                    metadata,
+                })
+            })
+            .collect())
+    }
+
+    /// Nothing is ever deleted: every log starts at 0.
+    fn watermarks(
+        &self,
+        partition: i32,
+        _timeout: Duration,
+        what: &str,
+    ) -> Result<(i64, i64), Error> {
+        let inner = lock(&self.inner);
+        match inner.records.get(partition as usize) {
+            Some(records) => Ok((0, records.len() as i64)),
+            None => Err(Error::Kafka(format!("cannot read offsets of {what}"))),
+        }
+    }
+
+    fn cached_log_start(&self, _partition: i32) -> Option<i64> {
+        Some(0)
+    }
+
+    fn positions(&self) -> Result<Vec<(i32, Option<i64>)>, Error> {
+        let inner = lock(&self.inner);
+        Ok(inner
+            .position
+            .iter()
+            .map(|(&p, &o)| (p, Some(o as i64)))
+            .collect())
+    }
+
+    fn partitions(&self, _timeout: Duration) -> Result<Vec<i32>, Error> {
+        Ok((0..lock(&self.inner).records.len() as i32).collect())
+    }
 }
 
-/// A transactional sink in memory: forwarded records wait in the open
-/// transaction until a commit makes them durable (with the offsets, into
-/// the log) or gives them up.
-pub(super) struct MemorySink {
+/// A transactional sink in memory: what is sent waits in the open
+/// transaction until a commit makes it durable (with the offsets, into
+/// the log) or gives it up.
+pub(crate) struct MemorySink {
     pub tape: SharedTape,
 }
 
 impl Sink for MemorySink {
-    fn emit(&mut self, _partition: i32, _closed: &Closed) {}
+    fn emit(&mut self, partition: i32, closed: &Closed) {
+        let window = Output::Window(partition, *closed);
+        lock(&self.tape).open_outputs.push(window);
+    }
 
     fn forward(&mut self, partition: i32, offset: u64, _payload: &[u8]) -> bool {
         lock(&self.tape).open.push((partition, offset));
         true
     }
 
-    fn dead_letter(&mut self, _partition: i32, _offset: u64, _payload: &[u8], _reason: Invalid) {}
+    fn dead_letter(&mut self, partition: i32, offset: u64, _payload: &[u8], _reason: Invalid) {
+        let dead = Output::Dead(partition, offset);
+        lock(&self.tape).open_outputs.push(dead);
+    }
 
     fn late(&mut self, _partition: i32, _offset: u64, _payload: &[u8], _late: Late) -> bool {
         true
     }
 
-    fn progress(&mut self, _partition: i32, _watermark: u64) {}
+    fn progress(&mut self, partition: i32, watermark: u64) {
+        let progress = Output::Progress(partition, watermark);
+        lock(&self.tape).open_outputs.push(progress);
+    }
 
     fn commit(&mut self, offsets: &Offsets, consumer: &dyn OffsetCommit) -> Result<Commit, Error> {
         let seen: Entries = offsets
@@ -289,17 +415,25 @@ impl Sink for MemorySink {
             .collect();
         let held = {
             let mut tape = lock(&self.tape);
-            let held = tape.give_up == 0;
-            tape.give_up = tape.give_up.saturating_sub(1);
-            held
+            if tape.hold > 0 {
+                tape.hold -= 1;
+                true
+            } else {
+                let held = tape.give_up == 0;
+                tape.give_up = tape.give_up.saturating_sub(1);
+                held
+            }
         };
         if held {
             consumer.commit_offsets(offsets)?;
         }
-        let mut tape = lock(&self.tape);
+        let mut guard = lock(&self.tape);
+        let tape = &mut *guard;
         let open = std::mem::take(&mut tape.open);
+        let outputs = std::mem::take(&mut tape.open_outputs);
         if held {
             tape.durable.extend(open);
+            tape.outputs.extend(outputs);
         }
         tape.seen.push(Seen::Commit {
             offsets: seen,

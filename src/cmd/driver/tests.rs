@@ -51,7 +51,6 @@ struct Tally {
 type Log = MemoryLog<Group<Counter>>;
 
 impl Command for Counter {
-    type Log = Log;
     type Partition = Count;
     type Local = Tally;
     type Loop = ();
@@ -72,14 +71,20 @@ impl Command for Counter {
         Duration::ZERO
     }
 
-    fn start(&self, _group: &Group<Self>, log: &Log, partition: i32) -> Result<Count, Error> {
-        let committed = log.committed_at(partition).and_then(|(_, cp)| parse(&cp));
+    fn start(
+        &self,
+        _group: &Group<Self>,
+        log: &impl GroupLog,
+        partition: i32,
+    ) -> Result<Count, Error> {
+        let committed = log.committed(&[partition], Duration::ZERO)?;
+        let committed = committed.first().and_then(|c| parse(&c.metadata));
         Ok(committed.unwrap_or(Count { next: 0, count: 0 }))
     }
 
     fn record(
         &self,
-        _log: &Log,
+        _log: &impl GroupLog,
         state: &mut State<Self>,
         record: &Record<'_>,
     ) -> Result<Handled, Error> {
@@ -109,13 +114,15 @@ impl Command for Counter {
         Some((c.next, format!("{},{}", c.next, c.count)))
     }
 
-    fn committed(&self, log: &Log, partitions: &[i32]) -> Result<BTreeMap<i32, u64>, Error> {
-        Ok(partitions
-            .iter()
-            .filter_map(|&p| {
-                let (offset, cp) = log.committed_at(p)?;
-                parse(&cp).map(|_| (p, offset))
-            })
+    fn committed(
+        &self,
+        log: &impl GroupLog,
+        partitions: &[i32],
+    ) -> Result<BTreeMap<i32, u64>, Error> {
+        Ok(log
+            .committed(partitions, Duration::ZERO)?
+            .into_iter()
+            .filter_map(|c| parse(&c.metadata).map(|_| (c.partition, c.offset)))
             .collect())
     }
 
@@ -128,20 +135,22 @@ impl Command for Counter {
     fn check(
         &self,
         group: &Group<Self>,
-        log: &Log,
+        log: &impl GroupLog,
         _loop: &mut (),
         queue_empty: bool,
     ) -> Result<bool, Error> {
         if !self.until_end || !queue_empty {
             return Ok(false);
         }
+        let assigned = log.assignment()?;
+        let mut ends = BTreeMap::new();
+        for &p in &assigned {
+            ends.insert(p, log.watermarks(p, Duration::ZERO, "in")?.1 as u64);
+        }
         let state = group.state();
-        Ok(log.assignment()?.iter().all(|&p| {
-            state
-                .partitions
-                .get(&p)
-                .is_some_and(|c| c.next == log.end(p))
-        }))
+        Ok(assigned
+            .iter()
+            .all(|p| state.partitions.get(p).is_some_and(|c| c.next == ends[p])))
     }
 }
 

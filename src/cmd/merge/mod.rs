@@ -11,13 +11,15 @@
 //!   a partials record to its [`Merger`], the merge checkpoint, `--until-end`;
 //! - [`report`]: the typed run report.
 
+#[cfg(test)]
+mod on_memory;
 pub mod report;
 mod run;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tracing::{info, warn};
 
@@ -113,7 +115,7 @@ pub fn run(opts: MergeOptions, stop: Arc<AtomicBool>) -> Result<MergeSummary, Er
     )?;
     info!(group = %opts.group, partials = %opts.partials_topic, input_partitions = inputs, shards = opts.shards, idle_after = ?opts.idle_after, "merge started");
     write_report(&opts, &report);
-    let result = driver::run(&consumer, &shared, &stop, Instant::now());
+    let result = driver::run(&consumer, &shared, &stop, shared.clock.now());
     drop(consumer);
     let state = shared.state();
     let summary = state.local.clone();

@@ -4,29 +4,24 @@
 //! `--until-end`'s completion (every shard ended, every window merged).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::Consumer;
 use tracing::{info, warn};
 
 use super::{Merge, Owned, Shared, State};
-use crate::cmd::driver::{Command, Handled, Log, Record};
+use crate::cmd::driver::{Command, GroupLog, Handled, Record};
 use crate::core::cursor::{Admit, Cursor};
 use crate::core::group as decide;
 use crate::core::merge::{Merger, Step};
 use crate::core::window::Closed;
 use crate::error::Error;
 use crate::kafka::partials;
-use crate::kafka::read::partitions_of;
-use crate::kafka::retry;
 use crate::kafka::sink::Commit;
 
 /// How often `--until-end` checks whether the merge is complete.
 const CHECK_INTERVAL: Duration = Duration::from_millis(200);
 
 impl Command for Merge {
-    type Log = Log<Self>;
     type Partition = Owned;
     type Local = super::MergeSummary;
     /// When `--until-end` last checked for completion.
@@ -48,7 +43,7 @@ impl Command for Merge {
         Duration::from_millis(50)
     }
 
-    fn start(&self, group: &Shared, log: &Log<Self>, partition: i32) -> Result<Owned, Error> {
+    fn start(&self, group: &Shared, log: &impl GroupLog, partition: i32) -> Result<Owned, Error> {
         let (owned, resumed) = start_of(log, self, partition)?;
         if resumed {
             group.state().local.resumed += 1;
@@ -58,7 +53,7 @@ impl Command for Merge {
 
     fn record(
         &self,
-        _log: &Log<Self>,
+        _log: &impl GroupLog,
         state: &mut State,
         record: &Record<'_>,
     ) -> Result<Handled, Error> {
@@ -72,7 +67,11 @@ impl Command for Merge {
         })
     }
 
-    fn committed(&self, log: &Log<Self>, partitions: &[i32]) -> Result<BTreeMap<i32, u64>, Error> {
+    fn committed(
+        &self,
+        log: &impl GroupLog,
+        partitions: &[i32],
+    ) -> Result<BTreeMap<i32, u64>, Error> {
         let committed = partials::committed(
             log,
             &self.opts.partials_topic,
@@ -96,14 +95,14 @@ impl Command for Merge {
     fn check(
         &self,
         group: &Shared,
-        log: &Log<Self>,
+        log: &impl GroupLog,
         last_check: &mut Instant,
         _queue_empty: bool,
     ) -> Result<bool, Error> {
-        if !self.opts.until_end || last_check.elapsed() < CHECK_INTERVAL {
+        if !self.opts.until_end || group.clock.since(*last_check) < CHECK_INTERVAL {
             return Ok(false);
         }
-        *last_check = Instant::now();
+        *last_check = group.clock.now();
         let done = all_done(log, group)?;
         if done {
             info!("every shard ended and every window is merged");
@@ -184,7 +183,11 @@ fn handle(state: &mut State, record: &Record<'_>) -> Result<Handled, Error> {
 
 /// A partials partition's merge state: from its committed checkpoint
 /// (`true`), or fresh.
-fn start_of(consumer: &Log<Merge>, merge: &Merge, partition: i32) -> Result<(Owned, bool), Error> {
+fn start_of(
+    consumer: &impl GroupLog,
+    merge: &Merge,
+    partition: i32,
+) -> Result<(Owned, bool), Error> {
     let opts = &merge.opts;
     let committed = partials::committed(
         consumer,
@@ -208,16 +211,8 @@ fn start_of(consumer: &Log<Merge>, merge: &Merge, partition: i32) -> Result<(Own
             (owned, true)
         }
         None => {
-            let (low, _) =
-                retry::with_backoff("partition offsets", Duration::from_secs(120), |left| {
-                    consumer.fetch_watermarks(&opts.partials_topic, partition, left)
-                })
-                .map_err(|e| {
-                    Error::kafka_at(
-                        format!("cannot read offsets of partials partition {partition}"),
-                        e,
-                    )
-                })?;
+            let what = format!("partials partition {partition}");
+            let (low, _) = consumer.watermarks(partition, Duration::from_secs(120), &what)?;
             let owned = Owned {
                 merger: Merger::new(merge.routing, opts.idle_after),
                 cursor: Cursor::fresh(low.max(0) as u64),
@@ -230,12 +225,12 @@ fn start_of(consumer: &Log<Merge>, merge: &Merge, partition: i32) -> Result<(Own
 /// Whether every partials partition is merged to the end of every shard:
 /// the owned ones by their state, the others by their committed checkpoint
 /// (decided in [`crate::core::group`]).
-fn all_done(consumer: &Log<Merge>, shared: &Shared) -> Result<bool, Error> {
-    if !consumer.context().joined.load(Ordering::SeqCst) {
+fn all_done(consumer: &impl GroupLog, shared: &Shared) -> Result<bool, Error> {
+    if !consumer.joined() {
         return Ok(false);
     }
     let topic = &shared.opts.partials_topic;
-    let all = partitions_of(consumer, topic, Duration::from_secs(30))?;
+    let all = consumer.partitions(Duration::from_secs(30))?;
     let owned_done: BTreeMap<i32, bool> = {
         let state = shared.state();
         state

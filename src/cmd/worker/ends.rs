@@ -5,34 +5,25 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use rdkafka::consumer::Consumer;
 use tracing::{debug, error, info};
 
-use super::poll::{emit, WorkerLog};
+use super::poll::emit;
 use super::Shared;
-use crate::cmd::driver::own;
+use crate::cmd::driver::{own, GroupLog};
 use crate::core::ends::{self, Member};
 use crate::core::partition::{Gap, Partition};
 use crate::core::window::{Checkpoint, Closed};
 use crate::error::Error;
 use crate::kafka::checkpoint::committed_checkpoints;
-use crate::kafka::read::cached_log_start;
-use crate::kafka::retry;
 
 /// How many offsets of `gap` retention removed: those below the log start
 /// offset librdkafka saw with the records (the rest of a gap held nothing
 /// to read: transaction markers, aborted or compacted records). Logged as
 /// an error naming the partition and the range.
-pub(super) fn lost_to_retention(
-    consumer: &WorkerLog,
-    topic: &str,
-    partition: i32,
-    gap: Gap,
-) -> u64 {
-    let Some(low) = cached_log_start(consumer, topic, partition) else {
+pub(super) fn lost_to_retention(consumer: &impl GroupLog, partition: i32, gap: Gap) -> u64 {
+    let Some(low) = consumer.cached_log_start(partition) else {
         return 0;
     };
     let lost_to = (low as u64).min(gap.to);
@@ -101,12 +92,12 @@ impl Targets {
 /// position on is left to read). Notes that position; a partition without
 /// a record read yet is owned now, and retention that emptied it from its
 /// checkpoint on is counted.
-pub(super) fn on_end(consumer: &WorkerLog, shared: &Shared, partition: i32) -> Result<(), Error> {
-    let topic = &shared.opts.connection.topics.input;
-    let assigned = consumer
-        .assignment()
-        .map_err(|e| Error::kafka_at("cannot read assignment", e))?;
-    if assigned.find_partition(topic, partition).is_none() {
+pub(super) fn on_end(
+    consumer: &impl GroupLog,
+    shared: &Shared,
+    partition: i32,
+) -> Result<(), Error> {
+    if !consumer.assignment()?.contains(&partition) {
         return Ok(());
     }
     if !own(consumer, shared, partition)? {
@@ -120,10 +111,8 @@ pub(super) fn on_end(consumer: &WorkerLog, shared: &Shared, partition: i32) -> R
     if !owned.partition.started() {
         // Nothing was read from the start on: anything below the log start
         // is gone.
-        let (low, _) = retry::with_backoff("partition offsets", Duration::from_secs(120), |left| {
-            consumer.fetch_watermarks(topic, partition, left)
-        })
-        .map_err(|e| Error::kafka_at(format!("cannot read offsets of partition {partition}"), e))?;
+        let what = format!("partition {partition}");
+        let (low, _) = consumer.watermarks(partition, Duration::from_secs(120), &what)?;
         let low = low.max(0) as u64;
         if low > position {
             state.local.summary.lost_to_retention += log_lost(partition, position, low);
@@ -140,44 +129,35 @@ pub(super) fn on_end(consumer: &WorkerLog, shared: &Shared, partition: i32) -> R
 
 /// The consumer's fetch positions in `topic`: the offset after the last
 /// record handed over, or after markers and aborted records it skipped.
-fn consumed_positions(consumer: &WorkerLog, topic: &str) -> BTreeMap<i32, u64> {
-    let Ok(positions) = consumer.position() else {
+fn consumed_positions(consumer: &impl GroupLog) -> BTreeMap<i32, u64> {
+    let Ok(positions) = consumer.positions() else {
         return BTreeMap::new();
     };
     positions
-        .elements_for_topic(topic)
-        .iter()
-        .filter_map(|e| match e.offset() {
-            rdkafka::Offset::Offset(o) if o >= 0 => Some((e.partition(), o as u64)),
-            _ => None,
-        })
+        .into_iter()
+        .filter_map(|(p, o)| Some((p, o.filter(|&o| o >= 0)? as u64)))
         .collect()
 }
 
 /// The worker as a group [`Member`]: its consumer and its owned partitions.
-struct Group<'a> {
-    consumer: &'a WorkerLog,
+struct Group<'a, L> {
+    consumer: &'a L,
     shared: &'a Shared,
 }
 
-impl Member for Group<'_> {
+impl<L: GroupLog> Member for Group<'_, L> {
     type Error = Error;
 
     fn joined(&self) -> bool {
-        self.consumer.context().joined.load(Ordering::SeqCst)
+        self.consumer.joined()
     }
 
     fn assigned(&self) -> Vec<i32> {
-        let Ok(assignment) = self.consumer.assignment() else {
-            return Vec::new();
-        };
-        let topic = &self.shared.opts.connection.topics.input;
-        let elements = assignment.elements_for_topic(topic);
-        elements.iter().map(|e| e.partition()).collect()
+        self.consumer.assignment().unwrap_or_default()
     }
 
     fn consumed(&self) -> BTreeMap<i32, u64> {
-        consumed_positions(self.consumer, &self.shared.opts.connection.topics.input)
+        consumed_positions(self.consumer)
     }
 
     fn at_end(&self, partition: i32) -> Option<u64> {
@@ -213,12 +193,7 @@ impl Member for Group<'_> {
     }
 
     fn committed(&mut self, partitions: &[i32]) -> Result<BTreeMap<i32, Checkpoint>, Error> {
-        let committed = committed_checkpoints(
-            self.consumer,
-            &self.shared.opts.connection.topics.input,
-            partitions,
-            Duration::from_secs(120),
-        )?;
+        let committed = committed_checkpoints(self.consumer, partitions, Duration::from_secs(120))?;
         Ok(committed
             .into_iter()
             .filter_map(|(p, c)| Some((p, *c.checkpoint()?)))
@@ -230,7 +205,7 @@ impl Member for Group<'_> {
 /// end offset, and says whether the whole topic is done (decided by
 /// [`crate::core::ends::drain_step`]).
 pub(super) fn drain_step(
-    consumer: &WorkerLog,
+    consumer: &impl GroupLog,
     shared: &Shared,
     targets: &HashMap<i32, i64>,
 ) -> Result<bool, Error> {

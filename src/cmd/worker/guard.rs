@@ -111,51 +111,22 @@ mod tests {
     use crate::core::frame::FrameParser;
     use crate::core::window::WatermarkRule;
     use crate::kafka::checkpoint::decode_checkpoint;
-    use crate::kafka::config::{KafkaSettings, TopicNames};
+    use crate::kafka::config::KafkaSettings;
     use crate::kafka::topics::PartitionWatch;
     use std::time::Duration;
 
     const NOW: u64 = 1_700_000_000;
 
     fn opts(policy: OnMissingCheckpoint) -> WorkerOptions {
-        use crate::cmd::worker::options::*;
-        WorkerOptions {
-            connection: Connection {
-                settings: KafkaSettings::new("127.0.0.1:1"),
-                group: "g".into(),
-                topics: TopicNames::default(),
-            },
-            windows: Windowing {
-                rules: crate::cmd::worker::Rules {
-                    watermark: WatermarkRule::default(),
-                    parser: FrameParser::default(),
-                    max_future: Some(86_400),
-                },
-                bucket_secs: 900,
-                state_budget: 1 << 30,
-                on_missing_checkpoint: policy,
-            },
-            outputs: Outputs {
-                forward: false,
-                late_topic: None,
-                exactly_once: true,
-                shards: 1,
-                partials_topic: String::new(),
-            },
-            running: Running {
-                until_end: true,
-                until_offsets: None,
-                idle_flush: None,
-                commit_interval: Duration::from_secs(1),
-                print_interval: 0,
-                throttle: None,
-            },
-            observe: Observing {
-                report_file: None,
-                metrics_addr: None,
-                metrics_linger: Duration::ZERO,
-            },
-        }
+        let rules = crate::cmd::worker::Rules {
+            watermark: WatermarkRule::default(),
+            parser: FrameParser::default(),
+            max_future: Some(86_400),
+        };
+        let mut opts = WorkerOptions::for_tests(rules, 1);
+        opts.windows.bucket_secs = 900;
+        opts.windows.on_missing_checkpoint = policy;
+        opts
     }
 
     fn committed(offset: u64, meta: &str) -> Committed {

@@ -36,6 +36,8 @@ mod bounds;
 mod ends;
 pub use ends::Targets;
 pub mod guard;
+#[cfg(test)]
+pub(crate) mod on_memory;
 pub mod options;
 mod poll;
 pub mod report;
@@ -94,6 +96,22 @@ struct Local {
     pending_end: Vec<i32>,
     first_record_ms: Option<u64>,
     last_record_ms: Option<u64>,
+}
+
+impl Local {
+    /// Nothing counted yet; the owned windows may take `state_budget` bytes.
+    fn new(state_budget: u64) -> Local {
+        Local {
+            summary: WorkerSummary::default(),
+            resumes: Vec::new(),
+            closed: Vec::new(),
+            budget: StateBudget::new(state_budget),
+            at_end: HashMap::new(),
+            pending_end: Vec::new(),
+            first_record_ms: None,
+            last_record_ms: None,
+        }
+    }
 }
 
 /// The worker as a [`driver::Command`]: what its hooks read.
@@ -165,16 +183,7 @@ pub fn run(mut opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSumma
         count,
         WATCH_INTERVAL,
     )?;
-    let local = Local {
-        summary: WorkerSummary::default(),
-        resumes: Vec::new(),
-        closed: Vec::new(),
-        budget: StateBudget::new(opts.windows.state_budget),
-        at_end: HashMap::new(),
-        pending_end: Vec::new(),
-        first_record_ms: None,
-        last_record_ms: None,
-    };
+    let local = Local::new(opts.windows.state_budget);
     let worker = Worker {
         opts: opts.clone(),
         routing,
@@ -215,7 +224,8 @@ pub fn run(mut opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSumma
     info!(group = %opts.connection.group, topic = %opts.connection.topics.input, partitions = count, until_end = opts.running.until_end, exactly_once = opts.outputs.exactly_once, "worker started");
     write_report(&opts, &report);
 
-    let result = driver::run(&consumer, &shared, &stop, poll::Pace::new(targets));
+    let pace = poll::Pace::new(targets, shared.clock.now());
+    let result = driver::run(&consumer, &shared, &stop, pace);
     // Leaving the group revokes what we own; the handover commits it.
     drop(consumer);
     let state = shared.state();

@@ -87,3 +87,45 @@ pub struct Observing {
     /// scraper sees the final counts).
     pub metrics_linger: Duration,
 }
+
+#[cfg(test)]
+impl WorkerOptions {
+    /// The unit tests' options: a batch run (`--until-end`, exactly once,
+    /// committing every millisecond) of `rules` and `shards` over 60 s
+    /// buckets, connecting nowhere.
+    pub(crate) fn for_tests(rules: Rules, shards: u32) -> WorkerOptions {
+        WorkerOptions {
+            connection: Connection {
+                settings: KafkaSettings::new("127.0.0.1:1"),
+                group: "g".into(),
+                topics: TopicNames::default(),
+            },
+            windows: Windowing {
+                rules,
+                bucket_secs: 60,
+                state_budget: 1 << 30,
+                on_missing_checkpoint: OnMissingCheckpoint::default(),
+            },
+            outputs: Outputs {
+                forward: false,
+                late_topic: None,
+                exactly_once: true,
+                shards,
+                partials_topic: "partials".into(),
+            },
+            running: Running {
+                until_end: true,
+                until_offsets: None,
+                idle_flush: None,
+                commit_interval: Duration::from_millis(1),
+                print_interval: 0,
+                throttle: None,
+            },
+            observe: Observing {
+                report_file: None,
+                metrics_addr: None,
+                metrics_linger: Duration::ZERO,
+            },
+        }
+    }
+}

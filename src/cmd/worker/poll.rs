@@ -8,28 +8,22 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::Consumer;
-use rdkafka::statistics::Statistics;
-use rdkafka::topic_partition_list::Offset;
 use tracing::{info, warn};
 
 use super::bounds;
 use super::ends::{drain_step, lost_to_retention, on_end, Targets};
-use super::{shard, unix_ms, Owned, Resume, Shared, State, Worker, WorkerOptions};
-use crate::cmd::driver::{Command, Handled, Log, Record};
+use super::{shard, Owned, Resume, Shared, State, Worker, WorkerOptions};
+use crate::cmd::driver::{Clock, Command, GroupLog, Handled, Record, StatsEnds};
 use crate::core::partition::{Partition, Start, Step};
 use crate::core::window::Closed;
 use crate::error::Error;
 use crate::kafka::checkpoint::{committed_checkpoint, committed_checkpoints, encode_checkpoint};
-use crate::kafka::retry;
 use crate::kafka::sink::{Commit, Late};
 use crate::observe::worker::PartitionFigures;
 
 /// How often the per-partition gauges (watermark, delay, lag) are set, and
 /// librdkafka reports its statistics (end offsets) when metrics are served.
 pub(super) const OBSERVE_INTERVAL: Duration = Duration::from_secs(1);
-
-pub(super) type WorkerLog = Log<Worker>;
 
 /// What the worker's loop hooks keep between iterations.
 pub(super) struct Pace {
@@ -42,8 +36,8 @@ pub(super) struct Pace {
 }
 
 impl Pace {
-    pub fn new(targets: Targets) -> Pace {
-        let now = Instant::now();
+    /// A run starting `now`.
+    pub fn new(targets: Targets, now: Instant) -> Pace {
         Pace {
             targets,
             started: now,
@@ -55,7 +49,6 @@ impl Pace {
 }
 
 impl Command for Worker {
-    type Log = Log<Self>;
     type Partition = Owned;
     type Local = super::Local;
     type Loop = Pace;
@@ -81,13 +74,13 @@ impl Command for Worker {
         }
     }
 
-    fn start(&self, group: &Shared, log: &WorkerLog, partition: i32) -> Result<Owned, Error> {
+    fn start(&self, group: &Shared, log: &impl GroupLog, partition: i32) -> Result<Owned, Error> {
         super::guard::check_partition(&self.watch, partition)?;
-        let start = start_of(log, &self.opts, partition)?;
+        let start = start_of(log, &*group.clock, &self.opts, partition)?;
         if let Start::Checkpoint(cp) = start {
             group.state().local.resumes.push(Resume {
                 partition,
-                at_ms: unix_ms(),
+                at_ms: group.clock.unix_ms(),
                 resume: cp.resume_seq,
                 handled_until: cp.handled_until,
             });
@@ -95,14 +88,14 @@ impl Command for Worker {
         Ok(Owned {
             partition: Partition::new(start, self.opts.windows.rules)
                 .guarded(self.routing, partition as u32),
-            last_record: Instant::now(),
+            last_record: group.clock.now(),
             progress_sent: None,
         })
     }
 
     fn record(
         &self,
-        log: &WorkerLog,
+        log: &impl GroupLog,
         state: &mut State,
         record: &Record<'_>,
     ) -> Result<Handled, Error> {
@@ -114,13 +107,12 @@ impl Command for Worker {
         Some((cp.resume_seq, encode_checkpoint(&cp)))
     }
 
-    fn committed(&self, log: &WorkerLog, partitions: &[i32]) -> Result<BTreeMap<i32, u64>, Error> {
-        let committed = committed_checkpoints(
-            log,
-            &self.opts.connection.topics.input,
-            partitions,
-            Duration::from_secs(120),
-        )?;
+    fn committed(
+        &self,
+        log: &impl GroupLog,
+        partitions: &[i32],
+    ) -> Result<BTreeMap<i32, u64>, Error> {
+        let committed = committed_checkpoints(log, partitions, Duration::from_secs(120))?;
         Ok(committed
             .into_iter()
             .filter_map(|(p, c)| Some((p, c.checkpoint()?.resume_seq)))
@@ -163,19 +155,8 @@ impl Command for Worker {
         self.metrics.joined();
     }
 
-    fn statistics(&self, stats: &Statistics) {
-        let Some(topic) = stats.topics.get(&self.opts.connection.topics.input) else {
-            return;
-        };
-        // A read_committed consumer reaches the last stable offset.
-        let ends = topic.partitions.values().map(|p| {
-            let end = if p.ls_offset >= 0 {
-                p.ls_offset
-            } else {
-                p.hi_offset
-            };
-            (p.partition, p.lo_offset, end)
-        });
+    fn statistics(&self, ends: &[StatsEnds]) {
+        let ends = ends.iter().map(|e| (e.partition, e.low, e.end));
         self.metrics.end_offsets(ends.filter(|(p, _, _)| *p >= 0));
     }
 
@@ -187,7 +168,7 @@ impl Command for Worker {
         })
     }
 
-    fn after_rewind(&self, group: &Shared, log: &WorkerLog) -> Result<(), Error> {
+    fn after_rewind(&self, group: &Shared, log: &impl GroupLog) -> Result<(), Error> {
         // librdkafka does not announce an end it announced before.
         let ended = std::mem::take(&mut group.state().local.pending_end);
         for p in ended {
@@ -202,13 +183,13 @@ impl Command for Worker {
         }
     }
 
-    fn at_end(&self, group: &Shared, log: &WorkerLog, partition: i32) -> Result<(), Error> {
+    fn at_end(&self, group: &Shared, log: &impl GroupLog, partition: i32) -> Result<(), Error> {
         on_end(log, group, partition)
     }
 
     fn after_batch(&self, state: &mut State, handled: usize) {
         if handled > 0 {
-            let now = unix_ms();
+            let now = state.clock.unix_ms();
             state.local.first_record_ms.get_or_insert(now);
             state.local.last_record_ms = Some(now);
         }
@@ -219,17 +200,18 @@ impl Command for Worker {
     fn check(
         &self,
         group: &Shared,
-        log: &WorkerLog,
+        log: &impl GroupLog,
         pace: &mut Pace,
         queue_empty: bool,
     ) -> Result<bool, Error> {
         let opts = &self.opts;
         let batch = pace.targets.batch();
         let due = Duration::from_millis(if queue_empty && batch { 20 } else { 200 });
-        if pace.last_check.elapsed() < due {
+        let clock = &*group.clock;
+        if clock.since(pace.last_check) < due {
             return Ok(false);
         }
-        pace.last_check = Instant::now();
+        pace.last_check = clock.now();
         // Batch runs close windows by their end offsets, never by a pause
         // (a broker failover must not change their results).
         if let Some(idle) = opts.running.idle_flush.filter(|_| !batch) {
@@ -241,8 +223,8 @@ impl Command for Worker {
                 return Ok(true);
             }
         }
-        if pace.last_observe.elapsed() >= OBSERVE_INTERVAL {
-            pace.last_observe = Instant::now();
+        if clock.since(pace.last_observe) >= OBSERVE_INTERVAL {
+            pace.last_observe = clock.now();
             observe_partitions(log, group);
         }
         let state = group.state();
@@ -251,7 +233,7 @@ impl Command for Worker {
             && frames / opts.running.print_interval
                 > pace.last_print_frames / opts.running.print_interval
         {
-            let secs = pace.started.elapsed().as_secs_f64();
+            let secs = clock.since(pace.started).as_secs_f64();
             let summary = &state.local.summary;
             info!(
                 frames,
@@ -272,13 +254,13 @@ impl Command for Worker {
 fn throttle(shared: &Shared, rate: u64, started: Instant) {
     let frames = shared.state().local.summary.frames;
     let due = Duration::from_secs_f64(frames as f64 / rate.max(1) as f64);
-    if let Some(wait) = due.checked_sub(started.elapsed()) {
-        std::thread::sleep(wait);
+    if let Some(wait) = due.checked_sub(shared.clock.since(started)) {
+        shared.clock.sleep(wait);
     }
 }
 
 fn handle_record(
-    consumer: &WorkerLog,
+    consumer: &impl GroupLog,
     worker: &Worker,
     state: &mut State,
     record: &Record<'_>,
@@ -300,7 +282,7 @@ fn handle_record(
         .partition
         .on_record(offset, record_time, payload, &mut state.local.closed);
     if let Some(gap) = owned.partition.take_gap() {
-        let lost = lost_to_retention(consumer, &opts.connection.topics.input, partition, gap);
+        let lost = lost_to_retention(consumer, partition, gap);
         state.local.summary.lost_to_retention += lost;
     }
     match step {
@@ -342,7 +324,7 @@ fn handle_record(
             }
         }
     }
-    owned.last_record = Instant::now();
+    owned.last_record = state.clock.now();
     bounds::after_record(state, partition, offset, dropped_before)?;
     emit(state, partition);
     Ok(Handled::Done)
@@ -367,18 +349,14 @@ pub(super) fn emit(state: &mut State, partition: i32) {
 /// Where `partition` starts: its committed checkpoint, or the log start
 /// (no commit, or one without a valid checkpoint and `restart`).
 pub(super) fn start_of(
-    consumer: &WorkerLog,
+    consumer: &impl GroupLog,
+    clock: &dyn Clock,
     opts: &WorkerOptions,
     partition: i32,
 ) -> Result<Start, Error> {
-    let topic = &opts.connection.topics.input;
-    let watermarks = || {
-        retry::with_backoff("partition offsets", Duration::from_secs(120), |left| {
-            consumer.fetch_watermarks(topic, partition, left)
-        })
-        .map_err(|e| Error::kafka_at(format!("cannot read offsets of partition {partition}"), e))
-    };
-    let committed = committed_checkpoint(consumer, topic, partition, Duration::from_secs(120))?;
+    let what = format!("partition {partition}");
+    let watermarks = || consumer.watermarks(partition, Duration::from_secs(120), &what);
+    let committed = committed_checkpoint(consumer, partition, Duration::from_secs(120))?;
     let (mut low, mut high) = watermarks()?;
     // A leader elected a moment ago may answer an end offset below what was
     // read before: ask again before judging a checkpoint beyond it.
@@ -386,13 +364,13 @@ pub(super) fn start_of(
         .as_ref()
         .and_then(|c| c.checkpoint())
         .map_or(0, |cp| cp.handled_until);
-    let patience = Instant::now() + Duration::from_secs(10);
-    while (high.max(0) as u64) < needed && Instant::now() < patience {
-        std::thread::sleep(Duration::from_millis(500));
+    let patience = clock.now() + Duration::from_secs(10);
+    while (high.max(0) as u64) < needed && clock.now() < patience {
+        clock.sleep(Duration::from_millis(500));
         (low, high) = watermarks()?;
     }
     if let Some(committed) = committed {
-        let now = unix_ms() / 1000;
+        let now = clock.unix_ms() / 1000;
         let log_end = high.max(0) as u64;
         if let Some(cp) = super::guard::usable(opts, partition, committed, log_end, now)? {
             info!(
@@ -422,7 +400,9 @@ fn close_idle(shared: &Shared, idle: Duration) {
     let idle_partitions: Vec<i32> = state
         .partitions
         .iter()
-        .filter(|(_, o)| o.partition.has_open_windows() && o.last_record.elapsed() >= idle)
+        .filter(|(_, o)| {
+            o.partition.has_open_windows() && shared.clock.since(o.last_record) >= idle
+        })
         .map(|(&p, _)| p)
         .collect();
     for p in idle_partitions {
@@ -442,23 +422,18 @@ fn close_idle(shared: &Shared, idle: Duration) {
 /// Sets the per-partition gauges: every assigned partition's watermark,
 /// how far it trails the present, and its lag (from the position the state
 /// machine reached, or the consumer's before its first record).
-fn observe_partitions(consumer: &WorkerLog, shared: &Shared) {
-    let Ok(positions) = consumer.position() else {
+fn observe_partitions(consumer: &impl GroupLog, shared: &Shared) {
+    let Ok(positions) = consumer.positions() else {
         return;
     };
     let figures: Vec<PartitionFigures> = {
         let state = shared.state();
         positions
-            .elements_for_topic(&shared.opts.connection.topics.input)
-            .iter()
-            .map(|e| {
-                let owned = state.partitions.get(&e.partition()).map(|o| &o.partition);
-                let fetched = match e.offset() {
-                    Offset::Offset(o) => Some(o),
-                    _ => None,
-                };
+            .into_iter()
+            .map(|(partition, fetched)| {
+                let owned = state.partitions.get(&partition).map(|o| &o.partition);
                 PartitionFigures {
-                    partition: e.partition(),
+                    partition,
                     watermark: owned
                         .and_then(Partition::watermark)
                         .map(|w| w.0)
@@ -468,5 +443,7 @@ fn observe_partitions(consumer: &WorkerLog, shared: &Shared) {
             })
             .collect()
     };
-    shared.metrics.partitions(unix_ms() / 1000, &figures);
+    shared
+        .metrics
+        .partitions(shared.clock.unix_ms() / 1000, &figures);
 }

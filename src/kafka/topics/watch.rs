@@ -78,6 +78,19 @@ impl PartitionWatch {
         })
     }
 
+    /// A watch that never looks (the in-memory tests of the worker): the
+    /// count stays `expected`.
+    #[cfg(test)]
+    pub fn fixed(topic: &str, expected: u32) -> PartitionWatch {
+        PartitionWatch {
+            topic: topic.to_string(),
+            expected,
+            changed: Arc::new(AtomicU32::new(0)),
+            stop: Arc::new(AtomicBool::new(false)),
+            thread: None,
+        }
+    }
+
     /// The partition count the watch started with.
     pub fn expected(&self) -> u32 {
         self.expected
