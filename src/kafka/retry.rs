@@ -28,12 +28,11 @@ pub fn with_backoff<T>(
 
 /// Longest a single attempt of a committed-offsets read may wait.
 /// librdkafka's `rd_kafka_committed` answers a request made while the
-/// group's coordinator is not yet usable by waiting for the next change of
-/// any broker's state, up to its whole timeout: when the coordinator
-/// becomes usable without one (the broker's connection came back a moment
-/// earlier), it waits out the whole timeout although the next attempt
-/// would be answered at once. After a broker restart this held workers for
-/// 120 s and ended them (docs/faults.md).
+/// group's coordinator is not usable by waiting for the next change of any
+/// broker's state, up to the whole timeout it was given; when the
+/// coordinator becomes usable without one, a later attempt is answered at
+/// once. (Not the cause of the exit after a broker restart in
+/// docs/faults.md: there no attempt is answered until the worker polls.)
 pub const COMMITTED_ATTEMPT: Duration = Duration::from_secs(5);
 
 /// As [`with_backoff`], but no attempt is given more than `attempt`: for
