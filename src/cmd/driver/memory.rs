@@ -83,6 +83,17 @@ pub(crate) enum Output {
 
 pub(crate) type SharedTape = Arc<Mutex<Tape>>;
 
+impl Tape {
+    /// A tape whose next `hold` commits hold, then `give_up` are given up.
+    pub fn shared(hold: usize, give_up: usize) -> SharedTape {
+        Arc::new(Mutex::new(Tape {
+            hold,
+            give_up,
+            ..Tape::default()
+        }))
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().expect("poisoned")
 }

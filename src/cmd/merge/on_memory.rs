@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{driver, Group, Merge, MergeOptions};
-use crate::cmd::driver::memory::{MemoryLog, MemorySink, Output, SharedTape, Stored};
+use crate::cmd::driver::memory::{MemoryLog, MemorySink, Output, Stored, Tape};
 use crate::cmd::driver::TickClock;
 use crate::cmd::worker::on_memory::{input, run_batch, sorted, windows};
 use crate::core::merge::OfflineMerge;
@@ -76,12 +76,7 @@ fn the_real_merge_on_the_memory_log_equals_the_sharded_aggregate() {
             },
             routing: input.routing,
         };
-        let tape = SharedTape::default();
-        {
-            let mut tape = tape.lock().unwrap();
-            tape.hold = hold;
-            tape.give_up = give_up;
-        }
+        let tape = Tape::shared(hold, give_up);
         let sink = Box::new(MemorySink { tape: tape.clone() });
         let clock = Arc::new(TickClock::new(Duration::from_millis(1)));
         let group = Arc::new(Group::with_clock(merge, sink, Default::default(), clock));

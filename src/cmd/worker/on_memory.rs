@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{driver, poll, Group, Local, Targets, Worker, WorkerOptions, WorkerSummary};
-use crate::cmd::driver::memory::{MemoryLog, MemorySink, Output, Seen, SharedTape, Stored, Tape};
+use crate::cmd::driver::memory::{MemoryLog, MemorySink, Output, Seen, Stored, Tape};
 use crate::cmd::driver::{Clock, GroupLog, TickClock};
 use crate::core::bucket::Routing;
 use crate::core::frame::{FrameParser, Line};
@@ -113,12 +113,7 @@ pub(crate) fn run_batch(input: &Input, hold: usize, give_up: usize) -> (Tape, Wo
         batch: true,
         opts,
     };
-    let tape = SharedTape::default();
-    {
-        let mut tape = tape.lock().unwrap();
-        tape.hold = hold;
-        tape.give_up = give_up;
-    }
+    let tape = Tape::shared(hold, give_up);
     let sink = Box::new(MemorySink { tape: tape.clone() });
     let clock = Arc::new(TickClock::new(Duration::from_millis(1)));
     let group = Arc::new(Group::with_clock(worker, sink, Local::new(u64::MAX), clock));
