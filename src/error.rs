@@ -30,6 +30,14 @@ pub enum Error {
         #[source]
         source: rdkafka::error::KafkaError,
     },
+    /// The group took this member's partitions away (its session ended,
+    /// as across a broker restart) while it waited on Kafka for `0`.
+    /// librdkafka hands them over only inside the next poll, and until
+    /// then the group's requests may go unanswered: the consumer-group loop
+    /// polls and takes the partitions on again when they come back
+    /// (`src/cmd/driver.rs`); an exit only if it escapes there.
+    #[error("kafka: the group took this member's partitions away during {0}")]
+    AssignmentLost(String),
     /// A topic the job needs is not on the cluster.
     #[error("topic {0} does not exist (run `timebucket topics`)")]
     NoTopic(String),
@@ -77,7 +85,11 @@ impl Error {
             Error::Config(_) => 2,
             Error::Input { .. } => 3,
             Error::Output(_) => 4,
-            Error::Kafka(_) | Error::KafkaCall(_) | Error::KafkaAt { .. } | Error::NoTopic(_) => 5,
+            Error::Kafka(_)
+            | Error::KafkaCall(_)
+            | Error::KafkaAt { .. }
+            | Error::AssignmentLost(_)
+            | Error::NoTopic(_) => 5,
             Error::Drift(_) => 6,
             Error::Delivery(_) => 7,
             Error::Mismatch(_) => 8,

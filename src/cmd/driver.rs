@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rdkafka::statistics::Statistics;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::core::cursor::SeekTo;
 use crate::core::group::{self as decide, Outcome};
@@ -324,7 +324,7 @@ fn handle<C: Command>(
     group: &Group<C>,
     record: &Record<'_>,
 ) -> Result<(), Error> {
-    if !own(log, group, record.partition)? {
+    if unless_lost(own(log, group, record.partition))? != Some(true) {
         return Ok(());
     }
     let handled = group.cmd.record(log, &mut group.state(), record)?;
@@ -342,7 +342,11 @@ fn handle<C: Command>(
 
 /// Makes `partition` an owned one (from its checkpoint or the log start)
 /// if it is not yet; `false` when a commit was given up on the way (the
-/// caller waits for the rewind).
+/// caller waits for the rewind). [`Error::AssignmentLost`] when the group
+/// took the assignment away meanwhile: nothing was taken on, and the
+/// caller drops what it holds of the partition (the next poll hands every
+/// partition over; those given back start again from their committed
+/// offsets, so it is read again).
 pub(crate) fn own<C: Command>(
     log: &impl GroupLog,
     group: &Group<C>,
@@ -363,6 +367,21 @@ pub(crate) fn own<C: Command>(
     let started = group.cmd.start(group, log, partition)?;
     group.state().partitions.insert(partition, started);
     Ok(true)
+}
+
+/// `Ok(None)` for [`Error::AssignmentLost`]: what needed the partitions
+/// waits until the next poll has handed them over and they come back.
+pub(crate) fn unless_lost<T>(result: Result<T, Error>) -> Result<Option<T>, Error> {
+    match result {
+        Err(Error::AssignmentLost(during)) => {
+            debug!(
+                during,
+                "the group took the assignment away: polling to hand it over"
+            );
+            Ok(None)
+        }
+        result => result.map(Some),
+    }
 }
 
 /// Makes everything sent durable together with the checkpoint of every
@@ -409,7 +428,14 @@ fn commit_state<C: Command>(
 /// record), after a given-up commit dropped what was built since.
 fn rewind<C: Command>(log: &impl GroupLog, group: &Group<C>) -> Result<(), Error> {
     let assigned = log.assignment()?;
-    let committed = group.cmd.committed(log, &assigned)?;
+    // A lost assignment needs no rewind: the next poll hands every
+    // partition over, and those given back start at their committed
+    // offsets. Until then none is owned: whatever is read is dropped
+    // (`handle`), as no partition can be taken on.
+    let Some(committed) = unless_lost(group.cmd.committed(log, &assigned))? else {
+        info!("the group took the assignment away: its hand-over rewinds");
+        return Ok(());
+    };
     for p in assigned {
         let offset = decide::resume_at(committed.get(&p).copied());
         log.seek(p, offset, "rewind")?;

@@ -201,13 +201,23 @@ impl<H: Handover> GroupLog for GroupConsumer<H> {
         }
         // The group coordinator moves or reloads while brokers fail over;
         // a partition left unstable is asked again (checkpoint::answered).
+        // Once the group took the assignment away (the session ended), the
+        // read is left: no attempt is answered until this member polls and
+        // hands its partitions over (after a broker restart a worker
+        // waited here its whole budget, then exited).
         let committed = retry::with_backoff_per_attempt(
             "committed offsets",
             timeout,
             retry::COMMITTED_ATTEMPT,
-            |left| answered(self.committed_offsets(tpl.clone(), left)?),
+            |left| {
+                if Consumer::assignment_lost(self) {
+                    return Ok(None);
+                }
+                answered(self.committed_offsets(tpl.clone(), left)?).map(Some)
+            },
         )
-        .map_err(|e| Error::kafka_at(format!("cannot read committed offsets of {topic}"), e))?;
+        .map_err(|e| Error::kafka_at(format!("cannot read committed offsets of {topic}"), e))?
+        .ok_or_else(|| Error::AssignmentLost(format!("a read of committed offsets of {topic}")))?;
         Ok(committed
             .elements_for_topic(topic)
             .iter()

@@ -126,6 +126,10 @@ struct Inner {
     position: BTreeMap<i32, u64>,
     committed: BTreeMap<i32, (u64, String)>,
     reads: usize,
+    /// The group takes the assignment away once this many records were
+    /// read (the member's session ended): see [`MemoryLog::lose_assignment`].
+    lose_after: Option<usize>,
+    lost: bool,
     polls: usize,
     /// Where the round-robin over the assigned partitions goes on.
     turn: usize,
@@ -169,6 +173,8 @@ impl<H: Handover> MemoryLog<H> {
                 position: BTreeMap::new(),
                 committed: BTreeMap::new(),
                 reads: 0,
+                lose_after: None,
+                lost: false,
                 polls: 0,
                 turn: 0,
             }),
@@ -181,6 +187,15 @@ impl<H: Handover> MemoryLog<H> {
         lock(&self.inner)
             .pending
             .push_back((after_reads, partitions));
+    }
+
+    /// The group takes the assignment away right after record
+    /// `after_reads` is read, as when the member's session ends: reading
+    /// committed offsets fails with [`Error::AssignmentLost`] until the
+    /// next poll hands every assigned partition over, and the group gives
+    /// them back at once, each from its committed offset.
+    pub fn lose_assignment(&self, after_reads: usize) {
+        lock(&self.inner).lose_after = Some(after_reads);
     }
 
     /// A commit made before the run (by an earlier owner).
@@ -196,19 +211,26 @@ impl<H: Handover> MemoryLog<H> {
 
     /// Hands a due assignment over as librdkafka's cooperative rebalance
     /// does: the revoked partitions first, then the added ones, which start
-    /// at their committed offset (or the log start).
+    /// at their committed offset (or the log start). A lost assignment is
+    /// handed over whole and given back.
     fn rebalance(&self) {
         let (revoked, added) = {
             let mut inner = lock(&self.inner);
-            let due = matches!(inner.pending.front(), Some((after, _)) if inner.reads >= *after);
-            if !due {
-                return;
+            if std::mem::take(&mut inner.lost) {
+                let all: Vec<i32> = inner.assigned.iter().copied().collect();
+                (all.clone(), all)
+            } else {
+                let due =
+                    matches!(inner.pending.front(), Some((after, _)) if inner.reads >= *after);
+                if !due {
+                    return;
+                }
+                let (_, next) = inner.pending.pop_front().expect("due");
+                let next: BTreeSet<i32> = next.into_iter().collect();
+                let revoked: Vec<i32> = inner.assigned.difference(&next).copied().collect();
+                let added: Vec<i32> = next.difference(&inner.assigned).copied().collect();
+                (revoked, added)
             }
-            let (_, next) = inner.pending.pop_front().expect("due");
-            let next: BTreeSet<i32> = next.into_iter().collect();
-            let revoked: Vec<i32> = inner.assigned.difference(&next).copied().collect();
-            let added: Vec<i32> = next.difference(&inner.assigned).copied().collect();
-            (revoked, added)
         };
         if !revoked.is_empty() {
             self.handover.revoke(&revoked, self);
@@ -259,6 +281,9 @@ impl<H: Handover> MemoryLog<H> {
                 inner.position.insert(p, at + 1);
                 inner.turn = inner.turn + i + 1;
                 inner.reads += 1;
+                if inner.lose_after == Some(inner.reads) {
+                    inner.lost = true;
+                }
                 return Some((p, at, record));
             }
         }
@@ -341,6 +366,9 @@ impl<H: Handover> GroupLog for MemoryLog<H> {
         _timeout: Duration,
     ) -> Result<Vec<CommittedOffset>, Error> {
         let inner = lock(&self.inner);
+        if inner.lost {
+            return Err(Error::AssignmentLost("a read of committed offsets".into()));
+        }
         Ok(partitions
             .iter()
             .filter_map(|&partition| {

@@ -386,3 +386,59 @@ fn done_returns_only_after_a_commit_that_held() {
     assert_eq!(log.committed_at(1), cp(3, 3));
     assert_durable_once(&tape, &[(0, 0..3), (1, 0..3)]);
 }
+
+#[test]
+fn a_partition_taken_on_after_the_assignment_was_lost_is_read_again_once_given_back() {
+    // The session ends as the first record is read: its partition cannot
+    // be taken on (the committed read waits for the hand-over inside the
+    // next poll), so the record is dropped, not counted, and read again.
+    let cmd = Counter {
+        transactional: true,
+        ..counter(HOUR)
+    };
+    let (group, log, tape) = world(cmd, &[10, 10]);
+    log.lose_assignment(1);
+    run_to_end(&group, &log);
+    let seen = steps(&tape);
+    let lost = seen
+        .iter()
+        .position(|s| *s == Seen::Revoked(vec![0, 1]))
+        .expect("the lost assignment handed over");
+    assert_eq!(seen[lost + 1], Seen::Assigned(vec![0, 1]));
+    let first = Seen::Read {
+        partition: 0,
+        offset: 0,
+    };
+    assert_eq!(seen.iter().filter(|s| **s == first).count(), 2);
+    assert_eq!(log.committed_at(0), cp(10, 10));
+    assert_eq!(log.committed_at(1), cp(10, 10));
+    assert_durable_once(&tape, &[(0, 0..10), (1, 0..10)]);
+}
+
+#[test]
+fn a_rewind_after_the_assignment_was_lost_is_left_to_the_hand_over() {
+    // The last record of the first batch ends the session; that batch's
+    // commit is given up. The rewind cannot read the committed offsets:
+    // the hand-over restarts every partition from them instead.
+    let (group, log, tape) = world(counter(Duration::ZERO), &[300, 300]);
+    log.lose_assignment(super::POLL_BATCH);
+    tape.lock().unwrap().give_up = 1;
+    run_to_end(&group, &log);
+    let seen = steps(&tape);
+    let given_up = seen
+        .iter()
+        .position(|s| matches!(s, Seen::Commit { held: false, .. }))
+        .expect("a given-up commit");
+    let next: Vec<&Seen> = seen[given_up + 1..]
+        .iter()
+        .filter(|s| !matches!(s, Seen::Commit { .. }))
+        .take(2)
+        .collect();
+    assert_eq!(
+        next,
+        [&Seen::Revoked(vec![0, 1]), &Seen::Assigned(vec![0, 1])]
+    );
+    assert_eq!(log.committed_at(0), cp(300, 300));
+    assert_eq!(log.committed_at(1), cp(300, 300));
+    assert_durable_once(&tape, &[(0, 0..300), (1, 0..300)]);
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use super::{Merge, Owned, Shared, State};
-use crate::cmd::driver::{Command, GroupLog, Handled, Record};
+use crate::cmd::driver::{unless_lost, Command, GroupLog, Handled, Record};
 use crate::core::cursor::{Admit, Cursor};
 use crate::core::group as decide;
 use crate::core::merge::{Merger, Step};
@@ -103,7 +103,7 @@ impl Command for Merge {
             return Ok(false);
         }
         *last_check = group.clock.now();
-        let done = all_done(log, group)?;
+        let done = unless_lost(all_done(log, group))?.unwrap_or(false);
         if done {
             info!("every shard ended and every window is merged");
         }

@@ -11,7 +11,7 @@ use tracing::{debug, error, info};
 
 use super::poll::emit;
 use super::Shared;
-use crate::cmd::driver::{own, GroupLog};
+use crate::cmd::driver::{own, unless_lost, GroupLog};
 use crate::core::ends::{self, Member};
 use crate::core::partition::{Gap, Partition};
 use crate::core::window::{Checkpoint, Closed};
@@ -100,10 +100,17 @@ pub(super) fn on_end(
     if !consumer.assignment()?.contains(&partition) {
         return Ok(());
     }
-    if !own(consumer, shared, partition)? {
+    match unless_lost(own(consumer, shared, partition))? {
+        Some(true) => {}
         // A commit was given up on the way: note the end after the rewind.
-        shared.state().local.pending_end.push(partition);
-        return Ok(());
+        Some(false) => {
+            shared.state().local.pending_end.push(partition);
+            return Ok(());
+        }
+        // Records read before it may have been dropped: this end says
+        // nothing of the position the partition will be taken on at.
+        // Given back, it ends by its consumer position.
+        None => return Ok(()),
     }
     let mut state = shared.state();
     let owned = state.partitions.get_mut(&partition).expect("owned above");
@@ -214,5 +221,6 @@ pub(super) fn drain_step(
         .map(|(&p, &end)| (p, end.max(0) as u64))
         .collect();
     let sharded = shared.opts.outputs.shards > 1;
-    ends::drain_step(&mut Group { consumer, shared }, &targets, sharded)
+    let done = ends::drain_step(&mut Group { consumer, shared }, &targets, sharded);
+    Ok(unless_lost(done)?.unwrap_or(false))
 }
