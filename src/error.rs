@@ -38,6 +38,11 @@ pub enum Error {
     /// (`src/cmd/driver.rs`); an exit only if it escapes there.
     #[error("kafka: the group took this member's partitions away during {0}")]
     AssignmentLost(String),
+    /// A read a periodic check made was not answered in time; the check
+    /// polls and asks again later (`driver::Unanswered`), and this is the
+    /// error once no answer came for its whole budget.
+    #[error("{0}")]
+    NotAnswered(Box<Error>),
     /// A topic the job needs is not on the cluster.
     #[error("topic {0} does not exist (run `timebucket topics`)")]
     NoTopic(String),
@@ -90,6 +95,7 @@ impl Error {
             | Error::KafkaAt { .. }
             | Error::AssignmentLost(_)
             | Error::NoTopic(_) => 5,
+            Error::NotAnswered(e) => e.exit_code(),
             Error::Drift(_) => 6,
             Error::Delivery(_) => 7,
             Error::Mismatch(_) => 8,
@@ -103,6 +109,20 @@ impl Error {
 }
 
 impl Error {
+    /// `self` as [`Error::NotAnswered`] if it may be asked again after a
+    /// poll: a Kafka call that failed, but not one the cluster refused (a
+    /// missing ACL does not heal) nor a lost assignment (handled apart).
+    pub fn unanswered(self) -> Error {
+        match &self {
+            Error::KafkaAt { source, .. } | Error::KafkaCall(source)
+                if crate::kafka::connect::refusal_of(source).is_none() =>
+            {
+                Error::NotAnswered(Box::new(self))
+            }
+            _ => self,
+        }
+    }
+
     /// A Kafka call that failed doing `what`, librdkafka's error kept:
     /// `.map_err(|e| Error::kafka_at("cannot create producer", e))`.
     pub fn kafka_at(what: impl Into<String>, source: rdkafka::error::KafkaError) -> Error {
@@ -176,5 +196,19 @@ mod tests {
         struct Outer(#[source] std::io::Error);
         let e = Outer(std::io::Error::other("inner"));
         assert_eq!(report(&e), "outer: inner");
+    }
+
+    #[test]
+    fn a_failed_read_may_be_asked_again_but_not_a_refused_one() {
+        let timed_out = KafkaError::MetadataFetch(RDKafkaErrorCode::OperationTimedOut);
+        let read = Error::kafka_at("cannot read committed offsets of in", timed_out);
+        let again = read.unanswered();
+        assert!(matches!(again, Error::NotAnswered(_)));
+        assert_eq!(again.exit_code(), 5);
+        let refused = KafkaError::MetadataFetch(RDKafkaErrorCode::GroupAuthorizationFailed);
+        let refused = Error::kafka_at("cannot read committed offsets of in", refused);
+        assert!(matches!(refused.unanswered(), Error::KafkaAt { .. }));
+        let lost = Error::AssignmentLost("a read".into());
+        assert!(matches!(lost.unanswered(), Error::AssignmentLost(_)));
     }
 }

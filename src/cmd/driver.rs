@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::statistics::Statistics;
 use tracing::{debug, info, warn};
@@ -367,6 +367,53 @@ pub(crate) fn own<C: Command>(
     let started = group.cmd.start(group, log, partition)?;
     group.state().partitions.insert(partition, started);
     Ok(true)
+}
+
+/// How long a periodic check may go unanswered (see [`Unanswered`]), as
+/// long as any other read of committed offsets may wait.
+pub(crate) const ANSWER_BUDGET: Duration = Duration::from_secs(120);
+
+/// A periodic check that reads the cluster (the end of a batch run): the
+/// time since its reads stopped being answered. librdkafka answers some
+/// reads only once the member has served a rebalance inside `poll` (seen
+/// after a broker restart: a worker handed its partitions over, the group
+/// gave them to the other member, and this member's read of their
+/// committed offsets went unanswered for two minutes while it did not
+/// poll). So a check whose read was not answered says "not yet", the loop
+/// polls, and the check asks again, until `budget` has passed with no
+/// answer: then its error ends the run.
+#[derive(Debug, Default)]
+pub(crate) struct Unanswered {
+    since: Option<Instant>,
+}
+
+impl Unanswered {
+    /// What the loop makes of a check's result at `now`: `false` (not yet)
+    /// for a lost assignment or a read that may be answered after a poll.
+    pub fn settle(
+        &mut self,
+        done: Result<bool, Error>,
+        now: Instant,
+        budget: Duration,
+    ) -> Result<bool, Error> {
+        match done {
+            Err(Error::AssignmentLost(_)) => Ok(false),
+            Err(Error::NotAnswered(e)) => {
+                let since = *self.since.get_or_insert(now);
+                if now.saturating_duration_since(since) >= budget {
+                    return Err(*e);
+                }
+                warn!(error = %e, "not answered yet: polling, then asking again");
+                Ok(false)
+            }
+            done => {
+                if done.is_ok() {
+                    self.since = None;
+                }
+                done
+            }
+        }
+    }
 }
 
 /// `Ok(None)` for [`Error::AssignmentLost`]: what needed the partitions

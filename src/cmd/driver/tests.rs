@@ -442,3 +442,40 @@ fn a_rewind_after_the_assignment_was_lost_is_left_to_the_hand_over() {
     assert_eq!(log.committed_at(1), cp(300, 300));
     assert_durable_once(&tape, &[(0, 0..300), (1, 0..300)]);
 }
+
+#[test]
+fn a_check_whose_read_goes_unanswered_says_not_yet_until_its_budget_is_spent() {
+    let budget = Duration::from_secs(120);
+    let t0 = std::time::Instant::now();
+    let unanswered = || {
+        Err(Error::NotAnswered(Box::new(Error::Kafka(
+            "not answered".into(),
+        ))))
+    };
+    let mut check = super::Unanswered::default();
+    assert!(!check.settle(unanswered(), t0, budget).unwrap());
+    assert!(!check
+        .settle(unanswered(), t0 + Duration::from_secs(119), budget)
+        .unwrap());
+    // An answer in between starts the budget again.
+    assert!(check
+        .settle(Ok(true), t0 + Duration::from_secs(119), budget)
+        .unwrap());
+    assert!(!check
+        .settle(unanswered(), t0 + Duration::from_secs(200), budget)
+        .unwrap());
+    let late = t0 + Duration::from_secs(320);
+    let err = check.settle(unanswered(), late, budget).unwrap_err();
+    assert!(
+        matches!(err, Error::Kafka(_)),
+        "the read's own error: {err:?}"
+    );
+    // A lost assignment is "not yet"; anything else is the check's error.
+    let lost = Err(Error::AssignmentLost("a read".into()));
+    assert!(!check.settle(lost, late, budget).unwrap());
+    let refused = Err(Error::Checkpoint("bad".into()));
+    assert!(matches!(
+        check.settle(refused, late, budget),
+        Err(Error::Checkpoint(_))
+    ));
+}

@@ -115,7 +115,12 @@ pub fn run(opts: MergeOptions, stop: Arc<AtomicBool>) -> Result<MergeSummary, Er
     )?;
     info!(group = %opts.group, partials = %opts.partials_topic, input_partitions = inputs, shards = opts.shards, idle_after = ?opts.idle_after, "merge started");
     write_report(&opts, &report);
-    let result = driver::run(&consumer, &shared, &stop, shared.clock.now());
+    let result = driver::run(
+        &consumer,
+        &shared,
+        &stop,
+        run::Checks::new(shared.clock.now()),
+    );
     drop(consumer);
     let state = shared.state();
     let summary = state.local.clone();

@@ -82,7 +82,8 @@ fn the_real_merge_on_the_memory_log_equals_the_sharded_aggregate() {
         let group = Arc::new(Group::with_clock(merge, sink, Default::default(), clock));
         let log = MemoryLog::with_records(group.clone(), tape.clone(), records, false);
         let started = group.clock.now();
-        driver::run(&log, &group, &AtomicBool::new(false), started).expect("merges");
+        let checks = super::run::Checks::new(started);
+        driver::run(&log, &group, &AtomicBool::new(false), checks).expect("merges");
         let summary = group.state().local.clone();
         assert_eq!(summary.transactions_aborted, give_up as u64);
         assert_eq!(summary.late_partials, 0);

@@ -9,23 +9,39 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use super::{Merge, Owned, Shared, State};
-use crate::cmd::driver::{unless_lost, Command, GroupLog, Handled, Record};
+use crate::cmd::driver::{Command, GroupLog, Handled, Record, Unanswered, ANSWER_BUDGET};
 use crate::core::cursor::{Admit, Cursor};
 use crate::core::group as decide;
 use crate::core::merge::{Merger, Step};
 use crate::core::window::Closed;
 use crate::error::Error;
 use crate::kafka::partials;
+use crate::kafka::retry::COMMITTED_ATTEMPT;
 use crate::kafka::sink::Commit;
 
 /// How often `--until-end` checks whether the merge is complete.
 const CHECK_INTERVAL: Duration = Duration::from_millis(200);
 
+/// When `--until-end` last checked for completion, and whether its reads
+/// go unanswered.
+pub(crate) struct Checks {
+    last: Instant,
+    unanswered: Unanswered,
+}
+
+impl Checks {
+    pub fn new(now: Instant) -> Checks {
+        Checks {
+            last: now,
+            unanswered: Unanswered::default(),
+        }
+    }
+}
+
 impl Command for Merge {
     type Partition = Owned;
     type Local = super::MergeSummary;
-    /// When `--until-end` last checked for completion.
-    type Loop = Instant;
+    type Loop = Checks;
 
     fn topic(&self) -> &str {
         &self.opts.partials_topic
@@ -96,14 +112,15 @@ impl Command for Merge {
         &self,
         group: &Shared,
         log: &impl GroupLog,
-        last_check: &mut Instant,
+        checks: &mut Checks,
         _queue_empty: bool,
     ) -> Result<bool, Error> {
-        if !self.opts.until_end || group.clock.since(*last_check) < CHECK_INTERVAL {
+        if !self.opts.until_end || group.clock.since(checks.last) < CHECK_INTERVAL {
             return Ok(false);
         }
-        *last_check = group.clock.now();
-        let done = unless_lost(all_done(log, group))?.unwrap_or(false);
+        checks.last = group.clock.now();
+        let done = all_done(log, group);
+        let done = checks.unanswered.settle(done, checks.last, ANSWER_BUDGET)?;
         if done {
             info!("every shard ended and every window is merged");
         }
@@ -245,13 +262,15 @@ fn all_done(consumer: &impl GroupLog, shared: &Shared) -> Result<bool, Error> {
     if unknown.is_empty() {
         return Ok(true);
     }
+    // One attempt: unanswered, the loop polls and the check asks again.
     let committed = partials::committed(
         consumer,
         topic,
         &unknown,
         shared.routing.partitions(),
-        Duration::from_secs(120),
-    )?;
+        COMMITTED_ATTEMPT,
+    )
+    .map_err(Error::unanswered)?;
     let committed = committed.into_iter().collect();
     let inputs = shared.routing.partitions() as usize;
     Ok(decide::merge_committed_done(&unknown, &committed, inputs))

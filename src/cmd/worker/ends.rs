@@ -17,6 +17,7 @@ use crate::core::partition::{Gap, Partition};
 use crate::core::window::{Checkpoint, Closed};
 use crate::error::Error;
 use crate::kafka::checkpoint::committed_checkpoints;
+use crate::kafka::retry::COMMITTED_ATTEMPT;
 
 /// How many offsets of `gap` retention removed: those below the log start
 /// offset librdkafka saw with the records (the rest of a gap held nothing
@@ -200,7 +201,10 @@ impl<L: GroupLog> Member for Group<'_, L> {
     }
 
     fn committed(&mut self, partitions: &[i32]) -> Result<BTreeMap<i32, Checkpoint>, Error> {
-        let committed = committed_checkpoints(self.consumer, partitions, Duration::from_secs(120))?;
+        // One attempt: unanswered, the loop polls and the check asks again
+        // (driver::Unanswered).
+        let committed = committed_checkpoints(self.consumer, partitions, COMMITTED_ATTEMPT)
+            .map_err(Error::unanswered)?;
         Ok(committed
             .into_iter()
             .filter_map(|(p, c)| Some((p, *c.checkpoint()?)))
@@ -221,6 +225,5 @@ pub(super) fn drain_step(
         .map(|(&p, &end)| (p, end.max(0) as u64))
         .collect();
     let sharded = shared.opts.outputs.shards > 1;
-    let done = ends::drain_step(&mut Group { consumer, shared }, &targets, sharded);
-    Ok(unless_lost(done)?.unwrap_or(false))
+    ends::drain_step(&mut Group { consumer, shared }, &targets, sharded)
 }

@@ -13,7 +13,9 @@ use tracing::{info, warn};
 use super::bounds;
 use super::ends::{drain_step, lost_to_retention, on_end, Targets};
 use super::{shard, Owned, Resume, Shared, State, Worker, WorkerOptions};
-use crate::cmd::driver::{Clock, Command, GroupLog, Handled, Record, StatsEnds};
+use crate::cmd::driver::{
+    Clock, Command, GroupLog, Handled, Record, StatsEnds, Unanswered, ANSWER_BUDGET,
+};
 use crate::core::partition::{Partition, Start, Step};
 use crate::core::window::Closed;
 use crate::error::Error;
@@ -33,6 +35,8 @@ pub(super) struct Pace {
     last_check: Instant,
     last_observe: Instant,
     last_print_frames: u64,
+    /// Whether the end check's reads go unanswered, since when.
+    unanswered: Unanswered,
 }
 
 impl Pace {
@@ -44,6 +48,7 @@ impl Pace {
             last_check: now,
             last_observe: now,
             last_print_frames: 0,
+            unanswered: Unanswered::default(),
         }
     }
 }
@@ -218,7 +223,8 @@ impl Command for Worker {
             close_idle(group, idle);
         }
         if let Some(targets) = pace.targets.resolve()? {
-            if drain_step(log, group, targets)? {
+            let done = drain_step(log, group, targets);
+            if pace.unanswered.settle(done, clock.now(), ANSWER_BUDGET)? {
                 info!("input drained to the end offsets");
                 return Ok(true);
             }
