@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::baton::{Baton, Crash};
 use super::cluster::Topic;
-use super::view::{Member, Shared, SimLog, SimSink};
+use super::view::{Handed, Member, Shared, SimLog, SimSink};
 use crate::cmd::driver::TickClock;
 use crate::cmd::worker::on_memory::{run_member, Input};
 
@@ -44,6 +44,7 @@ pub(super) struct World {
     pub cluster: Shared,
     pub baton: Arc<Baton>,
     pub ended: Endings,
+    pub handed: Handed,
 }
 
 /// A fresh process `id` of `kind` on a thread of its own, waiting for the
@@ -59,6 +60,7 @@ pub(super) fn spawn(world: &World, id: u64, kind: Kind) -> JoinHandle<()> {
         cluster: world.cluster.clone(),
         baton: world.baton.clone(),
         generation: Mutex::new(0),
+        handed: world.handed.clone(),
     });
     let (input, ends, ended) = (world.input.clone(), world.ends.clone(), world.ended.clone());
     let baton = world.baton.clone();
