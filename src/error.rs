@@ -43,6 +43,27 @@ pub enum Error {
     /// error once no answer came for its whole budget.
     #[error("{0}")]
     NotAnswered(Box<Error>),
+    /// The transactional producer could not start its transactions (the
+    /// broker not reachable, or without transactions): librdkafka's error,
+    /// kept as the source.
+    #[error(
+        "kafka: cannot start transactions at {bootstrap} ({source}); is the broker reachable \
+         and does it support transactions? --at-least-once works without them"
+    )]
+    NoTransactions {
+        bootstrap: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// A thread or runtime of the Kafka side (`what`: "admin runtime",
+    /// "partition watch") could not start: the system's error, kept as
+    /// the source.
+    #[error("kafka: cannot start the {what}: {source}")]
+    KafkaStart {
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
     /// A topic the job needs is not on the cluster.
     #[error("topic {0} does not exist (run `timebucket topics`)")]
     NoTopic(String),
@@ -94,6 +115,8 @@ impl Error {
             | Error::KafkaCall(_)
             | Error::KafkaAt { .. }
             | Error::AssignmentLost(_)
+            | Error::NoTransactions { .. }
+            | Error::KafkaStart { .. }
             | Error::NoTopic(_) => 5,
             Error::NotAnswered(e) => e.exit_code(),
             Error::Drift(_) => 6,
@@ -186,6 +209,36 @@ mod tests {
         assert_eq!(report(&e), text);
         let code = RDKafkaErrorCode::MessageSizeTooLarge.to_string();
         assert_eq!(text.matches(&code).count(), 1, "{text}");
+    }
+
+    /// The typed Kafka errors that replaced formatted strings keep their
+    /// source, exit 5, and print the text they printed before, once.
+    #[test]
+    fn typed_kafka_errors_keep_their_source_and_their_text() {
+        let no_transactions = Error::NoTransactions {
+            bootstrap: "b:9092".into(),
+            source: KafkaError::MessageProduction(RDKafkaErrorCode::BrokerNotAvailable),
+        };
+        let source = std::error::Error::source(&no_transactions)
+            .expect("kept")
+            .to_string();
+        let before = format!(
+            "kafka: cannot start transactions at b:9092 ({source}); is the broker reachable and \
+             does it support transactions? --at-least-once works without them"
+        );
+        let start = Error::KafkaStart {
+            what: "admin runtime",
+            source: std::io::Error::other("no threads"),
+        };
+        for (e, text) in [
+            (no_transactions, before.as_str()),
+            (start, "kafka: cannot start the admin runtime: no threads"),
+        ] {
+            assert_eq!(e.exit_code(), 5);
+            assert!(std::error::Error::source(&e).is_some());
+            assert_eq!(e.to_string(), text);
+            assert_eq!(report(&e), text);
+        }
     }
 
     /// A source whose text the message does not quote is appended.

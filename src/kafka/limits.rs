@@ -67,7 +67,10 @@ impl OutputLimits {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| Error::Kafka(format!("cannot start the admin runtime: {e}")))?;
+            .map_err(|source| Error::KafkaStart {
+                what: "admin runtime",
+                source,
+            })?;
         let resources: Vec<ResourceSpecifier<'_>> =
             topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
         let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));

@@ -12,7 +12,7 @@
 //! - [`report`]: the typed run report.
 
 #[cfg(test)]
-mod on_memory;
+pub(crate) mod on_memory;
 pub mod report;
 mod run;
 

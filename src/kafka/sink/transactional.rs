@@ -232,11 +232,10 @@ fn start_producer(
                 &format!("cannot start transactions with transactional id {id}"),
                 &e,
             ),
-            None => Error::Kafka(format!(
-                "cannot start transactions at {} ({e}); is the broker reachable and does it support transactions? \
-                 --at-least-once works without them",
-                settings.bootstrap
-            )),
+            None => Error::NoTransactions {
+                bootstrap: settings.bootstrap.clone(),
+                source: e,
+            },
         })?;
     Ok(producer)
 }

@@ -431,7 +431,10 @@ pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::Kafka(format!("cannot start the admin runtime: {e}")))
+        .map_err(|source| Error::KafkaStart {
+            what: "admin runtime",
+            source,
+        })
 }
 
 fn create_hint(code: RDKafkaErrorCode) -> &'static str {

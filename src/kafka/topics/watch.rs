@@ -67,7 +67,10 @@ impl PartitionWatch {
                         }
                     }
                 })
-                .map_err(|e| Error::Kafka(format!("cannot start the partition watch: {e}")))?
+                .map_err(|source| Error::KafkaStart {
+                    what: "partition watch",
+                    source,
+                })?
         };
         Ok(PartitionWatch {
             topic: topic.to_string(),

@@ -35,7 +35,14 @@ pub(super) struct Member {
     pub baton: Arc<Baton>,
     /// The generation of the assignment the member holds (0: none yet).
     pub generation: Mutex<u64>,
+    /// Shared by every member of the schedule.
+    pub handed: Handed,
 }
+
+/// The partitions of which some member was handed a record: retention may
+/// delete the head of the others beyond their committed offset without
+/// anyone having read what it deletes.
+pub(super) type Handed = Arc<Mutex<BTreeSet<(Topic, i32)>>>;
 
 impl Member {
     /// A yield point; then the cluster, locked. The client heartbeats in
@@ -182,6 +189,7 @@ impl SimLog {
             let fetched = c.fetch(t, p, &mut at);
             reading.position.insert(p, at);
             if let Some((offset, payload)) = fetched {
+                self.member.handed.lock().expect("poisoned").insert((t, p));
                 reading.turn += i + 1;
                 return Some(Ok((p, offset, payload)));
             }
