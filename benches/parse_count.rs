@@ -1,6 +1,7 @@
 //! Parse + count throughput on challenge-like 2 KB frames, beside baselines
 //! measured in the same run (the machines are noisy): a newline count
 //! (the floor of any line reader) and serde_json validation of the same bytes.
+//! The parse runs on each stage-1 classifier too (AVX2, SSE4.2, scalar).
 //!
 //! Also what a worker's metrics cost it: one `WorkerMetrics::publish` per
 //! poll batch (up to 512 records), beside the parse + count of one frame.
@@ -15,7 +16,7 @@ use std::hint::black_box;
 use timebucket::cmd::generate::{generate, GenerateOptions};
 use timebucket::cmd::worker::{Partition, Rules, WorkerSummary};
 use timebucket::core::bucket::Routing;
-use timebucket::core::frame::{FrameParser, Line};
+use timebucket::core::frame::{with_simd_level, FrameParser, Line, SimdLevel};
 use timebucket::core::partition::Start;
 use timebucket::core::partitioned::PartitionedWindows;
 use timebucket::core::window::WatermarkRule;
@@ -67,6 +68,19 @@ fn bench(c: &mut Criterion) {
                 .count()
         })
     });
+    // The same parse on each stage-1 classifier (the line above runs the
+    // best one this CPU has, capped by TIMEBUCKET_SIMD).
+    for level in SimdLevel::ALL.into_iter().filter(|l| l.available()) {
+        group.bench_function(format!("timebucket: parse, {}", level.name()), |b| {
+            with_simd_level(level, || {
+                b.iter(|| {
+                    lines(black_box(&data))
+                        .filter(|l| matches!(parser.parse(l), Line::Frame(_)))
+                        .count()
+                })
+            })
+        });
+    }
     group.bench_function("timebucket: parse + count", |b| {
         b.iter(|| {
             let mut windows =

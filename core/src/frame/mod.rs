@@ -4,8 +4,9 @@
 //! This is the hot path of the whole product, so instead of building a DOM
 //! the parser makes one validating pass over the bytes: the whole line must be
 //! valid JSON, but only the two root keys we need are decoded. String bodies,
-//! which are most of a 2 KB frame, are classified 64 bytes at a time with
-//! SSE2 bit masks (quotes, backslashes, control characters).
+//! which are most of a 2 KB frame, are never walked: a SIMD pass over the
+//! whole line first (stage 1, AVX2 / SSE4.2 / scalar picked at run time)
+//! checks their characters and escapes and marks where each one ends.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -185,15 +186,20 @@ impl FrameParser {
         if simdutf8::basic::from_utf8(b).is_err() {
             return Err(Invalid::NotUtf8);
         }
-        if b[start] != b'{' {
-            let end = skip_value(b, start).map_err(|_| Invalid::NotJson)?;
-            return if skip_ws(b, end) == b.len() {
-                Err(Invalid::NotObject)
-            } else {
-                Err(Invalid::NotJson)
-            };
-        }
-        let root = scan_root(b, start + 1).map_err(|_| Invalid::NotJson)?;
+        let root = stage1::with_quotes(b, |q| {
+            // Some(Some(root)): an object; Some(None): one JSON value that
+            // is not an object; None (or Err): not JSON.
+            if b[start] != b'{' {
+                let end = skip_value(b, q, start)?;
+                return Ok((skip_ws(b, end) == b.len()).then_some(None));
+            }
+            scan_root(b, q, start + 1).map(|root| Some(Some(root)))
+        });
+        let root = match root {
+            Ok(Some(Some(root))) => root,
+            Ok(Some(None)) => return Err(Invalid::NotObject),
+            Ok(None) | Err(_) => return Err(Invalid::NotJson),
+        };
         let ts = match root.ts {
             RootKey::Missing => return Err(Invalid::MissingTs),
             RootKey::Duplicate => return Err(Invalid::DuplicateTs),
@@ -255,8 +261,10 @@ impl Default for FrameParser {
 }
 
 mod scan;
+mod stage1;
 
 use scan::{scan_root, skip_value, skip_ws, unescape, RootKey, TsValue};
+pub use stage1::{best_simd_level, with_simd_level, SimdLevel, SIMD_ENV};
 
 #[cfg(test)]
 mod tests {

@@ -1,8 +1,9 @@
-//! The one validating pass over a line's bytes: JSON grammar checked
-//! everywhere, only the root `ts` and `uid` decoded. String bodies are
-//! classified 64 bytes at a time with SSE2 bit masks (quotes, backslashes,
-//! control characters), escapes resolved with bit tricks.
+//! Stage 2 of the frame parser, the validating walk over a line's bytes:
+//! JSON grammar checked everywhere, only the root `ts` and `uid` decoded.
+//! String bodies are never walked: stage 1 ([`super::stage1`]) has checked
+//! their characters and escapes, and its [`Quotes`] give each string's end.
 
+use super::stage1::Quotes;
 use std::borrow::Cow;
 
 /// Deepest nesting accepted (serde_json's limit too), so a hostile line
@@ -66,7 +67,7 @@ pub(super) fn expect(b: &[u8], i: usize, c: u8) -> Scan<usize> {
 
 /// Scans the members of the root object (`i` is just past `{`) up to the end
 /// of the line, recording the root `ts` and `uid`.
-pub(super) fn scan_root(b: &[u8], mut i: usize) -> Scan<Root> {
+pub(super) fn scan_root(b: &[u8], q: &Quotes, mut i: usize) -> Scan<Root> {
     let mut root = Root {
         ts: RootKey::Missing,
         uid: RootKey::Missing,
@@ -78,33 +79,42 @@ pub(super) fn scan_root(b: &[u8], mut i: usize) -> Scan<Root> {
         loop {
             i = expect(b, i, b'"')?;
             let key_start = i;
-            let (key_end, key_escaped) = scan_string(b, i)?;
+            let key_end = string_end(q, i)?;
             i = skip_ws(b, key_end + 1);
             i = expect(b, i, b':')?;
             i = skip_ws(b, i);
             let key = &b[key_start..key_end];
-            let key: Cow<[u8]> = if key_escaped {
+            // Only a key of 7 to 18 raw bytes that starts with `t`, `u` or
+            // a backslash can be `ts` or `uid` written with escapes
+            // (`t\u0073` .. `\u0075\u0069\u0064`): most keys are ruled
+            // out without looking at their bytes.
+            let maybe_escaped_name = (7..=18).contains(&key.len())
+                && matches!(key[0], b't' | b'u' | b'\\')
+                && has_escape(key);
+            let key: Cow<[u8]> = if maybe_escaped_name {
                 Cow::Owned(unescape(key).map(String::into_bytes).unwrap_or_default())
             } else {
                 Cow::Borrowed(key)
             };
             match &*key {
                 b"ts" => {
-                    let (value, end) = scan_ts(b, i)?;
+                    let (value, end) = scan_ts(b, q, i)?;
                     root.ts.see(value);
                     i = end;
                 }
                 b"uid" => {
                     if b.get(i) == Some(&b'"') {
-                        let (end, escaped) = scan_string(b, i + 1)?;
-                        root.uid.see(Some((i + 1, end, escaped)));
+                        let end = string_end(q, i + 1)?;
+                        root.uid.see(Some((i + 1, end, has_escape(&b[i + 1..end]))));
                         i = end + 1;
                     } else {
-                        i = skip_value(b, i)?;
+                        i = skip_value(b, q, i)?;
                         root.uid.see(None);
                     }
                 }
-                _ => i = skip_value(b, i)?,
+                // Most values are strings: no call into the general walk.
+                _ if b.get(i) == Some(&b'"') => i = string_end(q, i + 1)? + 1,
+                _ => i = skip_value(b, q, i)?,
             }
             i = skip_ws(b, i);
             match b.get(i) {
@@ -125,12 +135,12 @@ pub(super) fn scan_root(b: &[u8], mut i: usize) -> Scan<Root> {
 
 /// Scans the value of a root `ts`: `Some` for a non-negative integer or a
 /// string of ASCII digits, `None` for any other valid JSON value.
-pub(super) fn scan_ts(b: &[u8], i: usize) -> Scan<(Option<TsValue>, usize)> {
+pub(super) fn scan_ts(b: &[u8], q: &Quotes, i: usize) -> Scan<(Option<TsValue>, usize)> {
     match b.get(i) {
         Some(b'"') => {
-            let (end, escaped) = scan_string(b, i + 1)?;
+            let end = string_end(q, i + 1)?;
             let raw = &b[i + 1..end];
-            let digits: Cow<[u8]> = if escaped {
+            let digits: Cow<[u8]> = if has_escape(raw) {
                 match unescape(raw) {
                     Some(s) => Cow::Owned(s.into_bytes()),
                     None => return Ok((None, end + 1)),
@@ -145,7 +155,7 @@ pub(super) fn scan_ts(b: &[u8], i: usize) -> Scan<(Option<TsValue>, usize)> {
             // Only a plain integer qualifies: no fraction, no exponent.
             Ok((digits_value(&b[i..end]), end))
         }
-        _ => Ok((None, skip_value(b, i)?)),
+        _ => Ok((None, skip_value(b, q, i)?)),
     }
 }
 
@@ -168,13 +178,13 @@ pub(super) fn digits_value(digits: &[u8]) -> Option<TsValue> {
 
 /// Skips one JSON value starting at `i` (no leading whitespace), returning the
 /// index just past it. Iterative, with a bit stack of container kinds.
-pub(super) fn skip_value(b: &[u8], mut i: usize) -> Scan<usize> {
+pub(super) fn skip_value(b: &[u8], q: &Quotes, mut i: usize) -> Scan<usize> {
     // Bit d set: the container at depth d is an object.
     let mut objects: u128 = 0;
     let mut depth: usize = 0;
     'value: loop {
         match b.get(i) {
-            Some(b'"') => i = scan_string(b, i + 1)?.0 + 1,
+            Some(b'"') => i = string_end(q, i + 1)? + 1,
             Some(b'{') | Some(b'[') => {
                 let is_object = b[i] == b'{';
                 i = skip_ws(b, i + 1);
@@ -187,7 +197,7 @@ pub(super) fn skip_value(b: &[u8], mut i: usize) -> Scan<usize> {
                     }
                     if is_object {
                         objects |= 1 << depth;
-                        i = skip_key(b, i)?;
+                        i = skip_key(b, q, i)?;
                     } else {
                         objects &= !(1 << depth);
                     }
@@ -212,7 +222,7 @@ pub(super) fn skip_value(b: &[u8], mut i: usize) -> Scan<usize> {
                 Some(b',') => {
                     i = skip_ws(b, i + 1);
                     if in_object {
-                        i = skip_key(b, i)?;
+                        i = skip_key(b, q, i)?;
                     }
                     continue 'value;
                 }
@@ -232,9 +242,9 @@ pub(super) fn skip_value(b: &[u8], mut i: usize) -> Scan<usize> {
 
 /// Skips `"key" :` and the whitespace after it.
 #[inline]
-pub(super) fn skip_key(b: &[u8], i: usize) -> Scan<usize> {
+pub(super) fn skip_key(b: &[u8], q: &Quotes, i: usize) -> Scan<usize> {
     let i = expect(b, i, b'"')?;
-    let (end, _) = scan_string(b, i)?;
+    let end = string_end(q, i)?;
     let i = skip_ws(b, end + 1);
     let i = expect(b, i, b':')?;
     Ok(skip_ws(b, i))
@@ -287,68 +297,18 @@ pub(super) fn skip_number(b: &[u8], mut i: usize) -> Scan<usize> {
     Ok(i)
 }
 
-/// Scans a string body starting just after its opening quote. Returns the
-/// index of the closing quote and whether the body holds escapes.
-///
-/// Real frames escape every few bytes (`\t`-separated words). Resolving each
-/// escape in turn makes a chain of dependent loads and hard-to-predict
-/// branches, so instead each 64-byte block is classified with bit masks: which
-/// bytes a backslash escapes ([`escaped_mask`]), hence which quote ends the
-/// string, and whether a control character comes before it. Only the escaped
-/// bytes are then looked at one by one, independently of each other.
-#[inline]
-pub(super) fn scan_string(b: &[u8], mut i: usize) -> Scan<(usize, bool)> {
-    if let Some(end) = short_plain_string(b, i) {
-        return Ok((end, false));
-    }
-    let mut escaped_any = false;
-    // Bit 0 of the next block is escaped by a backslash that ended this one.
-    let mut carry = 0u64;
-    loop {
-        let block = Block::at(b, i);
-        let backslash = block.backslash & !carry;
-        let escaped = escaped_mask(backslash) | carry;
-        let quotes = block.quote & !escaped;
-        // Bytes before the closing quote (all 64 when it is further on).
-        let body = (quotes & quotes.wrapping_neg()).wrapping_sub(1);
-        if block.control & body != 0 {
-            // A raw control character, or the line ended inside the string
-            // (the tail block is padded with control characters).
-            return Err(Syntax);
-        }
-        let mut check = escaped & body;
-        escaped_any |= check != 0;
-        while check != 0 {
-            let j = i + check.trailing_zeros() as usize;
-            check &= check - 1;
-            match b.get(j).map(|&c| ESCAPE_LEN[c as usize]) {
-                Some(2) => {}
-                Some(6) => match b.get(j + 1..j + 5) {
-                    Some(hex) if hex.iter().all(u8::is_ascii_hexdigit) => {}
-                    _ => return Err(Syntax),
-                },
-                _ => return Err(Syntax),
-            }
-        }
-        if quotes != 0 {
-            return Ok((i + quotes.trailing_zeros() as usize, escaped_any));
-        }
-        carry = (backslash & !escaped) >> 63;
-        i += 64;
-    }
+/// The closing quote of the string whose body starts at `i`.
+#[inline(always)]
+fn string_end(q: &Quotes, i: usize) -> Scan<usize> {
+    q.next(i).ok_or(Syntax)
 }
 
-/// The closing quote of a string whose body is within the 16 bytes at `i`
-/// and holds no backslash or control character; `None` for any other
-/// string (the 64-byte scan decides those). Most keys of a frame are such
-/// short plain strings: one 16-byte compare instead of a whole block.
-#[inline(always)]
-fn short_plain_string(b: &[u8], i: usize) -> Option<usize> {
-    let bytes: &[u8; 16] = b.get(i..i + 16)?.try_into().ok()?;
-    let (quote, special) = Block::short(bytes);
-    // Bytes before the first quote: none of them a backslash or control.
-    let before = (quote & quote.wrapping_neg()).wrapping_sub(1);
-    (quote != 0 && special & before == 0).then(|| i + quote.trailing_zeros() as usize)
+/// Whether a string body holds escapes (stage 1 checked them). Only asked
+/// of short strings (candidate keys, `ts`, `uid`): a plain loop beats a
+/// call to memchr there.
+#[inline]
+fn has_escape(raw: &[u8]) -> bool {
+    raw.contains(&b'\\')
 }
 
 /// Bytes escaped by the backslashes in `backslash` (a block's backslash mask
@@ -368,121 +328,6 @@ pub(super) fn escaped_mask(backslash: u64) -> u64 {
     // the run's start is odd.
     ((even_runs << 1) & !EVEN) | ((odd_runs << 1) & EVEN)
 }
-
-/// Masks of one 64-byte block of a string body: bit k describes `b[i + k]`.
-pub(super) struct Block {
-    quote: u64,
-    backslash: u64,
-    /// Control characters (< 0x20), which JSON forbids raw in a string.
-    control: u64,
-}
-
-impl Block {
-    #[inline(always)]
-    fn at(b: &[u8], i: usize) -> Block {
-        if let Some(bytes) = b.get(i..i + 64) {
-            Block::of(bytes.try_into().expect("64 bytes"))
-        } else {
-            // The tail: padded with NULs, which are control characters, so a
-            // string still open at the end of the line is an error.
-            let mut padded = [0u8; 64];
-            let rest = b.get(i..).unwrap_or_default();
-            padded[..rest.len()].copy_from_slice(rest);
-            Block::of(&padded)
-        }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    fn of(bytes: &[u8; 64]) -> Block {
-        // SAFETY: SSE2 is part of the x86_64 baseline; the four unaligned
-        // 16-byte loads lie inside the 64-byte array.
-        unsafe {
-            use std::arch::x86_64::*;
-            let quote = _mm_set1_epi8(b'"' as i8);
-            let backslash = _mm_set1_epi8(b'\\' as i8);
-            let ctl_max = _mm_set1_epi8(0x1f);
-            let mut masks = Block {
-                quote: 0,
-                backslash: 0,
-                control: 0,
-            };
-            for k in 0..4 {
-                let v = _mm_loadu_si128(bytes.as_ptr().add(16 * k) as *const __m128i);
-                let shift = 16 * k as u32;
-                let q = _mm_movemask_epi8(_mm_cmpeq_epi8(v, quote)) as u16;
-                let s = _mm_movemask_epi8(_mm_cmpeq_epi8(v, backslash)) as u16;
-                // unsigned v <= 0x1f  <=>  max(v, 0x1f) == 0x1f
-                let c = _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_max_epu8(v, ctl_max), ctl_max)) as u16;
-                masks.quote |= u64::from(q) << shift;
-                masks.backslash |= u64::from(s) << shift;
-                masks.control |= u64::from(c) << shift;
-            }
-            masks
-        }
-    }
-
-    /// Quotes, and backslashes or control characters, of 16 bytes.
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    fn short(bytes: &[u8; 16]) -> (u16, u16) {
-        // SAFETY: SSE2 is part of the x86_64 baseline; the unaligned
-        // 16-byte load is the whole array.
-        unsafe {
-            use std::arch::x86_64::*;
-            let v = _mm_loadu_si128(bytes.as_ptr() as *const __m128i);
-            let ctl_max = _mm_set1_epi8(0x1f);
-            let q = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
-            let s = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
-            let c = _mm_cmpeq_epi8(_mm_max_epu8(v, ctl_max), ctl_max);
-            (
-                _mm_movemask_epi8(q) as u16,
-                _mm_movemask_epi8(_mm_or_si128(s, c)) as u16,
-            )
-        }
-    }
-
-    #[cfg(not(target_arch = "x86_64"))]
-    #[inline(always)]
-    fn short(bytes: &[u8; 16]) -> (u16, u16) {
-        let (mut quote, mut special) = (0u16, 0u16);
-        for (k, &c) in bytes.iter().enumerate() {
-            quote |= u16::from(c == b'"') << k;
-            special |= u16::from(c == b'\\' || c < 0x20) << k;
-        }
-        (quote, special)
-    }
-
-    #[cfg(not(target_arch = "x86_64"))]
-    #[inline(always)]
-    fn of(bytes: &[u8; 64]) -> Block {
-        let mut masks = Block {
-            quote: 0,
-            backslash: 0,
-            control: 0,
-        };
-        for (k, &c) in bytes.iter().enumerate() {
-            masks.quote |= u64::from(c == b'"') << k;
-            masks.backslash |= u64::from(c == b'\\') << k;
-            masks.control |= u64::from(c < 0x20) << k;
-        }
-        masks
-    }
-}
-
-/// Escape length by the escaped byte (the one after the backslash): 2 for `\"` `\\` `\/`
-/// `\b` `\f` `\n` `\r` `\t`, 6 for `\u`, 0 for anything else.
-static ESCAPE_LEN: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let simple = *b"\"\\/bfnrt";
-    let mut k = 0;
-    while k < simple.len() {
-        t[simple[k] as usize] = 2;
-        k += 1;
-    }
-    t[b'u' as usize] = 6;
-    t
-};
 
 /// Decodes the body of a JSON string whose syntax was already checked.
 /// `None` for an escape that is not a valid Unicode scalar (lone surrogate).

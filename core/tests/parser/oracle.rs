@@ -2,7 +2,7 @@
 //! `ts` and `uid` are; the rules decide the expected outcome.
 
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use timebucket_core::frame::{FrameParser, Invalid, Line};
+use timebucket_core::frame::{with_simd_level, FrameParser, Invalid, Line, SimdLevel};
 
 use std::fmt;
 
@@ -14,12 +14,28 @@ pub enum Outcome {
     Invalid(Invalid),
 }
 
+/// The outcome on every stage-1 path (scalar, SSE4.2, AVX2), which must
+/// agree: every test of the parser checks all three.
 pub fn run(p: &FrameParser, line: &[u8]) -> Outcome {
-    match p.parse(line) {
-        Line::Frame(f) => Outcome::Frame(f.ts, f.uid.into_owned()),
-        Line::Blank => Outcome::Blank,
-        Line::Invalid(r) => Outcome::Invalid(r),
+    let on = |level| {
+        with_simd_level(level, || match p.parse(line) {
+            Line::Frame(f) => Outcome::Frame(f.ts, f.uid.into_owned()),
+            Line::Blank => Outcome::Blank,
+            Line::Invalid(r) => Outcome::Invalid(r),
+        })
+    };
+    let scalar = on(SimdLevel::Scalar);
+    for level in [SimdLevel::Sse42, SimdLevel::Avx2] {
+        let got = on(level);
+        assert_eq!(
+            got,
+            scalar,
+            "{} and scalar disagree on {:?}",
+            level.name(),
+            String::from_utf8_lossy(line)
+        );
     }
+    scalar
 }
 
 #[derive(Debug)]
