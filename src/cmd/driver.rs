@@ -22,14 +22,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rdkafka::statistics::Statistics;
 use tracing::{debug, info, warn};
 
 use crate::core::cursor::SeekTo;
 use crate::core::group::{self as decide, Outcome};
 use crate::error::Error;
 use crate::kafka::consumer::{Handover, OffsetCommit};
-use crate::kafka::log::{stats_ends, Event};
+use crate::kafka::log::Event;
 pub(crate) use crate::kafka::log::{GroupLog, Record, StatsEnds};
 use crate::kafka::sink::{Commit, Offsets, Sink};
 
@@ -514,9 +513,7 @@ impl<C: Command> Handover for Group<C> {
         self.cmd.assigned(&mut self.state(), partitions);
     }
 
-    fn statistics(&self, stats: &Statistics) {
-        if let Some(ends) = stats_ends(stats, self.cmd.topic()) {
-            self.cmd.statistics(&ends);
-        }
+    fn statistics(&self, ends: &[StatsEnds]) {
+        self.cmd.statistics(ends);
     }
 }

@@ -52,26 +52,59 @@ pub trait Handover: Send + Sync + 'static {
     /// The group gave this member `partitions` (maybe none): it has joined.
     fn assigned(&self, _partitions: &[i32]) {}
 
-    /// librdkafka's statistics, when [`group_consumer`] was asked for them.
-    fn statistics(&self, _stats: &Statistics) {}
+    /// The offsets of the topic's partitions in librdkafka's statistics,
+    /// when [`group_consumer`] was asked for them.
+    fn statistics(&self, _ends: &[StatsEnds]) {}
 }
+
+/// This member's place in its group (generation, member id), which a
+/// transaction's input offsets are sent with so that the group fences a
+/// zombie's commit (KIP-447). librdkafka's, opaque outside `kafka`.
+pub struct GroupMetadata(pub(crate) ConsumerGroupMetadata);
 
 /// Committing input offsets: by the consumer itself (at-least-once), or by
 /// a transactional producer with the group's metadata (exactly-once).
 pub trait OffsetCommit {
     /// `None` before the consumer has joined its group.
-    fn group_metadata(&self) -> Option<ConsumerGroupMetadata>;
+    fn group_metadata(&self) -> Option<GroupMetadata>;
     fn commit_offsets(&self, offsets: &Offsets) -> Result<(), Error>;
 }
 
 impl<C: ConsumerContext> OffsetCommit for BaseConsumer<C> {
-    fn group_metadata(&self) -> Option<ConsumerGroupMetadata> {
-        Consumer::group_metadata(self)
+    fn group_metadata(&self) -> Option<GroupMetadata> {
+        Consumer::group_metadata(self).map(GroupMetadata)
     }
 
     fn commit_offsets(&self, offsets: &Offsets) -> Result<(), Error> {
         commit(self, &offsets.to_list())
     }
+}
+
+/// A partition's offsets as librdkafka's statistics last reported them:
+/// its log start and the end a read_committed consumer reaches (the last
+/// stable offset, else the high watermark).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatsEnds {
+    pub partition: i32,
+    pub low: i64,
+    pub end: i64,
+}
+
+/// The offsets of `topic`'s partitions in librdkafka's statistics; `None`
+/// when they say nothing of the topic.
+fn stats_ends(stats: &Statistics, topic: &str) -> Option<Vec<StatsEnds>> {
+    let topic = stats.topics.get(topic)?;
+    // A read_committed consumer reaches the last stable offset.
+    let ends = topic.partitions.values().map(|p| StatsEnds {
+        partition: p.partition,
+        low: p.lo_offset,
+        end: if p.ls_offset >= 0 {
+            p.ls_offset
+        } else {
+            p.hi_offset
+        },
+    });
+    Some(ends.collect())
 }
 
 pub struct GroupContext<H> {
@@ -84,7 +117,9 @@ pub struct GroupContext<H> {
 
 impl<H: Handover> ClientContext for GroupContext<H> {
     fn stats(&self, statistics: Statistics) {
-        self.handover.statistics(&statistics);
+        if let Some(ends) = stats_ends(&statistics, &self.topic) {
+            self.handover.statistics(&ends);
+        }
     }
 
     /// As rdkafka's default, except that the end of a partition (asked for

@@ -15,13 +15,13 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use crate::core::cursor::SeekTo;
 use crate::error::Error;
 use crate::kafka::checkpoint::answered;
 use crate::kafka::connect::{refusal_of, refused, Refusal};
+pub(crate) use crate::kafka::consumer::StatsEnds;
 use crate::kafka::consumer::{GroupConsumer, Handover, OffsetCommit};
 use crate::kafka::read::{cached_log_start, partitions_of};
 use crate::kafka::retry;
@@ -62,33 +62,6 @@ pub(crate) struct CommittedOffset {
     pub partition: i32,
     pub offset: u64,
     pub metadata: String,
-}
-
-/// A partition's offsets as librdkafka's statistics last reported them:
-/// its log start and the end a read_committed consumer reaches (the last
-/// stable offset, else the high watermark).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct StatsEnds {
-    pub partition: i32,
-    pub low: i64,
-    pub end: i64,
-}
-
-/// The offsets of `topic`'s partitions in librdkafka's statistics; `None`
-/// when they say nothing of the topic.
-pub(crate) fn stats_ends(stats: &Statistics, topic: &str) -> Option<Vec<StatsEnds>> {
-    let topic = stats.topics.get(topic)?;
-    // A read_committed consumer reaches the last stable offset.
-    let ends = topic.partitions.values().map(|p| StatsEnds {
-        partition: p.partition,
-        low: p.lo_offset,
-        end: if p.ls_offset >= 0 {
-            p.ls_offset
-        } else {
-            p.hi_offset
-        },
-    });
-    Some(ends.collect())
 }
 
 /// The group's log of one topic. Committing offsets is the [`OffsetCommit`]

@@ -12,13 +12,11 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rdkafka::consumer::ConsumerGroupMetadata;
-
 use crate::core::cursor::SeekTo;
 use crate::core::frame::Invalid;
 use crate::core::window::Closed;
 use crate::error::Error;
-use crate::kafka::consumer::{Handover, OffsetCommit};
+use crate::kafka::consumer::{GroupMetadata, Handover, OffsetCommit};
 use crate::kafka::log::{CommittedOffset, Event, GroupLog, Record};
 use crate::kafka::sink::{Commit, Late, Offsets, Sink};
 
@@ -292,7 +290,7 @@ impl<H: Handover> MemoryLog<H> {
 }
 
 impl<H: Handover> OffsetCommit for MemoryLog<H> {
-    fn group_metadata(&self) -> Option<ConsumerGroupMetadata> {
+    fn group_metadata(&self) -> Option<GroupMetadata> {
         None
     }
 

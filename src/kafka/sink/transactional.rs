@@ -105,7 +105,7 @@ impl Transactional {
             })?;
             let (producer, offsets) = (producer.clone(), offsets.clone());
             transactional_once("offsets", PATIENCE, self.abandon_after, move |timeout| {
-                producer.send_offsets_to_transaction(&offsets, &group, timeout)
+                producer.send_offsets_to_transaction(&offsets, &group.0, timeout)
             })?;
         }
         // commit_transaction flushes first, through rdkafka's slow flush.

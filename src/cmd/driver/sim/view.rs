@@ -210,7 +210,7 @@ pub(super) fn keyed(key: &[u8], value: &[u8]) -> Vec<u8> {
 }
 
 impl OffsetCommit for SimLog {
-    fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
+    fn group_metadata(&self) -> Option<crate::kafka::consumer::GroupMetadata> {
         None
     }
 
