@@ -103,10 +103,13 @@ impl Transactions {
                     &format!("cannot start transactions with transactional id {id}"),
                     &e,
                 ),
-                None => Error::Kafka(format!(
-                    "cannot start transactions with transactional id {id} at {} ({e})",
-                    settings.bootstrap
-                )),
+                None => Error::kafka_at(
+                    format!(
+                        "cannot start transactions with transactional id {id} at {}",
+                        settings.bootstrap
+                    ),
+                    e,
+                ),
             })?;
         Ok(Transactions {
             producer,
