@@ -203,6 +203,19 @@ fn assert_durable_once(tape: &SharedTape, ranges: &[(i32, std::ops::Range<u64>)]
     assert_eq!(durable, expected);
 }
 
+/// The first `n` steps other than commits after the first given-up commit.
+fn after_given_up(seen: &[Seen], n: usize) -> Vec<&Seen> {
+    let given_up = seen
+        .iter()
+        .position(|s| matches!(s, Seen::Commit { held: false, .. }))
+        .expect("a given-up commit");
+    seen[given_up + 1..]
+        .iter()
+        .filter(|s| !matches!(s, Seen::Commit { .. }))
+        .take(n)
+        .collect()
+}
+
 fn cp(offset: u64, count: u64) -> Option<(u64, String)> {
     Some((offset, format!("{offset},{count}")))
 }
@@ -251,15 +264,7 @@ fn a_given_up_commit_rewinds_every_assigned_partition_before_reading_on() {
     tape.lock().unwrap().give_up = 1;
     run_to_end(&group, &log);
     let seen = steps(&tape);
-    let given_up = seen
-        .iter()
-        .position(|s| matches!(s, Seen::Commit { held: false, .. }))
-        .expect("a given-up commit");
-    let after: Vec<&Seen> = seen[given_up + 1..]
-        .iter()
-        .filter(|s| !matches!(s, Seen::Commit { .. }))
-        .take(2)
-        .collect();
+    let after = after_given_up(&seen, 2);
     assert_eq!(
         after,
         [
@@ -425,15 +430,7 @@ fn a_rewind_after_the_assignment_was_lost_is_left_to_the_hand_over() {
     tape.lock().unwrap().give_up = 1;
     run_to_end(&group, &log);
     let seen = steps(&tape);
-    let given_up = seen
-        .iter()
-        .position(|s| matches!(s, Seen::Commit { held: false, .. }))
-        .expect("a given-up commit");
-    let next: Vec<&Seen> = seen[given_up + 1..]
-        .iter()
-        .filter(|s| !matches!(s, Seen::Commit { .. }))
-        .take(2)
-        .collect();
+    let next = after_given_up(&seen, 2);
     assert_eq!(
         next,
         [&Seen::Revoked(vec![0, 1]), &Seen::Assigned(vec![0, 1])]
