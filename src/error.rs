@@ -98,6 +98,14 @@ pub enum Error {
     /// it stops rather than count inexactly (see docs/limits.md).
     #[error("{0}")]
     StateBudget(String),
+    /// The worker's parse threads could not start (`--parse-threads`):
+    /// the system's error, kept as the source.
+    #[error("cannot start {threads} parse threads (--parse-threads, PARSE_THREADS): {source}")]
+    ParseThreads {
+        threads: usize,
+        #[source]
+        source: rayon::ThreadPoolBuildError,
+    },
 }
 
 impl Error {
@@ -108,7 +116,7 @@ impl Error {
     /// 13 state budget exceeded.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config(_) => 2,
+            Error::Config(_) | Error::ParseThreads { .. } => 2,
             Error::Input { .. } => 3,
             Error::Output(_) => 4,
             Error::Kafka(_)

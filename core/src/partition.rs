@@ -35,6 +35,21 @@ pub struct Rules {
     pub max_future: Option<u64>,
 }
 
+impl Rules {
+    /// Parses a record's payload by these rules: with `max_future`, a `ts`
+    /// may be at most that far ahead of the record's own time (unix
+    /// seconds, if it has one). Pure, so that a batch's records can be
+    /// parsed on several threads before they are handed to
+    /// [`Partition::on_parsed`] in order.
+    pub fn parse<'a>(&self, record_time: Option<u64>, payload: &'a [u8]) -> Line<'a> {
+        let parser = match (self.max_future, record_time) {
+            (Some(ahead), Some(now)) => self.parser.bounded_at(now, ahead),
+            _ => self.parser,
+        };
+        parser.parse(payload)
+    }
+}
+
 /// Where a partition starts.
 // A checkpoint holds the clock's uids ahead inline (1.6 KB) so that it stays
 // `Copy`; one is made per partition start.
@@ -117,17 +132,21 @@ impl Partition {
         payload: &[u8],
         closed: &mut Vec<Closed>,
     ) -> Step {
+        let line = self.rules.parse(record_time, payload);
+        self.on_parsed(offset, line, closed)
+    }
+
+    /// Handles the record at `offset` whose payload [`Rules::parse`] made
+    /// `line` (by this partition's rules), appending the windows it closed
+    /// to `closed`: the same as [`Partition::on_record`].
+    pub fn on_parsed(&mut self, offset: u64, line: Line<'_>, closed: &mut Vec<Closed>) -> Step {
         match self.cursor.admit(offset) {
             Admit::Seek(to) => return Step::Seek(to),
             Admit::Duplicate => return Step::Duplicate,
             Admit::Take => {}
         }
         let replay = offset < self.handled_until;
-        let parser = match (self.rules.max_future, record_time) {
-            (Some(ahead), Some(now)) => self.rules.parser.bounded_at(now, ahead),
-            _ => self.rules.parser,
-        };
-        match parser.parse(payload) {
+        match line {
             Line::Frame(frame)
                 if self
                     .guard

@@ -59,6 +59,11 @@ pub struct WorkerArgs {
     /// Process at most this many frames per second (demos and tests).
     #[arg(long)]
     pub throttle: Option<u64>,
+    /// Threads that parse each poll batch's records, the polling thread
+    /// one of them (0: one per CPU core; 1: the polling thread alone). The
+    /// counting stays on the polling thread, in offset order.
+    #[arg(long, env = "PARSE_THREADS", default_value_t = 0)]
+    pub parse_threads: usize,
     /// Write the typed run report (see `cmd::worker::report`) to this file:
     /// `started` once the worker has joined, then the final summary.
     #[arg(long, hide = true)]
@@ -121,6 +126,10 @@ impl WorkerArgs {
                 commit_interval,
                 print_interval: self.print_interval,
                 throttle: self.throttle,
+                parse_threads: match self.parse_threads {
+                    0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                    n => n,
+                },
             },
             observe: Observing {
                 report_file: self.report_file,

@@ -29,7 +29,7 @@ use crate::core::group::{self as decide, Outcome};
 use crate::error::Error;
 use crate::kafka::consumer::{Handover, OffsetCommit};
 use crate::kafka::log::Event;
-pub(crate) use crate::kafka::log::{GroupLog, Record, StatsEnds};
+pub(crate) use crate::kafka::log::{BatchLimit, GroupLog, Record, StatsEnds};
 use crate::kafka::sink::{Commit, Offsets, Sink};
 
 mod clock;
@@ -44,9 +44,16 @@ mod sim;
 mod tests;
 
 /// Most records handled per loop iteration: records librdkafka already
-/// fetched are handled in a batch before the checks below, whose clock
-/// reads cost about a tenth of the parse at a few hundred thousand frames/s.
-const POLL_BATCH: usize = 512;
+/// fetched are prepared (parsed, on several threads) and handled in a
+/// batch before the loop's checks, whose clock reads cost about a tenth of
+/// the parse at a few hundred thousand frames/s. The bytes bound what a
+/// batch holds of the client's memory: 4 MB is about 2,000 frames of
+/// 2 KB, and at most 4 MB plus one record of the largest size the input
+/// topic allows.
+const POLL_BATCH: BatchLimit = BatchLimit {
+    records: 512,
+    bytes: 4 << 20,
+};
 
 /// What became of a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,12 +96,23 @@ pub(crate) trait Command: Send + Sync + Sized + 'static {
         log: &impl GroupLog,
         partition: i32,
     ) -> Result<Self::Partition, Error>;
-    /// Handles a record of an owned partition.
+    /// What handling a record needs that follows from the record alone
+    /// (the worker's parse of its payload).
+    type Prepared<'a>: Send;
+    /// Works out [`Command::Prepared`] for each of a batch's records, in
+    /// order, before any of them is handled: outside the group's lock, on
+    /// as many threads as the command likes. A record may be dropped after
+    /// (its partition sought or taken away meanwhile), so this decides
+    /// nothing.
+    fn prepare<'a>(&self, records: &[Record<'a>]) -> Vec<Self::Prepared<'a>>;
+    /// Handles a record of an owned partition, with what
+    /// [`Command::prepare`] made of it.
     fn record(
         &self,
         log: &impl GroupLog,
         state: &mut State<Self>,
         record: &Record<'_>,
+        prepared: Self::Prepared<'_>,
     ) -> Result<Handled, Error>;
     /// Where a new owner of `partition` resumes, and the checkpoint it
     /// resumes from (commit metadata); `None` while there is nothing to
@@ -168,6 +186,10 @@ pub(crate) struct State<C: Command> {
     pub local: C::Local,
     /// Where time is read (the group's, here for the hooks given a state).
     pub clock: Arc<dyn Clock>,
+    /// How many rebalances were handed over (revocations and assignments):
+    /// a batch polled across one holds records of partitions that may have
+    /// been taken away.
+    pub handovers: u64,
 }
 
 /// A command and its state. The rebalance callbacks run inside `poll`, on
@@ -213,6 +235,7 @@ impl<C: Command> Group<C> {
                 last_emit_ms: None,
                 local,
                 clock,
+                handovers: 0,
             }),
         }
     }
@@ -244,43 +267,11 @@ pub(crate) fn run<C: Command>(
             rewind(log, group)?;
         }
         cmd.before_poll(group)?;
-        let mut timeout = cmd.poll_timeout();
-        let mut handled = 0;
-        let mut queue_empty = false;
-        while handled < POLL_BATCH {
-            let polled = log.poll(timeout, |event| match event {
-                Event::Record(record) => {
-                    cmd.pace(group, &mut hooks);
-                    handle(log, group, &record).map(|()| Polled::Handled)
-                }
-                // Batch runs: everything of the partition up to its end
-                // offset has been read.
-                Event::End(partition) => {
-                    cmd.at_end(group, log, partition).map(|()| Polled::Handled)
-                }
-                // A missing ACL (group, topic) never heals by itself;
-                // anything else (a broker restarting) librdkafka retries.
-                Event::Refused(e) => Err(e),
-                Event::Transient(e) => {
-                    warn!(error = %e, "consumer error; librdkafka retries");
-                    Ok(Polled::Retried)
-                }
-                Event::Empty => Ok(Polled::Empty),
-            })?;
-            match polled {
-                Polled::Handled => {}
-                Polled::Retried => break,
-                Polled::Empty => {
-                    queue_empty = true;
-                    break;
-                }
-            }
-            handled += 1;
-            timeout = Duration::ZERO;
-            if group.state().rewind || stop.load(Ordering::SeqCst) {
-                break;
-            }
-        }
+        let handovers = group.state().handovers;
+        let batch = log.poll_batch(cmd.poll_timeout(), POLL_BATCH, |events| {
+            handle_batch(log, group, stop, &mut hooks, handovers, events)
+        })?;
+        let (handled, queue_empty) = (batch.handled, batch.queue_empty);
         let rewinding = {
             let mut state = group.state();
             cmd.after_batch(&mut state, handled);
@@ -306,27 +297,109 @@ pub(crate) fn run<C: Command>(
     }
 }
 
-/// What one poll of a batch came to.
-enum Polled {
-    /// A record or a partition's end: go on with the batch.
-    Handled,
-    /// An error the log retries: end the batch.
-    Retried,
-    /// Nothing came: end the batch, the queue is empty.
-    Empty,
+/// What one poll batch came to.
+struct Batch {
+    /// Records and partition ends handled.
+    handled: usize,
+    /// The batch ended because nothing more had come.
+    queue_empty: bool,
+}
+
+/// Handles a poll batch's events in order: the records prepared first
+/// (all at once, see [`Command::prepare`]), then each handed to its
+/// partition. A record is dropped, as librdkafka would have dropped it had
+/// it not been fetched yet, when
+/// - its partition was sought earlier in the batch: it was fetched before
+///   the seek (so is its partition's end);
+/// - its partition was taken away by a rebalance handed over while the
+///   batch was polled (`handovers` moved): its new owner reads it from the
+///   committed checkpoint, which it is not part of;
+/// - a commit was given up or the stop came: every partition goes back to
+///   its committed checkpoint, or is left.
+///
+/// A record of an owned partition is never dropped otherwise: its cursor
+/// would take the next one as a gap in the log.
+fn handle_batch<C: Command>(
+    log: &impl GroupLog,
+    group: &Group<C>,
+    stop: &AtomicBool,
+    hooks: &mut C::Loop,
+    handovers: u64,
+    events: Vec<Event<'_>>,
+) -> Result<Batch, Error> {
+    let cmd = &group.cmd;
+    let records: Vec<Record<'_>> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Record(r) => Some(*r),
+            _ => None,
+        })
+        .collect();
+    let mut prepared = cmd.prepare(&records).into_iter();
+    let assigned = if group.state().handovers != handovers {
+        Some(log.assignment()?)
+    } else {
+        None
+    };
+    let taken_away = |p: i32| assigned.as_ref().is_some_and(|a| !a.contains(&p));
+    let mut sought: Vec<i32> = Vec::new();
+    let mut batch = Batch {
+        handled: 0,
+        queue_empty: false,
+    };
+    for event in events {
+        match event {
+            Event::Record(record) => {
+                let prepared = prepared.next().expect("one per record");
+                if sought.contains(&record.partition) || taken_away(record.partition) {
+                    continue;
+                }
+                cmd.pace(group, hooks);
+                if handle(log, group, &record, prepared)? {
+                    sought.push(record.partition);
+                }
+            }
+            // Batch runs: everything of the partition up to its end
+            // offset has been read.
+            Event::End(partition) => {
+                if !sought.contains(&partition) {
+                    cmd.at_end(group, log, partition)?;
+                }
+            }
+            // A missing ACL (group, topic) never heals by itself;
+            // anything else (a broker restarting) librdkafka retries.
+            Event::Refused(e) => return Err(e),
+            Event::Transient(e) => {
+                warn!(error = %e, "consumer error; librdkafka retries");
+                break;
+            }
+            Event::Empty => {
+                batch.queue_empty = true;
+                break;
+            }
+        }
+        batch.handled += 1;
+        if group.state().rewind || stop.load(Ordering::SeqCst) {
+            break;
+        }
+    }
+    Ok(batch)
 }
 
 /// Takes `record`'s partition on if need be, hands the record to it, and
-/// seeks where it says.
+/// seeks where it says: `true` when it sought.
 fn handle<C: Command>(
     log: &impl GroupLog,
     group: &Group<C>,
     record: &Record<'_>,
-) -> Result<(), Error> {
+    prepared: C::Prepared<'_>,
+) -> Result<bool, Error> {
     if unless_lost(own(log, group, record.partition))? != Some(true) {
-        return Ok(());
+        return Ok(false);
     }
-    let handled = group.cmd.record(log, &mut group.state(), record)?;
+    let handled = group
+        .cmd
+        .record(log, &mut group.state(), record, prepared)?;
     if let Handled::Seek(to) = handled {
         info!(
             partition = record.partition,
@@ -335,8 +408,9 @@ fn handle<C: Command>(
             "seeking partition to its start"
         );
         log.seek(record.partition, to, "seek")?;
+        return Ok(true);
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Makes `partition` an owned one (from its checkpoint or the log start)
@@ -498,6 +572,7 @@ impl<C: Command> Handover for Group<C> {
     fn revoke(&self, partitions: &[i32], consumer: &dyn OffsetCommit) {
         let mut state = self.state();
         // One commit covers every owned partition: make it whole.
+        state.handovers += 1;
         let result = commit_state(&self.cmd, &mut state, consumer);
         for p in partitions {
             state.partitions.remove(p);
@@ -510,7 +585,9 @@ impl<C: Command> Handover for Group<C> {
     }
 
     fn assigned(&self, partitions: &[i32]) {
-        self.cmd.assigned(&mut self.state(), partitions);
+        let mut state = self.state();
+        state.handovers += 1;
+        self.cmd.assigned(&mut state, partitions);
     }
 
     fn statistics(&self, ends: &[StatsEnds]) {

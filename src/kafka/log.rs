@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use crate::core::cursor::SeekTo;
@@ -55,6 +55,18 @@ pub(crate) enum Event<'a> {
     Empty,
 }
 
+/// How much one [`GroupLog::poll_batch`] may hold: records are borrowed
+/// from the client until the batch is handled, so its bytes are bounded
+/// as well as its count (a batch of the largest records the input topic
+/// allows would otherwise hold hundreds of MB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BatchLimit {
+    pub records: usize,
+    /// The batch ends at the first record that reaches this many payload
+    /// bytes (so it holds at most this plus one record).
+    pub bytes: usize,
+}
+
 /// A committed offset of a partition and the commit's metadata (the
 /// checkpoint, decoded by the command).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +82,21 @@ pub(crate) trait GroupLog: OffsetCommit {
     /// Waits up to `timeout` for one event and hands it to `f`. Rebalances
     /// are handed over before it, inside this call.
     fn poll<R>(&self, timeout: Duration, f: impl FnOnce(Event<'_>) -> R) -> R;
+    /// Up to `limit`'s records, then hands them to `f` in order: the first
+    /// poll waits up to `timeout`, the others take only what was fetched
+    /// already. The batch ends after its first event that is not a record
+    /// (a partition's end, an error, or [`Event::Empty`]). Rebalances may
+    /// be handed over between two of its polls: the caller drops a record
+    /// whose partition was taken away meanwhile (see the driver). A log
+    /// that does not batch polls one event.
+    fn poll_batch<R>(
+        &self,
+        timeout: Duration,
+        _limit: BatchLimit,
+        f: impl FnOnce(Vec<Event<'_>>) -> R,
+    ) -> R {
+        self.poll(timeout, |event| f(vec![event]))
+    }
     /// Makes `partition` read from `to` on; a failure names it as `what`
     /// (`"cannot {what} topic/partition"`).
     fn seek(&self, partition: i32, to: SeekTo, what: &str) -> Result<(), Error>;
@@ -107,31 +134,45 @@ pub(crate) trait GroupLog: OffsetCommit {
 impl<H: Handover> GroupLog for GroupConsumer<H> {
     fn poll<R>(&self, timeout: Duration, f: impl FnOnce(Event<'_>) -> R) -> R {
         match BaseConsumer::poll(self, timeout) {
-            Some(Ok(message)) => {
-                let time = message
-                    .timestamp()
-                    .to_millis()
-                    .filter(|&ms| ms >= 0)
-                    .map(|ms| ms as u64 / 1000);
-                f(Event::Record(Record {
-                    partition: message.partition(),
-                    offset: message.offset() as u64,
-                    time,
-                    key: message.key().unwrap_or(&[]),
-                    payload: message.payload().unwrap_or(&[]),
-                }))
-            }
-            Some(Err(KafkaError::PartitionEOF(partition))) => f(Event::End(partition)),
-            Some(Err(e)) if refusal_of(&e) == Some(Refusal::Authorization) => {
-                let topic = &self.context().topic;
-                f(Event::Refused(refused(
-                    &format!("consumer of topic {topic}"),
-                    &e,
-                )))
-            }
-            Some(Err(e)) => f(Event::Transient(e.to_string())),
+            Some(Ok(message)) => f(Event::Record(record_of(&message))),
+            Some(Err(e)) => f(error_event(self, e)),
             None => f(Event::Empty),
         }
+    }
+
+    fn poll_batch<R>(
+        &self,
+        timeout: Duration,
+        limit: BatchLimit,
+        f: impl FnOnce(Vec<Event<'_>>) -> R,
+    ) -> R {
+        let mut messages = Vec::new();
+        let mut bytes = 0;
+        let mut tail = None;
+        let mut timeout = timeout;
+        while messages.len() < limit.records && bytes < limit.bytes {
+            match BaseConsumer::poll(self, timeout) {
+                Some(Ok(message)) => {
+                    bytes += message.payload_len();
+                    messages.push(message);
+                }
+                Some(Err(e)) => {
+                    tail = Some(error_event(self, e));
+                    break;
+                }
+                None => {
+                    tail = Some(Event::Empty);
+                    break;
+                }
+            }
+            timeout = Duration::ZERO;
+        }
+        let mut events: Vec<Event<'_>> = messages
+            .iter()
+            .map(|m| Event::Record(record_of(m)))
+            .collect();
+        events.extend(tail);
+        f(events)
     }
 
     fn seek(&self, partition: i32, to: SeekTo, what: &str) -> Result<(), Error> {
@@ -237,5 +278,34 @@ impl<H: Handover> GroupLog for GroupConsumer<H> {
 
     fn partitions(&self, timeout: Duration) -> Result<Vec<i32>, Error> {
         partitions_of(self, &self.context().topic, timeout)
+    }
+}
+
+/// A fetched message as a [`Record`], borrowed from it.
+fn record_of<'a>(message: &'a BorrowedMessage<'_>) -> Record<'a> {
+    let time = message
+        .timestamp()
+        .to_millis()
+        .filter(|&ms| ms >= 0)
+        .map(|ms| ms as u64 / 1000);
+    Record {
+        partition: message.partition(),
+        offset: message.offset() as u64,
+        time,
+        key: message.key().unwrap_or(&[]),
+        payload: message.payload().unwrap_or(&[]),
+    }
+}
+
+/// What a poll of `consumer` that brought an error instead of a message
+/// means.
+fn error_event<H: Handover>(consumer: &GroupConsumer<H>, error: KafkaError) -> Event<'static> {
+    match error {
+        KafkaError::PartitionEOF(partition) => Event::End(partition),
+        e if refusal_of(&e) == Some(Refusal::Authorization) => {
+            let topic = &consumer.context().topic;
+            Event::Refused(refused(&format!("consumer of topic {topic}"), &e))
+        }
+        e => Event::Transient(e.to_string()),
     }
 }

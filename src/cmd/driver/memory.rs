@@ -17,7 +17,7 @@ use crate::core::frame::Invalid;
 use crate::core::window::Closed;
 use crate::error::Error;
 use crate::kafka::consumer::{GroupMetadata, Handover, OffsetCommit};
-use crate::kafka::log::{CommittedOffset, Event, GroupLog, Record};
+use crate::kafka::log::{BatchLimit, CommittedOffset, Event, GroupLog, Record};
 use crate::kafka::sink::{Commit, Late, Offsets, Sink};
 
 /// Polls after which a test's loop is taken to never finish (it fails
@@ -99,6 +99,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A record's key and payload.
 pub(crate) type Stored = (Vec<u8>, Vec<u8>);
 
+/// What one poll of the in-memory log brought.
+enum Polled {
+    Record(i32, u64, Stored),
+    End(i32),
+    Empty,
+}
+
 /// A group's log of one topic in memory. Made with [`MemoryLog::new`], the
 /// record at offset `o` of partition `p` has the payload `"p:o"`.
 pub(crate) struct MemoryLog<H> {
@@ -131,6 +138,9 @@ struct Inner {
     polls: usize,
     /// Where the round-robin over the assigned partitions goes on.
     turn: usize,
+    /// Most records one poll batch takes (the driver asks for up to its
+    /// own limit).
+    batch: usize,
 }
 
 impl<H: Handover> MemoryLog<H> {
@@ -175,6 +185,7 @@ impl<H: Handover> MemoryLog<H> {
                 lost: false,
                 polls: 0,
                 turn: 0,
+                batch: usize::MAX,
             }),
         }
     }
@@ -192,6 +203,12 @@ impl<H: Handover> MemoryLog<H> {
     /// committed offsets fails with [`Error::AssignmentLost`] until the
     /// next poll hands every assigned partition over, and the group gives
     /// them back at once, each from its committed offset.
+    /// Takes at most `records` records per poll batch (1: every record
+    /// alone, as if nothing more had been fetched).
+    pub fn batch(&self, records: usize) {
+        lock(&self.inner).batch = records;
+    }
+
     pub fn lose_assignment(&self, after_reads: usize) {
         lock(&self.inner).lose_after = Some(after_reads);
     }
@@ -268,6 +285,30 @@ impl<H: Handover> MemoryLog<H> {
         Some(p)
     }
 
+    /// One poll: hands a due rebalance over, then takes the next record
+    /// or the next unannounced end. No lock is held while the caller
+    /// handles what it brought: it seeks, reads committed offsets and
+    /// commits.
+    fn poll_one(&self) -> Polled {
+        let polls = {
+            let mut inner = lock(&self.inner);
+            inner.polls += 1;
+            inner.polls
+        };
+        assert!(polls < POLL_LIMIT, "the loop never finished: {polls} polls");
+        self.rebalance();
+        match self.next() {
+            Some((partition, offset, stored)) => {
+                lock(&self.tape).seen.push(Seen::Read { partition, offset });
+                Polled::Record(partition, offset, stored)
+            }
+            None => match self.unannounced_end() {
+                Some(partition) => Polled::End(partition),
+                None => Polled::Empty,
+            },
+        }
+    }
+
     /// The next record of the assigned partitions, taking turns.
     fn next(&self) -> Option<(i32, u64, Stored)> {
         let mut inner = lock(&self.inner);
@@ -305,33 +346,64 @@ impl<H: Handover> OffsetCommit for MemoryLog<H> {
     }
 }
 
+/// Polls with `poll` until it brings `most` things (at least one) or an
+/// event that ends a batch: what an in-memory log's batch holds, and the
+/// event that ended it.
+pub(crate) fn hold<T>(
+    most: usize,
+    mut poll: impl FnMut() -> Result<T, Event<'static>>,
+) -> (Vec<T>, Option<Event<'static>>) {
+    let mut held = Vec::new();
+    while held.len() < most.max(1) {
+        match poll() {
+            Ok(t) => held.push(t),
+            Err(end) => return (held, Some(end)),
+        }
+    }
+    (held, None)
+}
+
 impl<H: Handover> GroupLog for MemoryLog<H> {
     fn poll<R>(&self, _timeout: Duration, f: impl FnOnce(Event<'_>) -> R) -> R {
-        let polls = {
-            let mut inner = lock(&self.inner);
-            inner.polls += 1;
-            inner.polls
-        };
-        assert!(polls < POLL_LIMIT, "the loop never finished: {polls} polls");
-        self.rebalance();
-        // No lock is held while the caller handles the event: it seeks,
-        // reads committed offsets and commits.
-        match self.next() {
-            Some((partition, offset, (key, payload))) => {
-                lock(&self.tape).seen.push(Seen::Read { partition, offset });
-                f(Event::Record(Record {
-                    partition,
-                    offset,
-                    time: None,
-                    key: &key,
-                    payload: &payload,
-                }))
-            }
-            None => match self.unannounced_end() {
-                Some(partition) => f(Event::End(partition)),
-                None => f(Event::Empty),
-            },
+        match self.poll_one() {
+            Polled::Record(partition, offset, (key, payload)) => f(Event::Record(Record {
+                partition,
+                offset,
+                time: None,
+                key: &key,
+                payload: &payload,
+            })),
+            Polled::End(partition) => f(Event::End(partition)),
+            Polled::Empty => f(Event::Empty),
         }
+    }
+
+    fn poll_batch<R>(
+        &self,
+        _timeout: Duration,
+        limit: BatchLimit,
+        f: impl FnOnce(Vec<Event<'_>>) -> R,
+    ) -> R {
+        let most = limit.records.min(lock(&self.inner).batch);
+        let (held, tail) = hold(most, || match self.poll_one() {
+            Polled::Record(partition, offset, stored) => Ok((partition, offset, stored)),
+            Polled::End(partition) => Err(Event::End(partition)),
+            Polled::Empty => Err(Event::Empty),
+        });
+        let mut events: Vec<Event<'_>> = held
+            .iter()
+            .map(|(partition, offset, (key, payload))| {
+                Event::Record(Record {
+                    partition: *partition,
+                    offset: *offset,
+                    time: None,
+                    key,
+                    payload,
+                })
+            })
+            .collect();
+        events.extend(tail);
+        f(events)
     }
 
     fn seek(&self, partition: i32, to: SeekTo, what: &str) -> Result<(), Error> {

@@ -16,6 +16,8 @@ use crate::error::Error;
 use crate::kafka::log::GroupLog;
 use crate::kafka::sink::Commit;
 
+mod batch;
+
 /// Counts records per partition; forwards each one.
 struct Counter {
     /// Whether a partition is taken on only after a commit.
@@ -82,11 +84,18 @@ impl Command for Counter {
         Ok(committed.unwrap_or(Count { next: 0, count: 0 }))
     }
 
+    type Prepared<'a> = ();
+
+    fn prepare<'a>(&self, records: &[Record<'a>]) -> Vec<()> {
+        vec![(); records.len()]
+    }
+
     fn record(
         &self,
         _log: &impl GroupLog,
         state: &mut State<Self>,
         record: &Record<'_>,
+        _prepared: (),
     ) -> Result<Handled, Error> {
         let owned = state.partitions.get_mut(&record.partition).expect("owned");
         if record.offset > owned.next {
@@ -155,6 +164,16 @@ impl Command for Counter {
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
+
+/// A live run's counter that sets `stop` after `n` records.
+fn stopping_at(n: u64, stop: &Arc<AtomicBool>) -> Counter {
+    Counter {
+        transactional: false,
+        interval: HOUR,
+        until_end: false,
+        stop_after: Some((n, stop.clone())),
+    }
+}
 
 fn counter(interval: Duration) -> Counter {
     Counter {
@@ -235,8 +254,8 @@ fn an_interval_commit_carries_every_owned_partitions_checkpoint() {
         .iter()
         .filter(|s| matches!(s, Seen::Read { .. }))
         .count();
-    assert_eq!(reads, super::POLL_BATCH);
-    let half = super::POLL_BATCH as u64 / 2;
+    assert_eq!(reads, super::POLL_BATCH.records);
+    let half = super::POLL_BATCH.records as u64 / 2;
     let checkpoint = format!("{half},{half}");
     assert_eq!(
         commits(&seen)[0],
@@ -288,6 +307,9 @@ fn a_given_up_commit_rewinds_every_assigned_partition_before_reading_on() {
 #[test]
 fn a_revoke_commits_before_the_partitions_go() {
     let (group, log, tape) = world(counter(HOUR), &[10, 10]);
+    // One record per poll: the tape shows the per-record order (batches:
+    // tests/batch.rs).
+    log.batch(1);
     log.reassign(6, vec![1]);
     run_to_end(&group, &log);
     let seen = steps(&tape);
@@ -319,6 +341,9 @@ fn a_record_before_its_partitions_start_seeks_there() {
     // The committed offset is past the partition's start (its checkpoint
     // says offset 2): the first record read is 5, then the loop seeks.
     let (group, log, tape) = world(counter(HOUR), &[8]);
+    // One record per poll: the tape shows the per-record order (batches:
+    // tests/batch.rs).
+    log.batch(1);
     log.precommit(0, 5, "2,0");
     run_to_end(&group, &log);
     let seen = steps(&tape);
@@ -351,13 +376,10 @@ fn a_record_before_its_partitions_start_seeks_there() {
 #[test]
 fn the_stop_signal_commits_and_returns() {
     let stop = Arc::new(AtomicBool::new(false));
-    let cmd = Counter {
-        transactional: false,
-        interval: HOUR,
-        until_end: false,
-        stop_after: Some((4, stop.clone())),
-    };
-    let (group, log, tape) = world(cmd, &[10]);
+    let (group, log, tape) = world(stopping_at(4, &stop), &[10]);
+    // One record per poll: the tape shows the per-record order (batches:
+    // tests/batch.rs).
+    log.batch(1);
     run(&log, &group, &stop, ()).expect("the loop stops");
     let seen = steps(&tape);
     let reads = seen
@@ -426,7 +448,7 @@ fn a_rewind_after_the_assignment_was_lost_is_left_to_the_hand_over() {
     // commit is given up. The rewind cannot read the committed offsets:
     // the hand-over restarts every partition from them instead.
     let (group, log, tape) = world(counter(Duration::ZERO), &[300, 300]);
-    log.lose_assignment(super::POLL_BATCH);
+    log.lose_assignment(super::POLL_BATCH.records);
     tape.lock().unwrap().give_up = 1;
     run_to_end(&group, &log);
     let seen = steps(&tape);

@@ -67,11 +67,18 @@ impl Command for Merge {
         Ok(owned)
     }
 
+    type Prepared<'a> = ();
+
+    fn prepare<'a>(&self, records: &[Record<'a>]) -> Vec<()> {
+        vec![(); records.len()]
+    }
+
     fn record(
         &self,
         _log: &impl GroupLog,
         state: &mut State,
         record: &Record<'_>,
+        _prepared: (),
     ) -> Result<Handled, Error> {
         handle(state, record)
     }

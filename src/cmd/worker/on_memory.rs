@@ -10,6 +10,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::parse::BatchParser;
 use super::{driver, poll, Group, Local, Targets, Worker, WorkerOptions, WorkerSummary};
 use crate::cmd::driver::memory::{MemoryLog, MemorySink, Output, Seen, Stored, Tape};
 use crate::cmd::driver::{Clock, GroupLog, TickClock};
@@ -111,6 +112,7 @@ pub(crate) fn run_batch(input: &Input, hold: usize, give_up: usize) -> (Tape, Wo
         routing: input.routing,
         metrics: Arc::new(WorkerMetrics::new()),
         batch: true,
+        parser: BatchParser::new(opts.running.parse_threads).expect("parse threads"),
         opts,
     };
     let tape = Tape::shared(hold, give_up);
@@ -145,6 +147,7 @@ pub(crate) fn run_member<L: GroupLog>(
         routing: input.routing,
         metrics: Arc::new(WorkerMetrics::new()),
         batch: true,
+        parser: BatchParser::new(opts.running.parse_threads).expect("parse threads"),
         opts,
     };
     let group = Arc::new(Group::with_clock(worker, sink, Local::new(u64::MAX), clock));

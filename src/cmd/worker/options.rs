@@ -74,6 +74,9 @@ pub struct Running {
     /// Caps this worker's processing rate (frames/s) for demos and tests
     /// that need a job to be mid-stream for a while.
     pub throttle: Option<u64>,
+    /// Threads that parse a poll batch's records, the polling thread one
+    /// of them ([`super::parse`]).
+    pub parse_threads: usize,
 }
 
 /// What an operator sees of the run.
@@ -120,6 +123,7 @@ impl WorkerOptions {
                 commit_interval: Duration::from_millis(1),
                 print_interval: 0,
                 throttle: None,
+                parse_threads: 2,
             },
             observe: Observing {
                 report_file: None,

@@ -16,6 +16,7 @@ use super::{shard, Owned, Resume, Shared, State, Worker, WorkerOptions};
 use crate::cmd::driver::{
     Clock, Command, GroupLog, Handled, Record, StatsEnds, Unanswered, ANSWER_BUDGET,
 };
+use crate::core::frame::Line;
 use crate::core::partition::{Partition, Start, Step};
 use crate::core::window::Closed;
 use crate::error::Error;
@@ -94,8 +95,17 @@ impl Command for Worker {
             partition: Partition::new(start, self.opts.windows.rules)
                 .guarded(self.routing, partition as u32),
             last_record: group.clock.now(),
+            in_batch: false,
             progress_sent: None,
         })
+    }
+
+    type Prepared<'a> = Line<'a>;
+
+    fn prepare<'a>(&self, records: &[Record<'a>]) -> Vec<Line<'a>> {
+        let rules = self.opts.windows.rules;
+        self.parser
+            .parse_all(records, |r| rules.parse(r.time, r.payload))
     }
 
     fn record(
@@ -103,8 +113,9 @@ impl Command for Worker {
         log: &impl GroupLog,
         state: &mut State,
         record: &Record<'_>,
+        line: Line<'_>,
     ) -> Result<Handled, Error> {
-        handle_record(log, self, state, record)
+        handle_record(log, self, state, record, line)
     }
 
     fn checkpoint(&self, owned: &Owned) -> Option<(u64, String)> {
@@ -197,6 +208,11 @@ impl Command for Worker {
             let now = state.clock.unix_ms();
             state.local.first_record_ms.get_or_insert(now);
             state.local.last_record_ms = Some(now);
+            let now = state.clock.now();
+            for owned in state.partitions.values_mut().filter(|o| o.in_batch) {
+                owned.last_record = now;
+                owned.in_batch = false;
+            }
         }
         bounds::publish(state);
         self.metrics.publish(&state.local.summary);
@@ -270,12 +286,12 @@ fn handle_record(
     worker: &Worker,
     state: &mut State,
     record: &Record<'_>,
+    line: Line<'_>,
 ) -> Result<Handled, Error> {
     let opts = &worker.opts;
     let Record {
         partition,
         offset,
-        time: record_time,
         payload,
         ..
     } = *record;
@@ -286,7 +302,7 @@ fn handle_record(
     let dropped_before = owned.partition.windows().beyond_horizon().frames;
     let step = owned
         .partition
-        .on_record(offset, record_time, payload, &mut state.local.closed);
+        .on_parsed(offset, line, &mut state.local.closed);
     if let Some(gap) = owned.partition.take_gap() {
         let lost = lost_to_retention(consumer, partition, gap);
         state.local.summary.lost_to_retention += lost;
@@ -330,7 +346,7 @@ fn handle_record(
             }
         }
     }
-    owned.last_record = state.clock.now();
+    owned.in_batch = true;
     bounds::after_record(state, partition, offset, dropped_before)?;
     emit(state, partition);
     Ok(Handled::Done)

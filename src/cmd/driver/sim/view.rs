@@ -14,11 +14,12 @@ use std::time::Duration;
 
 use super::baton::Baton;
 use super::cluster::{Cluster, Offset, OutTxn, Topic};
+use crate::cmd::driver::memory::hold;
 use crate::core::frame::Invalid;
 use crate::core::window::Closed;
 use crate::error::Error;
 use crate::kafka::consumer::{Handover, OffsetCommit};
-use crate::kafka::log::{CommittedOffset, Event, GroupLog, Record};
+use crate::kafka::log::{BatchLimit, CommittedOffset, Event, GroupLog, Record};
 use crate::kafka::sink::{Commit, Late, Offsets, Sink};
 
 pub(super) type Shared = Arc<Mutex<Cluster>>;
@@ -111,6 +112,34 @@ impl SimLog {
         let mut reading = self.reading();
         reading.position.clear();
         reading.announced.clear();
+    }
+
+    /// One poll: a yield point, a due rebalance handed over, then the next
+    /// record or partition end.
+    fn poll_one(&self) -> Option<Fetched> {
+        drop(self.member.step());
+        self.rebalance();
+        tracing::trace!(generation = self.member.generation(), "poll");
+        self.next()
+    }
+
+    /// A fetched record as the driver sees it (a partials record split
+    /// into its key and value).
+    fn record<'a>(&self, partition: i32, offset: u64, payload: &'a [u8]) -> Event<'a> {
+        let (key, payload) = match self.member.topic {
+            Topic::Input => (&[][..], payload),
+            Topic::Partials => {
+                let nul = payload.iter().position(|&b| b == 0).expect("keyed");
+                (&payload[..nul], &payload[nul + 1..])
+            }
+        };
+        Event::Record(Record {
+            partition,
+            offset,
+            time: None,
+            key,
+            payload,
+        })
     }
 
     /// Leaving the group on close: hands the partitions over, then leaves.
@@ -221,29 +250,34 @@ impl OffsetCommit for SimLog {
 
 impl GroupLog for SimLog {
     fn poll<R>(&self, _timeout: Duration, f: impl FnOnce(Event<'_>) -> R) -> R {
-        drop(self.member.step());
-        self.rebalance();
-        tracing::trace!(generation = self.member.generation(), "poll");
-        match self.next() {
-            Some(Ok((partition, offset, payload))) => {
-                let (key, payload) = match self.member.topic {
-                    Topic::Input => (&[][..], &payload[..]),
-                    Topic::Partials => {
-                        let nul = payload.iter().position(|&b| b == 0).expect("keyed");
-                        (&payload[..nul], &payload[nul + 1..])
-                    }
-                };
-                f(Event::Record(Record {
-                    partition,
-                    offset,
-                    time: None,
-                    key,
-                    payload,
-                }))
-            }
+        match self.poll_one() {
+            Some(Ok((partition, offset, payload))) => f(self.record(partition, offset, &payload)),
             Some(Err(partition)) => f(Event::End(partition)),
             None => f(Event::Empty),
         }
+    }
+
+    /// Up to a few records (1 to 5, by the member's id), a rebalance
+    /// possibly handed over between any two: the driver's handling of
+    /// records fetched before a seek or a revocation is exercised.
+    fn poll_batch<R>(
+        &self,
+        _timeout: Duration,
+        limit: BatchLimit,
+        f: impl FnOnce(Vec<Event<'_>>) -> R,
+    ) -> R {
+        let most = limit.records.min(1 + (self.member.id % 5) as usize);
+        let (held, tail) = hold(most, || match self.poll_one() {
+            Some(Ok(fetched)) => Ok(fetched),
+            Some(Err(partition)) => Err(Event::End(partition)),
+            None => Err(Event::Empty),
+        });
+        let mut events: Vec<Event<'_>> = held
+            .iter()
+            .map(|(partition, offset, payload)| self.record(*partition, *offset, payload))
+            .collect();
+        events.extend(tail);
+        f(events)
     }
 
     fn seek(
