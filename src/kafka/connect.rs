@@ -112,7 +112,10 @@ pub fn explain(code: RDKafkaErrorCode) -> String {
 /// The error message of a refused call: `what` failed, why, and what to do.
 pub fn refused(what: &str, error: &KafkaError) -> Error {
     match error.rdkafka_error_code() {
-        Some(code) if refusal(code).is_some() => Error::Kafka(format!("{what}: {}", explain(code))),
+        Some(code) if refusal(code).is_some() => Error::KafkaCode {
+            what: what.to_string(),
+            code,
+        },
         _ => Error::kafka_at(what, error.clone()),
     }
 }
@@ -165,9 +168,9 @@ impl ClientContext for Watch {
 impl ConsumerContext for Watch {}
 
 /// Connects to the cluster once and asks for its metadata: `Ok` once a
-/// broker answers; [`Error::Kafka`] naming the cause as soon as librdkafka
-/// reports a refused login or TLS handshake, or after [`CONNECT_TIMEOUT`]
-/// without an answer.
+/// broker answers; [`Error::ConnectionRefused`] naming the cause as soon as librdkafka
+/// reports a refused login or TLS handshake, or [`Error::NoBroker`] after
+/// [`CONNECT_TIMEOUT`] without an answer.
 pub fn check(settings: &KafkaSettings) -> Result<(), Error> {
     check_within(settings, CONNECT_TIMEOUT)
 }
@@ -200,10 +203,12 @@ pub fn check_within(settings: &KafkaSettings, timeout: Duration) -> Result<(), E
         let events = std::mem::take(&mut *probe.context().events.lock().expect("poisoned"));
         for (code, reason) in &events {
             if let Some(r @ (Refusal::Authentication | Refusal::Tls)) = refusal_in(*code, reason) {
-                return Err(Error::Kafka(format!(
-                    "{bootstrap} refused the connection: {} ({code}: {reason})",
-                    hint_of(r, reason)
-                )));
+                return Err(Error::ConnectionRefused {
+                    bootstrap: bootstrap.clone(),
+                    hint: hint_of(r, reason),
+                    code: *code,
+                    reason: reason.clone(),
+                });
             }
         }
         if let Some((code, reason)) = events
@@ -214,10 +219,11 @@ pub fn check_within(settings: &KafkaSettings, timeout: Duration) -> Result<(), E
             last_event = Some(format!("{code}: {reason}"));
         }
         if Instant::now() >= deadline {
-            return Err(Error::Kafka(format!(
-                "no Kafka broker at {bootstrap} answered within {timeout:?} (last: {})",
-                last_event.unwrap_or(last_call)
-            )));
+            return Err(Error::NoBroker {
+                bootstrap: bootstrap.clone(),
+                timeout,
+                last: last_event.unwrap_or(last_call),
+            });
         }
     }
 }

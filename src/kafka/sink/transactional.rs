@@ -21,7 +21,7 @@ use crate::core::frame::Invalid;
 use crate::core::window::Closed;
 use crate::error::Error;
 use crate::kafka::config::{KafkaSettings, TopicNames};
-use crate::kafka::connect::{explain, refusal, refusal_of, refused};
+use crate::kafka::connect::{refusal, refusal_of, refused};
 use crate::kafka::consumer::OffsetCommit;
 use crate::kafka::error::{Cause, Failure, TxnError};
 use crate::kafka::limits::OutputLimits;
@@ -198,11 +198,10 @@ impl Sink for Transactional {
                     return Err(Error::Delivery(report));
                 }
                 if let Some(code) = failed.code().filter(|c| refusal(*c).is_some()) {
-                    return Err(Error::Kafka(format!(
-                        "transaction {}: {}",
-                        failed.call,
-                        explain(code)
-                    )));
+                    return Err(Error::KafkaCode {
+                        what: format!("transaction {}", failed.call),
+                        code,
+                    });
                 }
                 Commit::Rewind {
                     producer_replaced: self.give_up(&failed)?,
