@@ -45,13 +45,14 @@ pub enum Error {
         reason: String,
     },
     /// No broker at `bootstrap` answered within `timeout`; `last` is
-    /// librdkafka's last reason (an error event's code and reason, or the
-    /// failed metadata call's text): several attempts, no one error.
+    /// what went wrong last, kept as the source (librdkafka's error event
+    /// or the failed metadata call).
     #[error("kafka: no Kafka broker at {bootstrap} answered within {timeout:?} (last: {last})")]
     NoBroker {
         bootstrap: String,
         timeout: Duration,
-        last: String,
+        #[source]
+        last: crate::kafka::connect::LastSeen,
     },
     /// Reading `topic` to its end took longer than the time allowed.
     #[error("kafka: reading {topic} to its end timed out")]
@@ -480,6 +481,46 @@ mod tests {
         assert!(e.to_string().contains("in/a.log in progress"), "{e}");
     }
 
+    /// A cluster that never answered keeps what went wrong last as the
+    /// source, down to librdkafka's code, printed once.
+    #[test]
+    fn no_broker_keeps_what_went_wrong_last() {
+        use crate::kafka::connect::LastSeen;
+        let code = RDKafkaErrorCode::BrokerTransportFailure;
+        let event = LastSeen::Event {
+            code,
+            reason: "Connect to ipv4#127.0.0.1:1 failed: Connection refused".into(),
+        };
+        let call = LastSeen::Call(KafkaError::MetadataFetch(code));
+        for last in [event, call] {
+            let e = Error::NoBroker {
+                bootstrap: "127.0.0.1:1".into(),
+                timeout: Duration::from_secs(2),
+                last,
+            };
+            assert_eq!(e.exit_code(), 5);
+            let text = e.to_string();
+            assert!(
+                text.starts_with(
+                    "kafka: no Kafka broker at 127.0.0.1:1 answered within 2s (last: "
+                ),
+                "{text}"
+            );
+            let mut source = std::error::Error::source(&e);
+            let mut kept = None;
+            while let Some(s) = source {
+                kept = kept.or(s.downcast_ref::<RDKafkaErrorCode>());
+                source = s.source();
+            }
+            assert_eq!(kept, Some(&code), "{e:?}");
+            assert_eq!(report(&e), text);
+            assert_eq!(text.matches(&code.to_string()).count(), 1, "{text}");
+            assert!(!matches!(e.unanswered(), Error::NotAnswered(_)));
+        }
+        let none = LastSeen::NoBrokers.to_string();
+        assert_eq!(none, "the metadata lists no brokers");
+    }
+
     /// Conditions without an underlying error are typed too: exit 5, no
     /// source, and they name their topic or call.
     #[test]
@@ -489,14 +530,6 @@ mod tests {
             RDKafkaErrorCode::InvalidReplicationFactor,
         )];
         let cases = [
-            (
-                Error::NoBroker {
-                    bootstrap: "127.0.0.1:1".into(),
-                    timeout: Duration::from_secs(2),
-                    last: "Local: Broker transport failure".into(),
-                },
-                "127.0.0.1:1",
-            ),
             (
                 Error::ReadTimedOut {
                     topic: "progress".into(),

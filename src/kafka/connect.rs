@@ -188,16 +188,16 @@ pub fn check_within(settings: &KafkaSettings, timeout: Duration) -> Result<(), E
     // What went wrong last: librdkafka's own reason (an error event, e.g.
     // "Connect to ... failed: Connection refused") if there was one, else
     // the failed call's.
-    let mut last_call: String;
-    let mut last_event: Option<String> = None;
+    let mut last_call: LastSeen;
+    let mut last_event: Option<LastSeen> = None;
     let mut next_step = STEP;
     loop {
         let step = next_step.min(deadline.saturating_duration_since(Instant::now()));
         next_step = (next_step * 2).min(LAST_STEP);
         match probe.fetch_metadata(None, step.max(Duration::from_millis(1))) {
             Ok(md) if !md.brokers().is_empty() => return Ok(()),
-            Ok(_) => last_call = "the metadata lists no brokers".into(),
-            Err(e) => last_call = e.to_string(),
+            Ok(_) => last_call = LastSeen::NoBrokers,
+            Err(e) => last_call = LastSeen::Call(e),
         }
         drain(&probe);
         let events = std::mem::take(&mut *probe.context().events.lock().expect("poisoned"));
@@ -216,7 +216,10 @@ pub fn check_within(settings: &KafkaSettings, timeout: Duration) -> Result<(), E
             .rev()
             .find(|(code, _)| *code != RDKafkaErrorCode::AllBrokersDown)
         {
-            last_event = Some(format!("{code}: {reason}"));
+            last_event = Some(LastSeen::Event {
+                code: *code,
+                reason: reason.clone(),
+            });
         }
         if Instant::now() >= deadline {
             return Err(Error::NoBroker {
@@ -226,6 +229,25 @@ pub fn check_within(settings: &KafkaSettings, timeout: Duration) -> Result<(), E
             });
         }
     }
+}
+
+/// What went wrong last while [`check`] waited for a broker: librdkafka's
+/// own reason if it gave one, else the failed call's error.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LastSeen {
+    /// An error event (e.g. "Connect to ... failed: Connection refused").
+    #[error("{code}: {reason}")]
+    Event {
+        #[source]
+        code: RDKafkaErrorCode,
+        reason: String,
+    },
+    /// The metadata request failed.
+    #[error("{0}")]
+    Call(#[source] KafkaError),
+    /// The cluster answered, but with no brokers in its metadata.
+    #[error("the metadata lists no brokers")]
+    NoBrokers,
 }
 
 /// Serves every event queued on the probe's main queue. A log line and an
