@@ -4,6 +4,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -16,9 +17,128 @@ pub enum Error {
     /// Writing results failed (a closed pipe, a full disk).
     #[error("cannot write output: {0}")]
     Output(io::Error),
-    /// The Kafka cluster refused or could not be reached.
-    #[error("kafka: {0}")]
-    Kafka(String),
+    /// The cluster answered `what` with an error code: librdkafka's code,
+    /// kept as the source, worded with what to do when it is a refusal (a
+    /// missing ACL: see [`crate::kafka::connect::explain`]).
+    #[error("kafka: {what}: {}", crate::kafka::connect::explain(*code))]
+    KafkaCode {
+        what: String,
+        #[source]
+        code: rdkafka::types::RDKafkaErrorCode,
+    },
+    /// The producer hit a fatal error that is the cluster saying no (a
+    /// missing ACL): librdkafka's code, kept as the source, and its reason.
+    #[error("kafka: the producer was refused: {} ({reason})", crate::kafka::connect::explain(*code))]
+    ProducerRefused {
+        #[source]
+        code: rdkafka::types::RDKafkaErrorCode,
+        reason: String,
+    },
+    /// The cluster at `bootstrap` refused the login or the TLS handshake:
+    /// librdkafka's code, kept as the source, its reason and a hint.
+    #[error("kafka: {bootstrap} refused the connection: {hint} ({code}: {reason})")]
+    ConnectionRefused {
+        bootstrap: String,
+        hint: &'static str,
+        #[source]
+        code: rdkafka::types::RDKafkaErrorCode,
+        reason: String,
+    },
+    /// No broker at `bootstrap` answered within `timeout`; `last` is
+    /// what went wrong last, kept as the source (librdkafka's error event
+    /// or the failed metadata call).
+    #[error("kafka: no Kafka broker at {bootstrap} answered within {timeout:?} (last: {last})")]
+    NoBroker {
+        bootstrap: String,
+        timeout: Duration,
+        #[source]
+        last: crate::kafka::connect::LastSeen,
+    },
+    /// Reading `topic` to its end took longer than the time allowed.
+    #[error("kafka: reading {topic} to its end timed out")]
+    ReadTimedOut { topic: String },
+    /// The cluster refused to create some topics: each with librdkafka's
+    /// code (several, so none is the one source), and those created.
+    #[error(
+        "kafka: cannot create topics: {}",
+        crate::kafka::topics::not_created(failed, created)
+    )]
+    TopicsNotCreated {
+        failed: Vec<(String, rdkafka::types::RDKafkaErrorCode)>,
+        created: Vec<String>,
+    },
+    /// Topics still without all their partitions or leaders after
+    /// `timeout`: each waiting topic with why.
+    #[error("kafka: topics not ready after {timeout:?}: {}", waiting.join(", "))]
+    TopicsNotReady {
+        timeout: Duration,
+        waiting: Vec<String>,
+    },
+    /// The cluster answered a describe-configs request with another
+    /// number of answers than topics asked for.
+    #[error("kafka: asked for the configs of {asked} topics, got {got} answers")]
+    ConfigAnswers { asked: usize, got: usize },
+    /// A Kafka call did not return within its limit (`call`): the process
+    /// exits, so that the group replays ([`crate::kafka::watchdog`]).
+    #[error(
+        "kafka: the {call} call to the Kafka client did not return within its limit: exiting so \
+         that the group replays from the committed checkpoints (nothing of the open transaction \
+         is visible)"
+    )]
+    Stuck { call: &'static str },
+    /// Another ingest of the same source took over its transactional id
+    /// (fenced), or the producer failed for good: the failed call, kept as
+    /// the source; lines up to `committed` are committed.
+    #[error(
+        "kafka: {failed}: another ingest of this source took over (transactional id {id}), \
+         or the producer failed; lines up to {committed} are committed"
+    )]
+    IngestFenced {
+        #[source]
+        failed: crate::kafka::error::TxnError,
+        id: String,
+        committed: u64,
+    },
+    /// The cluster did not answer ingest's commit of lines `first..=last`:
+    /// the failed call, kept as the source. It may still land.
+    #[error(
+        "kafka: {failed}: the cluster did not answer the commit of lines {first}..={last}; \
+         lines up to {committed} are committed for sure: run ingest again on the same \
+         source to continue after the last committed line"
+    )]
+    IngestUnanswered {
+        #[source]
+        failed: crate::kafka::error::TxnError,
+        first: u64,
+        last: u64,
+        committed: u64,
+    },
+    /// Ingest's progress topic is missing.
+    #[error(
+        "kafka: ingest's progress topic {0} does not exist: create it with `timebucket topics` \
+         (role ingest-progress) or name another with --progress-topic"
+    )]
+    NoProgressTopic(String),
+    /// The latest progress record of `key` in `topic` is none that ingest
+    /// wrote: why, kept as the source.
+    #[error(
+        "kafka: the progress of {key} in {topic} cannot be read (offset {offset}: {bad}): \
+         rerun with --restart to ingest the source from the start"
+    )]
+    BadProgress {
+        key: String,
+        topic: String,
+        offset: i64,
+        #[source]
+        bad: crate::cmd::ingest::position::BadPosition,
+    },
+    /// A loadtest run's topics were not all fresh: another run's topics
+    /// of the same names existed.
+    #[error("kafka: expected to create {expected} fresh topics, created {created:?}")]
+    NotFresh {
+        expected: usize,
+        created: Vec<String>,
+    },
     /// A Kafka call failed: librdkafka's error, kept as the source.
     #[error("kafka: {0}")]
     KafkaCall(#[source] rdkafka::error::KafkaError),
@@ -119,8 +239,21 @@ impl Error {
             Error::Config(_) | Error::ParseThreads { .. } => 2,
             Error::Input { .. } => 3,
             Error::Output(_) => 4,
-            Error::Kafka(_)
-            | Error::KafkaCall(_)
+            Error::KafkaCall(_)
+            | Error::KafkaCode { .. }
+            | Error::ProducerRefused { .. }
+            | Error::ConnectionRefused { .. }
+            | Error::NoBroker { .. }
+            | Error::ReadTimedOut { .. }
+            | Error::TopicsNotCreated { .. }
+            | Error::TopicsNotReady { .. }
+            | Error::ConfigAnswers { .. }
+            | Error::Stuck { .. }
+            | Error::IngestFenced { .. }
+            | Error::IngestUnanswered { .. }
+            | Error::NoProgressTopic(_)
+            | Error::BadProgress { .. }
+            | Error::NotFresh { .. }
             | Error::KafkaAt { .. }
             | Error::AssignmentLost(_)
             | Error::NoTransactions { .. }
@@ -271,5 +404,178 @@ mod tests {
         assert!(matches!(refused.unanswered(), Error::KafkaAt { .. }));
         let lost = Error::AssignmentLost("a read".into());
         assert!(matches!(lost.unanswered(), Error::AssignmentLost(_)));
+    }
+
+    /// The Kafka errors that were text keep librdkafka's code as their
+    /// source, exit 5, print it once, and are not asked again (a refusal
+    /// does not heal).
+    #[test]
+    fn kafka_errors_with_a_code_keep_it_as_their_source() {
+        let refused = Error::KafkaCode {
+            what: "cannot produce to out".into(),
+            code: RDKafkaErrorCode::TopicAuthorizationFailed,
+        };
+        let text = refused.to_string();
+        assert!(
+            text.starts_with(
+                "kafka: cannot produce to out: TopicAuthorizationFailed (Broker: Topic \
+                 authorization failed) (not authorized"
+            ),
+            "{text}"
+        );
+        let producer = Error::ProducerRefused {
+            code: RDKafkaErrorCode::ClusterAuthorizationFailed,
+            reason: "fatal idempotence error".into(),
+        };
+        let connection = Error::ConnectionRefused {
+            bootstrap: "b:9092".into(),
+            hint: "authentication failed",
+            code: RDKafkaErrorCode::Authentication,
+            reason: "SASL authentication error".into(),
+        };
+        for e in [refused, producer, connection] {
+            assert_eq!(e.exit_code(), 5);
+            let source = std::error::Error::source(&e).expect("kept");
+            let code = source.downcast_ref::<RDKafkaErrorCode>().expect("the code");
+            let text = e.to_string();
+            assert_eq!(report(&e), text);
+            assert_eq!(text.matches(&code.to_string()).count(), 1, "{text}");
+            assert!(!matches!(e.unanswered(), Error::NotAnswered(_)));
+        }
+    }
+
+    /// Ingest's failed commits keep the failed call (and so librdkafka's
+    /// error) as their source; a bad progress record keeps why.
+    #[test]
+    fn ingest_errors_keep_the_failed_call_as_their_source() {
+        use crate::kafka::error::TxnError;
+        let kafka = KafkaError::MessageProduction(RDKafkaErrorCode::OperationTimedOut);
+        let failed = TxnError::new("commit", &kafka);
+        let fenced = Error::IngestFenced {
+            failed: failed.clone(),
+            id: "ingest-a".into(),
+            committed: 7,
+        };
+        let unanswered = Error::IngestUnanswered {
+            failed,
+            first: 8,
+            last: 9,
+            committed: 7,
+        };
+        for e in [fenced, unanswered] {
+            assert_eq!(e.exit_code(), 5);
+            let source = std::error::Error::source(&e).expect("kept");
+            assert!(source.downcast_ref::<TxnError>().is_some());
+            let inner = source.source().expect("librdkafka's");
+            assert!(inner.downcast_ref::<KafkaError>().is_some());
+            let text = e.to_string();
+            assert!(
+                text.starts_with(&format!("kafka: commit: {kafka}: ")),
+                "{text}"
+            );
+            assert_eq!(report(&e), text);
+            assert_eq!(text.matches(&kafka.to_string()).count(), 1, "{text}");
+        }
+        let bad = crate::cmd::ingest::position::Position::decode(b"{").unwrap_err();
+        let e = Error::BadProgress {
+            key: "in/a.log".into(),
+            topic: "progress".into(),
+            offset: 3,
+            bad,
+        };
+        assert_eq!(e.exit_code(), 5);
+        assert!(std::error::Error::source(&e).is_some());
+        assert_eq!(report(&e), e.to_string());
+        assert!(e.to_string().contains("in/a.log in progress"), "{e}");
+    }
+
+    /// A cluster that never answered keeps what went wrong last as the
+    /// source, down to librdkafka's code, printed once.
+    #[test]
+    fn no_broker_keeps_what_went_wrong_last() {
+        use crate::kafka::connect::LastSeen;
+        let code = RDKafkaErrorCode::BrokerTransportFailure;
+        let event = LastSeen::Event {
+            code,
+            reason: "Connect to ipv4#127.0.0.1:1 failed: Connection refused".into(),
+        };
+        let call = LastSeen::Call(KafkaError::MetadataFetch(code));
+        for last in [event, call] {
+            let e = Error::NoBroker {
+                bootstrap: "127.0.0.1:1".into(),
+                timeout: Duration::from_secs(2),
+                last,
+            };
+            assert_eq!(e.exit_code(), 5);
+            let text = e.to_string();
+            assert!(
+                text.starts_with(
+                    "kafka: no Kafka broker at 127.0.0.1:1 answered within 2s (last: "
+                ),
+                "{text}"
+            );
+            let mut source = std::error::Error::source(&e);
+            let mut kept = None;
+            while let Some(s) = source {
+                kept = kept.or(s.downcast_ref::<RDKafkaErrorCode>());
+                source = s.source();
+            }
+            assert_eq!(kept, Some(&code), "{e:?}");
+            assert_eq!(report(&e), text);
+            assert_eq!(text.matches(&code.to_string()).count(), 1, "{text}");
+            assert!(!matches!(e.unanswered(), Error::NotAnswered(_)));
+        }
+        let none = LastSeen::NoBrokers.to_string();
+        assert_eq!(none, "the metadata lists no brokers");
+    }
+
+    /// Conditions without an underlying error are typed too: exit 5, no
+    /// source, and they name their topic or call.
+    #[test]
+    fn kafka_conditions_without_a_source_name_what_they_are_about() {
+        let failed = vec![(
+            "out".to_string(),
+            RDKafkaErrorCode::InvalidReplicationFactor,
+        )];
+        let cases = [
+            (
+                Error::ReadTimedOut {
+                    topic: "progress".into(),
+                },
+                "progress",
+            ),
+            (
+                Error::TopicsNotCreated {
+                    failed,
+                    created: vec!["in".into()],
+                },
+                "out: InvalidReplicationFactor (Broker: Invalid replication factor) (created in) \
+                 (more replicas",
+            ),
+            (
+                Error::TopicsNotReady {
+                    timeout: Duration::from_secs(5),
+                    waiting: vec!["in (partition 0 has no leader)".into()],
+                },
+                "in (partition 0 has no leader)",
+            ),
+            (Error::ConfigAnswers { asked: 2, got: 1 }, "2 topics, got 1"),
+            (Error::Stuck { call: "offsets" }, "the offsets call"),
+            (Error::NoProgressTopic("progress".into()), "topic progress"),
+            (
+                Error::NotFresh {
+                    expected: 2,
+                    created: vec![],
+                },
+                "create 2 fresh",
+            ),
+        ];
+        for (e, names) in cases {
+            assert_eq!(e.exit_code(), 5, "{e}");
+            assert!(std::error::Error::source(&e).is_none(), "{e}");
+            assert!(e.to_string().starts_with("kafka: "), "{e}");
+            assert!(e.to_string().contains(names), "{e}");
+            assert!(!matches!(e.unanswered(), Error::NotAnswered(_)));
+        }
     }
 }

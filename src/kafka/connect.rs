@@ -112,7 +112,10 @@ pub fn explain(code: RDKafkaErrorCode) -> String {
 /// The error message of a refused call: `what` failed, why, and what to do.
 pub fn refused(what: &str, error: &KafkaError) -> Error {
     match error.rdkafka_error_code() {
-        Some(code) if refusal(code).is_some() => Error::Kafka(format!("{what}: {}", explain(code))),
+        Some(code) if refusal(code).is_some() => Error::KafkaCode {
+            what: what.to_string(),
+            code,
+        },
         _ => Error::kafka_at(what, error.clone()),
     }
 }
@@ -165,9 +168,9 @@ impl ClientContext for Watch {
 impl ConsumerContext for Watch {}
 
 /// Connects to the cluster once and asks for its metadata: `Ok` once a
-/// broker answers; [`Error::Kafka`] naming the cause as soon as librdkafka
-/// reports a refused login or TLS handshake, or after [`CONNECT_TIMEOUT`]
-/// without an answer.
+/// broker answers; [`Error::ConnectionRefused`] naming the cause as soon as librdkafka
+/// reports a refused login or TLS handshake, or [`Error::NoBroker`] after
+/// [`CONNECT_TIMEOUT`] without an answer.
 pub fn check(settings: &KafkaSettings) -> Result<(), Error> {
     check_within(settings, CONNECT_TIMEOUT)
 }
@@ -185,25 +188,27 @@ pub fn check_within(settings: &KafkaSettings, timeout: Duration) -> Result<(), E
     // What went wrong last: librdkafka's own reason (an error event, e.g.
     // "Connect to ... failed: Connection refused") if there was one, else
     // the failed call's.
-    let mut last_call: String;
-    let mut last_event: Option<String> = None;
+    let mut last_call: LastSeen;
+    let mut last_event: Option<LastSeen> = None;
     let mut next_step = STEP;
     loop {
         let step = next_step.min(deadline.saturating_duration_since(Instant::now()));
         next_step = (next_step * 2).min(LAST_STEP);
         match probe.fetch_metadata(None, step.max(Duration::from_millis(1))) {
             Ok(md) if !md.brokers().is_empty() => return Ok(()),
-            Ok(_) => last_call = "the metadata lists no brokers".into(),
-            Err(e) => last_call = e.to_string(),
+            Ok(_) => last_call = LastSeen::NoBrokers,
+            Err(e) => last_call = LastSeen::Call(e),
         }
         drain(&probe);
         let events = std::mem::take(&mut *probe.context().events.lock().expect("poisoned"));
         for (code, reason) in &events {
             if let Some(r @ (Refusal::Authentication | Refusal::Tls)) = refusal_in(*code, reason) {
-                return Err(Error::Kafka(format!(
-                    "{bootstrap} refused the connection: {} ({code}: {reason})",
-                    hint_of(r, reason)
-                )));
+                return Err(Error::ConnectionRefused {
+                    bootstrap: bootstrap.clone(),
+                    hint: hint_of(r, reason),
+                    code: *code,
+                    reason: reason.clone(),
+                });
             }
         }
         if let Some((code, reason)) = events
@@ -211,15 +216,38 @@ pub fn check_within(settings: &KafkaSettings, timeout: Duration) -> Result<(), E
             .rev()
             .find(|(code, _)| *code != RDKafkaErrorCode::AllBrokersDown)
         {
-            last_event = Some(format!("{code}: {reason}"));
+            last_event = Some(LastSeen::Event {
+                code: *code,
+                reason: reason.clone(),
+            });
         }
         if Instant::now() >= deadline {
-            return Err(Error::Kafka(format!(
-                "no Kafka broker at {bootstrap} answered within {timeout:?} (last: {})",
-                last_event.unwrap_or(last_call)
-            )));
+            return Err(Error::NoBroker {
+                bootstrap: bootstrap.clone(),
+                timeout,
+                last: last_event.unwrap_or(last_call),
+            });
         }
     }
+}
+
+/// What went wrong last while [`check`] waited for a broker: librdkafka's
+/// own reason if it gave one, else the failed call's error.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LastSeen {
+    /// An error event (e.g. "Connect to ... failed: Connection refused").
+    #[error("{code}: {reason}")]
+    Event {
+        #[source]
+        code: RDKafkaErrorCode,
+        reason: String,
+    },
+    /// The metadata request failed.
+    #[error("{0}")]
+    Call(#[source] KafkaError),
+    /// The cluster answered, but with no brokers in its metadata.
+    #[error("the metadata lists no brokers")]
+    NoBrokers,
 }
 
 /// Serves every event queued on the probe's main queue. A log line and an

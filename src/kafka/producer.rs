@@ -15,7 +15,7 @@ use rdkafka::ClientContext;
 use crate::core::frame::Invalid;
 use crate::error::Error;
 use crate::kafka::config::KafkaSettings;
-use crate::kafka::connect::{explain, refusal as refusal_of_code};
+use crate::kafka::connect::refusal as refusal_of_code;
 use crate::kafka::limits::OutputLimits;
 
 /// Failures kept one by one for the final report; the rest are only counted.
@@ -39,7 +39,8 @@ pub struct Deliveries {
     pub failures: Mutex<Vec<(u64, String)>>,
     /// The first failure that was the cluster saying no (a missing ACL):
     /// retrying or replaying cannot help, so the job stops.
-    pub refused: Mutex<Option<String>>,
+    /// The topic and librdkafka's code.
+    pub refused: Mutex<Option<(String, RDKafkaErrorCode)>>,
 }
 
 impl Deliveries {
@@ -66,7 +67,7 @@ impl Deliveries {
         {
             let mut refused = self.refused.lock().expect("poisoned");
             if refused.is_none() {
-                *refused = Some(format!("cannot produce to {topic}: {}", explain(code)));
+                *refused = Some((topic.to_string(), code));
             }
         }
         if is_permanent(error) {
@@ -80,13 +81,16 @@ impl Deliveries {
         self.permanent.load(Ordering::Relaxed)
     }
 
-    /// [`Error::Kafka`] if the cluster refused a record (see `refused`).
+    /// [`Error::KafkaCode`] if the cluster refused a record (see `refused`).
     pub fn refusal(&self) -> Option<Error> {
         self.refused
             .lock()
             .expect("poisoned")
             .clone()
-            .map(Error::Kafka)
+            .map(|(topic, code)| Error::KafkaCode {
+                what: format!("cannot produce to {topic}"),
+                code,
+            })
     }
 
     pub fn record_failure(&self, position: u64, error: String) {
@@ -400,7 +404,7 @@ pub fn wait_delivered(producer: &TrackedProducer, timeout: Duration) {
     }
 }
 
-/// [`Error::Kafka`] if the cluster refused this producer or one of its
+/// [`Error::KafkaCode`] or [`Error::ProducerRefused`] if the cluster refused this producer or one of its
 /// records (a missing ACL, e.g. Write on a topic, or a fatal idempotence
 /// error such as ClusterAuthorizationFailed): retrying cannot help.
 pub fn refusal(producer: &TrackedProducer) -> Option<Error> {
@@ -408,12 +412,7 @@ pub fn refusal(producer: &TrackedProducer) -> Option<Error> {
         return Some(refused);
     }
     let (code, reason) = producer.client().fatal_error()?;
-    refusal_of_code(code).map(|_| {
-        Error::Kafka(format!(
-            "the producer was refused: {} ({reason})",
-            explain(code)
-        ))
-    })
+    refusal_of_code(code).map(|_| Error::ProducerRefused { code, reason })
 }
 
 /// Waits for every queued record; an error if any was not delivered.

@@ -13,7 +13,7 @@ use tracing::warn;
 
 use crate::error::Error;
 use crate::kafka::config::KafkaSettings;
-use crate::kafka::connect::{explain, refusal, refusal_of, refused};
+use crate::kafka::connect::{refusal, refusal_of, refused};
 
 /// Every committed record of `topic` up to its end offsets as they are now,
 /// read with `read_committed` outside any group (for `show` and tests).
@@ -77,9 +77,9 @@ pub fn read_each(
     let mut last_check = Instant::now();
     while !remaining.is_empty() {
         if Instant::now() > deadline {
-            return Err(Error::Kafka(format!(
-                "reading {topic} to its end timed out"
-            )));
+            return Err(Error::ReadTimedOut {
+                topic: topic.to_string(),
+            });
         }
         let message = consumer.poll(Duration::from_millis(100));
         let idle = message.is_none();
@@ -128,10 +128,10 @@ pub fn partitions_of<C: ConsumerContext>(
     // whether the topic exists or not: that is no missing topic.
     if let Some(code) = found.and_then(|t| t.error()).map(RDKafkaErrorCode::from) {
         if refusal(code).is_some() {
-            return Err(Error::Kafka(format!(
-                "cannot read metadata of {topic}: {}",
-                explain(code)
-            )));
+            return Err(Error::KafkaCode {
+                what: format!("cannot read metadata of {topic}"),
+                code,
+            });
         }
     }
     let partitions: Vec<i32> = found

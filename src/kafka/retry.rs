@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use rdkafka::error::KafkaResult;
 use tracing::warn;
 
-use super::error::{Failure, TxnError};
+use super::error::{Cause, Failure, TxnError};
 use super::watchdog;
 
 /// Calls `call` with the time left until it succeeds or `timeout` has
@@ -149,7 +149,7 @@ fn abandoned_after(
         })
         .map_err(|e| {
             UNDER_WAY.fetch_sub(1, Ordering::SeqCst);
-            TxnError::timed_out(call, format!("cannot start the call's thread: {e}"))
+            TxnError::timed_out(call, Cause::NoThread(std::sync::Arc::new(e)))
         })?;
     let result = match answer.recv_timeout(limit) {
         Ok(result) => result,
@@ -159,10 +159,7 @@ fn abandoned_after(
                 ?limit,
                 "transactional call did not return within its limit: abandoning it and its producer"
             );
-            Err(TxnError::timed_out(
-                call,
-                format!("did not return within {limit:?}; abandoned"),
-            ))
+            Err(TxnError::timed_out(call, Cause::Abandoned { limit }))
         }
     };
     timed_out_if_retriable(result)
@@ -206,11 +203,13 @@ fn retry_txn(
         attempts += 1;
         if Instant::now() + backoff >= deadline {
             failed.failure = Failure::TimedOut;
-            failed.error = format!(
-                "{} (still not done after {attempts} attempts in {:.1} s)",
-                failed.error,
-                started.elapsed().as_secs_f64()
-            );
+            if let Cause::Kafka(last) = &*failed.cause {
+                failed.cause = Box::new(Cause::StillNotDone {
+                    last: last.clone(),
+                    attempts,
+                    elapsed: started.elapsed(),
+                });
+            }
             return Err(failed);
         }
         warn!(error = %failed, attempt = attempts, "transaction call not done yet; retrying");
@@ -277,12 +276,10 @@ mod tests {
             |_| Ok(())
         )
         .is_ok());
-        let abortable = TxnError {
-            call: "offsets",
-            failure: Failure::Abortable,
-            error: "Broker: Unknown member".into(),
-            code: None,
-        };
+        let abortable = TxnError::new(
+            "offsets",
+            &KafkaError::MessageProduction(RDKafkaErrorCode::UnknownMemberId),
+        );
         let failed = abandoned_after("offsets", Duration::ZERO, Duration::from_secs(5), |_| {
             Err(abortable)
         });
@@ -325,10 +322,11 @@ mod tests {
             budget: Duration::from_millis(600),
         };
         let retriable = TxnError {
-            call: "offsets",
             failure: Failure::Retriable,
-            error: "Broker transport failure".into(),
-            code: None,
+            ..TxnError::new(
+                "offsets",
+                &KafkaError::MessageProduction(RDKafkaErrorCode::BrokerTransportFailure),
+            )
         };
         let once = |f: Box<dyn FnOnce(Duration) -> Result<(), TxnError> + Send>| {
             abandoned_after("offsets", patience.call, patience.budget, f)
@@ -360,10 +358,11 @@ mod tests {
         };
         let mut calls = 0;
         let not_yet = || TxnError {
-            call: "commit",
             failure: Failure::Retriable,
-            error: "Timed out waiting for operation to finish".into(),
-            code: None,
+            ..TxnError::new(
+                "commit",
+                &KafkaError::MessageProduction(RDKafkaErrorCode::OperationTimedOut),
+            )
         };
         let got = retry_txn("commit", patience, |timeout| {
             assert!(timeout <= Duration::from_millis(100));
@@ -382,6 +381,10 @@ mod tests {
         let e = got.unwrap_err();
         assert_eq!(e.failure, Failure::TimedOut);
         assert!(start.elapsed() < Duration::from_secs(2), "{e}");
-        assert!(e.error.contains("still not done"), "{e}");
+        assert!(
+            matches!(*e.cause, Cause::StillNotDone { attempts, .. } if attempts >= 2),
+            "{e}"
+        );
+        assert_eq!(e.code(), Some(RDKafkaErrorCode::OperationTimedOut));
     }
 }

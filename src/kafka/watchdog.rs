@@ -58,11 +58,7 @@ impl Watch {
 
 /// A call still under way after its limit: exits, naming it.
 fn stuck(call: &'static str) -> ! {
-    let e = Error::Kafka(format!(
-        "the {call} call to the Kafka client did not return within its limit: exiting so that \
-         the group replays from the committed checkpoints (nothing of the open transaction is \
-         visible)"
-    ));
+    let e = Error::Stuck { call };
     tracing::error!(error = %e, "stuck in a Kafka call");
     eprintln!("error: {e}");
     std::process::exit(e.exit_code());

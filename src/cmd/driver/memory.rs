@@ -409,9 +409,11 @@ impl<H: Handover> GroupLog for MemoryLog<H> {
     fn seek(&self, partition: i32, to: SeekTo, what: &str) -> Result<(), Error> {
         let mut inner = lock(&self.inner);
         if !inner.assigned.contains(&partition) {
-            return Err(Error::Kafka(format!(
-                "cannot {what} in/{partition}: not assigned"
-            )));
+            // As librdkafka answers a seek on a partition not assigned.
+            return Err(Error::kafka_at(
+                format!("cannot {what} in/{partition}"),
+                rdkafka::error::KafkaError::Seek("Local: Erroneous state".into()),
+            ));
         }
         let at = match to {
             SeekTo::Offset(o) => o,
@@ -462,7 +464,12 @@ impl<H: Handover> GroupLog for MemoryLog<H> {
         let inner = lock(&self.inner);
         match inner.records.get(partition as usize) {
             Some(records) => Ok((0, records.len() as i64)),
-            None => Err(Error::Kafka(format!("cannot read offsets of {what}"))),
+            None => Err(Error::kafka_at(
+                format!("cannot read offsets of {what}"),
+                rdkafka::error::KafkaError::MetadataFetch(
+                    rdkafka::types::RDKafkaErrorCode::UnknownPartition,
+                ),
+            )),
         }
     }
 

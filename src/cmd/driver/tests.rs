@@ -467,8 +467,11 @@ fn a_check_whose_read_goes_unanswered_says_not_yet_until_its_budget_is_spent() {
     let budget = Duration::from_secs(120);
     let t0 = std::time::Instant::now();
     let unanswered = || {
-        Err(Error::NotAnswered(Box::new(Error::Kafka(
-            "not answered".into(),
+        Err(Error::NotAnswered(Box::new(Error::kafka_at(
+            "not answered",
+            rdkafka::error::KafkaError::MetadataFetch(
+                rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
+            ),
         ))))
     };
     let mut check = super::Unanswered::default();
@@ -486,7 +489,7 @@ fn a_check_whose_read_goes_unanswered_says_not_yet_until_its_budget_is_spent() {
     let late = t0 + Duration::from_secs(320);
     let err = check.settle(unanswered(), late, budget).unwrap_err();
     assert!(
-        matches!(err, Error::Kafka(_)),
+        matches!(err, Error::KafkaAt { .. }),
         "the read's own error: {err:?}"
     );
     // A lost assignment is "not yet"; anything else is the check's error.

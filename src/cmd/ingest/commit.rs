@@ -223,22 +223,22 @@ impl Transactions {
                     return Err(refused);
                 }
                 if e.failure == Failure::Fatal {
-                    return Err(Error::Kafka(format!(
-                        "{e}: another ingest of this source took over (transactional id {}), \
-                         or the producer failed; lines up to {} are committed",
-                        self.id, self.committed.line
-                    )));
+                    return Err(Error::IngestFenced {
+                        failed: e,
+                        id: self.id.clone(),
+                        committed: self.committed.line,
+                    });
                 }
                 // The commit may still land (or the broker aborts it after
                 // the transaction timeout): a rerun's init_transactions
                 // waits for either, then continues after what committed.
                 if e.failure == Failure::TimedOut {
-                    return Err(Error::Kafka(format!(
-                        "{e}: the cluster did not answer the commit of lines {first}..={}; \
-                         lines up to {} are committed for sure: run ingest again on the same \
-                         source to continue after the last committed line",
-                        position.line, self.committed.line
-                    )));
+                    return Err(Error::IngestUnanswered {
+                        failed: e,
+                        first,
+                        last: position.line,
+                        committed: self.committed.line,
+                    });
                 }
                 if let Err(abort) = transactional("abort", PATIENCE, |timeout| {
                     producer.abort_transaction(timeout)

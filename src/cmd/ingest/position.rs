@@ -159,21 +159,20 @@ pub fn latest(
             Some(Ok(p)) => latest = Some(p),
             // A tombstone forgets the source: start over.
             None => latest = None,
-            Some(Err(e)) => bad = Some(format!("offset {}: {e}", m.offset())),
+            Some(Err(e)) => bad = Some((m.offset(), e)),
         }
     })
     .map_err(|e| match e {
-        Error::NoTopic(t) => Error::Kafka(format!(
-            "ingest's progress topic {t} does not exist: create it with `timebucket topics` \
-             (role ingest-progress) or name another with --progress-topic"
-        )),
+        Error::NoTopic(t) => Error::NoProgressTopic(t),
         other => other,
     })?;
-    if let (Some(bad), None) = (&bad, &latest) {
-        return Err(Error::Kafka(format!(
-            "the progress of {key} in {topic} cannot be read ({bad}): \
-             rerun with --restart to ingest the source from the start"
-        )));
+    if let (Some((offset, bad)), None) = (bad, &latest) {
+        return Err(Error::BadProgress {
+            key: key.to_string(),
+            topic: topic.to_string(),
+            offset,
+            bad,
+        });
     }
     Ok(latest)
 }

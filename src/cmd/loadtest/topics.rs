@@ -69,11 +69,10 @@ pub(super) fn create_topics(
     let (seconds_partitions, minutes_partitions) = (count(ROLE_SECONDS), count(ROLE_MINUTES));
     let report = ensure_topics(&opts.settings, &specs, Duration::from_secs(60))?;
     if report.created.len() != specs.len() {
-        return Err(Error::Kafka(format!(
-            "expected to create {} fresh topics, created {:?}",
-            specs.len(),
-            report.created
-        )));
+        return Err(Error::NotFresh {
+            expected: specs.len(),
+            created: report.created,
+        });
     }
     Ok(RunTopics {
         names,

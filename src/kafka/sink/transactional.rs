@@ -21,9 +21,9 @@ use crate::core::frame::Invalid;
 use crate::core::window::Closed;
 use crate::error::Error;
 use crate::kafka::config::{KafkaSettings, TopicNames};
-use crate::kafka::connect::{explain, refusal, refusal_of, refused};
+use crate::kafka::connect::{refusal, refusal_of, refused};
 use crate::kafka::consumer::OffsetCommit;
-use crate::kafka::error::{Failure, TxnError};
+use crate::kafka::error::{Cause, Failure, TxnError};
 use crate::kafka::limits::OutputLimits;
 use crate::kafka::producer::TRANSACTION_TIMEOUT_MS;
 use crate::kafka::producer::{self, TrackedProducer};
@@ -100,8 +100,7 @@ impl Transactional {
             let group = consumer.group_metadata().ok_or(TxnError {
                 call: "offsets",
                 failure: Failure::Abortable,
-                error: "no consumer group metadata for the transaction".into(),
-                code: None,
+                cause: Box::new(Cause::NoGroupMetadata),
             })?;
             let (producer, offsets) = (producer.clone(), offsets.clone());
             transactional_once("offsets", PATIENCE, self.abandon_after, move |timeout| {
@@ -198,12 +197,11 @@ impl Sink for Transactional {
                     let _ = self.producer.abort_transaction(PATIENCE.call);
                     return Err(Error::Delivery(report));
                 }
-                if let Some(code) = failed.code.filter(|c| refusal(*c).is_some()) {
-                    return Err(Error::Kafka(format!(
-                        "transaction {}: {}",
-                        failed.call,
-                        explain(code)
-                    )));
+                if let Some(code) = failed.code().filter(|c| refusal(*c).is_some()) {
+                    return Err(Error::KafkaCode {
+                        what: format!("transaction {}", failed.call),
+                        code,
+                    });
                 }
                 Commit::Rewind {
                     producer_replaced: self.give_up(&failed)?,

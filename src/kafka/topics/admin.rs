@@ -131,22 +131,10 @@ pub fn ensure_topics(
         // Report in definition order, whatever order the answers came in.
         created.sort_by_key(|name| specs.iter().position(|s| &s.name == name));
         if !failures.is_empty() {
-            let done = if created.is_empty() {
-                String::new()
-            } else {
-                format!(" (created {})", created.join(", "))
-            };
-            let mut hints: Vec<&str> = failures.iter().map(|(_, c)| create_hint(*c)).collect();
-            hints.dedup();
-            let failures: Vec<String> = failures
-                .iter()
-                .map(|(name, code)| format!("{name}: {code}"))
-                .collect();
-            return Err(Error::Kafka(format!(
-                "cannot create topics: {}{done}{}",
-                failures.join("; "),
-                hints.concat()
-            )));
+            return Err(Error::TopicsNotCreated {
+                failed: failures,
+                created,
+            });
         }
     }
 
@@ -178,10 +166,7 @@ pub fn ensure_topics(
             break now;
         }
         if Instant::now() >= deadline {
-            return Err(Error::Kafka(format!(
-                "topics not ready after {timeout:?}: {}",
-                waiting.join(", ")
-            )));
+            return Err(Error::TopicsNotReady { timeout, waiting });
         }
         std::thread::sleep(POLL_PAUSE);
     };
@@ -229,19 +214,15 @@ pub fn ensure_topics(
             .block_on(admin.describe_configs(resources.iter(), &opts))
             .map_err(|e| Error::kafka_at("cannot describe topic configs", e))?;
         if results.len() != described.len() {
-            return Err(Error::Kafka(format!(
-                "asked for the configs of {} topics, got {} answers",
-                described.len(),
-                results.len()
-            )));
+            return Err(Error::ConfigAnswers {
+                asked: described.len(),
+                got: results.len(),
+            });
         }
         for (spec, result) in described.iter().zip(results) {
-            let resource = result.map_err(|code| {
-                Error::Kafka(format!(
-                    "cannot describe the configs of topic {}: {}",
-                    spec.name,
-                    explain(code)
-                ))
+            let resource = result.map_err(|code| Error::KafkaCode {
+                what: format!("cannot describe the configs of topic {}", spec.name),
+                code,
             })?;
             let lines = drift.entry(spec.name.as_str()).or_default();
             for (key, wanted) in &spec.configs {
@@ -279,6 +260,23 @@ pub fn ensure_topics(
     Ok(report)
 }
 
+/// The text of [`Error::TopicsNotCreated`]: each topic that failed with
+/// librdkafka's code, those created, and hints for the codes that have one.
+pub fn not_created(failed: &[(String, RDKafkaErrorCode)], created: &[String]) -> String {
+    let done = if created.is_empty() {
+        String::new()
+    } else {
+        format!(" (created {})", created.join(", "))
+    };
+    let mut hints: Vec<&str> = failed.iter().map(|(_, c)| create_hint(*c)).collect();
+    hints.dedup();
+    let failed: Vec<String> = failed
+        .iter()
+        .map(|(name, code)| format!("{name}: {code}"))
+        .collect();
+    format!("{}{done}{}", failed.join("; "), hints.concat())
+}
+
 /// The partition count of `topic`; an error if the topic does not exist.
 /// Never creates the topic, even on a broker that auto-creates topics.
 pub fn partition_count(
@@ -290,10 +288,12 @@ pub fn partition_count(
     let topics = snapshot(&admin, Some(topic), timeout, &settings.bootstrap)?;
     match topics.get(topic) {
         Some(t) if !t.partitions.is_empty() => Ok(t.partitions.len() as u32),
-        Some(t) if t.error.is_some() => Err(Error::Kafka(format!(
-            "cannot read the partitions of topic {topic}: {}",
-            t.not_ready_reason()
-        ))),
+        Some(TopicState {
+            error: Some(code), ..
+        }) => Err(Error::KafkaCode {
+            what: format!("cannot read the partitions of topic {topic}"),
+            code: *code,
+        }),
         _ => Err(Error::NoTopic(topic.to_string())),
     }
 }
@@ -312,15 +312,17 @@ fn refuse_unauthorized<'a>(
         .collect();
     match refused.first() {
         None => Ok(()),
-        Some((_, code)) => Err(Error::Kafka(format!(
-            "cannot describe topic(s) {}: {}",
-            refused
-                .iter()
-                .map(|(n, _)| *n)
-                .collect::<Vec<_>>()
-                .join(", "),
-            explain(*code)
-        ))),
+        Some((_, code)) => Err(Error::KafkaCode {
+            what: format!(
+                "cannot describe topic(s) {}",
+                refused
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            code: *code,
+        }),
     }
 }
 

@@ -90,8 +90,9 @@ pub fn repartition_input(
         .block_on(admin.create_partitions([&NewPartitions::new(topic, after as usize)], &opts))
         .map_err(|e| Error::kafka_at(format!("cannot add partitions to {topic}"), e))?;
     for result in results {
-        result.map_err(|(name, code)| {
-            Error::Kafka(format!("cannot add partitions to {name}: {code}"))
+        result.map_err(|(name, code)| Error::KafkaCode {
+            what: format!("cannot add partitions to {name}"),
+            code,
         })?;
     }
     info!(

@@ -289,9 +289,11 @@ impl GroupLog for SimLog {
         drop(self.member.step());
         let mut reading = self.reading();
         let Some(at) = reading.position.get_mut(&partition) else {
-            return Err(Error::Kafka(format!(
-                "cannot {what} {partition}: not assigned"
-            )));
+            // As librdkafka answers a seek on a partition not assigned.
+            return Err(Error::kafka_at(
+                format!("cannot {what} {partition}"),
+                rdkafka::error::KafkaError::Seek("Local: Erroneous state".into()),
+            ));
         };
         *at = match to {
             crate::core::cursor::SeekTo::Offset(o) => o,
