@@ -218,6 +218,29 @@ pub enum Error {
     /// it stops rather than count inexactly (see docs/limits.md).
     #[error("{0}")]
     StateBudget(String),
+    /// A system call around the job failed (listening on a port, a
+    /// signal handler, a file the job needs): the system's error, kept as
+    /// the source. Exits 2 like a configuration that cannot work.
+    #[error("cannot {what}: {source}")]
+    System {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    /// A topic definition in `topics/` that cannot work.
+    #[error("invalid configuration: {0}")]
+    Spec(#[from] crate::kafka::topics::SpecError),
+    /// A routing (partitions, shards, bucket length) that cannot work.
+    #[error("invalid configuration: {0}")]
+    Routing(#[from] crate::core::bucket::BadRouting),
+    /// The producer's queue could not be flushed: librdkafka's error,
+    /// kept as the source.
+    #[error("delivery failed: flush did not finish: {0}")]
+    Flush(#[source] rdkafka::error::KafkaError),
+    /// A health or readiness endpoint could not be asked (`timebucket
+    /// health`): the client's error, kept as the source.
+    #[error("not healthy: {0}")]
+    Unreachable(#[source] crate::observe::http::GetError),
     /// The worker's parse threads could not start (`--parse-threads`):
     /// the system's error, kept as the source.
     #[error("cannot start {threads} parse threads (--parse-threads, PARSE_THREADS): {source}")]
@@ -236,7 +259,11 @@ impl Error {
     /// 13 state budget exceeded.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config(_) | Error::ParseThreads { .. } => 2,
+            Error::Config(_)
+            | Error::System { .. }
+            | Error::Spec(_)
+            | Error::Routing(_)
+            | Error::ParseThreads { .. } => 2,
             Error::Input { .. } => 3,
             Error::Output(_) => 4,
             Error::KafkaCall(_)
@@ -261,9 +288,9 @@ impl Error {
             | Error::NoTopic(_) => 5,
             Error::NotAnswered(e) => e.exit_code(),
             Error::Drift(_) => 6,
-            Error::Delivery(_) => 7,
+            Error::Delivery(_) | Error::Flush(_) => 7,
             Error::Mismatch(_) => 8,
-            Error::Unhealthy(_) => 9,
+            Error::Unhealthy(_) | Error::Unreachable(_) => 9,
             Error::Partitions(_) => 10,
             Error::Checkpoint(_) => 11,
             Error::RunsFailed(_) => 12,
@@ -312,12 +339,6 @@ pub fn report(e: &(dyn std::error::Error + 'static)) -> String {
         cause = c.source();
     }
     text
-}
-
-impl From<crate::core::bucket::BadRouting> for Error {
-    fn from(e: crate::core::bucket::BadRouting) -> Self {
-        Error::Config(e.to_string())
-    }
 }
 
 impl From<rdkafka::error::KafkaError> for Error {
@@ -577,5 +598,41 @@ mod tests {
             assert!(e.to_string().contains(names), "{e}");
             assert!(!matches!(e.unanswered(), Error::NotAnswered(_)));
         }
+    }
+
+    /// The system's, the flush's and the health client's errors are kept
+    /// as sources, with the exit codes their text-only forms had.
+    #[test]
+    fn system_flush_and_health_errors_keep_their_source() {
+        let e = Error::System {
+            what: "listen on 127.0.0.1:1 for metrics".into(),
+            source: io::Error::from(io::ErrorKind::AddrInUse),
+        };
+        assert_eq!(e.exit_code(), 2);
+        let source = std::error::Error::source(&e).expect("kept");
+        assert_eq!(
+            source.downcast_ref::<io::Error>().map(io::Error::kind),
+            Some(io::ErrorKind::AddrInUse)
+        );
+        assert!(e
+            .to_string()
+            .starts_with("cannot listen on 127.0.0.1:1 for metrics: "));
+        assert_eq!(report(&e), e.to_string());
+
+        let flush = Error::Flush(rdkafka::error::KafkaError::Flush(
+            rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
+        ));
+        assert_eq!(flush.exit_code(), 7);
+        assert!(std::error::Error::source(&flush)
+            .and_then(|s| s.downcast_ref::<rdkafka::error::KafkaError>())
+            .is_some());
+        assert_eq!(report(&flush), flush.to_string());
+
+        let routing: Error = crate::core::bucket::Routing::new(900, 0)
+            .expect_err("no partitions")
+            .into();
+        assert!(matches!(routing, Error::Routing(_)));
+        assert_eq!(routing.exit_code(), 2);
+        assert_eq!(report(&routing), routing.to_string());
     }
 }

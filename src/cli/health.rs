@@ -21,8 +21,8 @@ pub struct HealthArgs {
 
 impl HealthArgs {
     pub fn run(self) -> Result<(), Error> {
-        let (status, body) = get(&self.url, Duration::from_secs(self.timeout))
-            .map_err(|e| Error::Unhealthy(e.to_string()))?;
+        let (status, body) =
+            get(&self.url, Duration::from_secs(self.timeout)).map_err(Error::Unreachable)?;
         let body = body.trim();
         if (200..300).contains(&status) {
             println!("{status} {body}");

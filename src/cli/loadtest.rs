@@ -174,8 +174,10 @@ impl LoadtestArgs {
             commit_interval_ms: args.commit_interval_ms,
             live: args.live,
             shards: args.shards.max(1),
-            exe: std::env::current_exe()
-                .map_err(|e| Error::Config(format!("cannot find the timebucket binary: {e}")))?,
+            exe: std::env::current_exe().map_err(|source| Error::System {
+                what: "find the timebucket binary".into(),
+                source,
+            })?,
             cache_dir: args.cache_dir,
             topics_dir,
             replication: args.replication_factor,

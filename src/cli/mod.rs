@@ -128,8 +128,10 @@ pub fn env_vars(subcommand: &str) -> Vec<String> {
 fn stop_on_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>, Error> {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, stop.clone())
-            .map_err(|e| Error::Config(format!("cannot install a signal handler: {e}")))?;
+        signal_hook::flag::register(signal, stop.clone()).map_err(|source| Error::System {
+            what: "install a signal handler".into(),
+            source,
+        })?;
     }
     Ok(stop)
 }

@@ -421,7 +421,7 @@ pub fn flush(producer: &TrackedProducer, timeout: Duration) -> Result<(), Error>
     wait_delivered(producer, timeout);
     producer
         .flush(timeout.saturating_sub(started.elapsed()))
-        .map_err(|e| Error::Delivery(format!("flush did not finish: {e}")))?;
+        .map_err(Error::Flush)?;
     let deliveries = &producer.context().deliveries;
     if let Some(refused) = refusal(producer) {
         return Err(refused);

@@ -163,8 +163,9 @@ impl Server {
         counters: HttpCounters,
         handler: impl Fn(&Request<'_>) -> Response + Send + Sync + 'static,
     ) -> Result<Server, Error> {
-        let cannot = |what: &str, e: std::io::Error| {
-            Error::Config(format!("cannot {what} on {addr} for {name}: {e}"))
+        let cannot = |what: &str, source: std::io::Error| Error::System {
+            what: format!("{what} on {addr} for {name}"),
+            source,
         };
         let listener = std::net::TcpListener::bind(addr).map_err(|e| cannot("listen", e))?;
         listener

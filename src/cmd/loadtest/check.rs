@@ -30,7 +30,7 @@ pub fn expected_windows(data: &Path, partitions: u32, shards: u32) -> Result<Win
         parser: parser(),
         log_invalid: 0,
     };
-    let input = File::open(data).map_err(io_error(format!("cannot open {}", data.display())))?;
+    let input = File::open(data).map_err(io_error(format!("open {}", data.display())))?;
     let mut out = Vec::new();
     aggregate(input, &mut out, &opts)?;
     WindowSet::from_json_lines(&out)

@@ -19,10 +19,8 @@ use crate::input::{LineReader, RawLine};
 /// The generated file for `opts`, from the cache when it is there (a file
 /// with a `.meta.json` whose size matches), generated otherwise.
 pub fn prepare_data(opts: &LoadtestOptions) -> Result<DataSet, Error> {
-    std::fs::create_dir_all(&opts.cache_dir).map_err(io_error(format!(
-        "cannot create {}",
-        opts.cache_dir.display()
-    )))?;
+    std::fs::create_dir_all(&opts.cache_dir)
+        .map_err(io_error(format!("create {}", opts.cache_dir.display())))?;
     let stem = format!(
         "frames-c{}-l{}-r{}-n{}-s{}-t{}",
         opts.frames, opts.frame_size, opts.rate, opts.users, opts.seed, opts.start
@@ -53,12 +51,10 @@ pub fn prepare_data(opts: &LoadtestOptions) -> Result<DataSet, Error> {
             let tmp = opts
                 .cache_dir
                 .join(format!("{stem}.jsonl.tmp-{}", std::process::id()));
-            let file =
-                File::create(&tmp).map_err(io_error(format!("cannot create {}", tmp.display())))?;
-            let summary = generate(&gen, file)
-                .map_err(io_error(format!("cannot write {}", tmp.display())))?;
-            std::fs::rename(&tmp, &path)
-                .map_err(io_error(format!("cannot rename {}", tmp.display())))?;
+            let file = File::create(&tmp).map_err(io_error(format!("create {}", tmp.display())))?;
+            let summary =
+                generate(&gen, file).map_err(io_error(format!("write {}", tmp.display())))?;
+            std::fs::rename(&tmp, &path).map_err(io_error(format!("rename {}", tmp.display())))?;
             let mut d = scan_data(&path)?;
             if d.frames != summary.frames || d.bytes != summary.bytes {
                 return Err(Error::Config(format!(
@@ -78,7 +74,7 @@ pub fn prepare_data(opts: &LoadtestOptions) -> Result<DataSet, Error> {
             let tmp = meta_path.with_extension(format!("json.tmp-{}", std::process::id()));
             std::fs::write(&tmp, meta)
                 .and_then(|()| std::fs::rename(&tmp, &meta_path))
-                .map_err(io_error(format!("cannot write {}", meta_path.display())))?;
+                .map_err(io_error(format!("write {}", meta_path.display())))?;
             d
         }
     };
@@ -96,7 +92,7 @@ pub fn prepare_data(opts: &LoadtestOptions) -> Result<DataSet, Error> {
 /// Counts the file's frames per time bucket (every line must be a frame).
 pub(super) fn scan_data(path: &Path) -> Result<DataSet, Error> {
     let parser = parser();
-    let file = File::open(path).map_err(io_error(format!("cannot open {}", path.display())))?;
+    let file = File::open(path).map_err(io_error(format!("open {}", path.display())))?;
     let mut reader = LineReader::new(file, parser.max_frame_bytes);
     let mut d = DataSet {
         path: path.to_path_buf(),
@@ -115,7 +111,7 @@ pub(super) fn scan_data(path: &Path) -> Result<DataSet, Error> {
     };
     while let Some(line) = reader
         .next_line()
-        .map_err(io_error(format!("cannot read {}", path.display())))?
+        .map_err(io_error(format!("read {}", path.display())))?
     {
         let RawLine::Line(bytes) = line.raw else {
             return Err(Error::Config(format!(
@@ -150,19 +146,18 @@ pub(super) fn scan_data(path: &Path) -> Result<DataSet, Error> {
 }
 
 pub(super) fn write_sample(data: &Path, sample: &Path, frames: u64) -> Result<(), Error> {
-    let input = File::open(data).map_err(io_error(format!("cannot open {}", data.display())))?;
+    let input = File::open(data).map_err(io_error(format!("open {}", data.display())))?;
     let tmp = sample.with_extension(format!("txt.tmp-{}", std::process::id()));
-    let mut out = BufWriter::new(
-        File::create(&tmp).map_err(io_error(format!("cannot create {}", tmp.display())))?,
-    );
+    let mut out =
+        BufWriter::new(File::create(&tmp).map_err(io_error(format!("create {}", tmp.display())))?);
     for line in BufReader::new(input).split(b'\n').take(frames as usize) {
-        let line = line.map_err(io_error(format!("cannot read {}", data.display())))?;
+        let line = line.map_err(io_error(format!("read {}", data.display())))?;
         out.write_all(&line)
             .and_then(|()| out.write_all(b"\n"))
-            .map_err(io_error(format!("cannot write {}", tmp.display())))?;
+            .map_err(io_error(format!("write {}", tmp.display())))?;
     }
     out.flush()
-        .map_err(io_error(format!("cannot write {}", tmp.display())))?;
+        .map_err(io_error(format!("write {}", tmp.display())))?;
     drop(out);
-    std::fs::rename(&tmp, sample).map_err(io_error(format!("cannot rename {}", tmp.display())))
+    std::fs::rename(&tmp, sample).map_err(io_error(format!("rename {}", tmp.display())))
 }

@@ -49,7 +49,7 @@ pub(super) fn ingest_data(
     topics: &RunTopics,
 ) -> Result<crate::cmd::ingest::IngestSummary, Error> {
     let input =
-        File::open(&data.path).map_err(io_error(format!("cannot open {}", data.path.display())))?;
+        File::open(&data.path).map_err(io_error(format!("open {}", data.path.display())))?;
     ingest_from(opts, data, topics, input)
 }
 

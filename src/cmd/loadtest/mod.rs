@@ -272,13 +272,13 @@ impl DataSet {
             shards,
         )?;
         let file = std::fs::File::open(&self.path)
-            .map_err(io_error(format!("cannot open {}", self.path.display())))?;
+            .map_err(io_error(format!("open {}", self.path.display())))?;
         let mut counts = vec![0; partitions as usize];
         let parser = parser();
         let mut lines = crate::input::LineReader::new(file, parser.max_frame_bytes);
         while let Some(line) = lines
             .next_line()
-            .map_err(io_error(format!("cannot read {}", self.path.display())))?
+            .map_err(io_error(format!("read {}", self.path.display())))?
         {
             if let crate::input::RawLine::Line(bytes) = line.raw {
                 if let crate::core::frame::Line::Frame(f) = parser.parse(bytes) {
@@ -310,7 +310,10 @@ fn parser() -> FrameParser {
 }
 
 fn io_error(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> Error {
-    move |e| Error::Config(format!("{what}: {e}"))
+    move |source| Error::System {
+        what: what.to_string(),
+        source,
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -42,7 +42,7 @@ pub(super) fn soak_data(
         delay_percent: soak.delay_percent,
         start,
     };
-    let file = File::create(path).map_err(io_error(format!("cannot create {}", path.display())))?;
+    let file = File::create(path).map_err(io_error(format!("create {}", path.display())))?;
     let mut cut = CutWriter {
         out: BufWriter::with_capacity(1 << 20, file),
         pending: Vec::new(),
@@ -53,7 +53,7 @@ pub(super) fn soak_data(
     };
     generate(&gen, &mut cut)
         .and_then(|_| cut.out.flush())
-        .map_err(io_error(format!("cannot write {}", path.display())))?;
+        .map_err(io_error(format!("write {}", path.display())))?;
     drop(cut);
     let mut data = scan_data(path)?;
     data.users = opts.users;

@@ -52,14 +52,13 @@ pub(super) fn spawn_merger(
         .args(["--commit-interval-ms", &opts.commit_interval_ms.to_string()])
         .arg("--report-file")
         .arg(&report);
-    let log_file =
-        File::create(&log).map_err(io_error(format!("cannot create {}", log.display())))?;
+    let log_file = File::create(&log).map_err(io_error(format!("create {}", log.display())))?;
     let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log_file)
         .spawn()
-        .map_err(io_error(format!("cannot start {}", opts.exe.display())))?;
+        .map_err(io_error(format!("start {}", opts.exe.display())))?;
     Ok(WorkerProcess { child, report, log })
 }
 
@@ -153,14 +152,13 @@ pub(super) fn spawn_worker(
         cmd.args(["--shards", &opts.shards.to_string()])
             .args(["--partials-topic", &topics.partials]);
     }
-    let log_file =
-        File::create(&log).map_err(io_error(format!("cannot create {}", log.display())))?;
+    let log_file = File::create(&log).map_err(io_error(format!("create {}", log.display())))?;
     let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log_file)
         .spawn()
-        .map_err(io_error(format!("cannot start {}", opts.exe.display())))?;
+        .map_err(io_error(format!("start {}", opts.exe.display())))?;
     Ok(WorkerProcess { child, report, log })
 }
 
@@ -246,5 +244,8 @@ pub(super) fn publish_ends(
     let tmp = dir.join("ends.tmp");
     std::fs::write(&tmp, text.join(","))
         .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|e| Error::Config(format!("cannot write {}: {e}", path.display())))
+        .map_err(|source| Error::System {
+            what: format!("write {}", path.display()),
+            source,
+        })
 }

@@ -68,11 +68,6 @@ pub enum SpecError {
     },
 }
 
-impl From<SpecError> for Error {
-    fn from(e: SpecError) -> Self {
-        Error::Config(e.to_string())
-    }
-}
 /// One topic as a definition file describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicSpec {
@@ -240,8 +235,10 @@ pub fn load_specs(dir: &Path) -> Result<Vec<TopicSpec>, Error> {
     let mut origins: Vec<String> = Vec::new();
     for path in files {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| Error::Config(format!("cannot read {origin}: {e}")))?;
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::System {
+            what: format!("read {origin}"),
+            source,
+        })?;
         let spec = parse_spec(&text, &origin)?;
         if let Some(i) = specs.iter().position(|s| s.role == spec.role) {
             return Err(Error::Config(format!(
