@@ -9,11 +9,14 @@
 //! every call a member makes, the seeded scheduler picks who runs next and
 //! injects faults: a crash at that call (the thread unwinds; a fresh member
 //! joins later), a stall past the session timeout (a zombie, fenced), the
-//! broker down for a while (commits given up). The input is written before
+//! broker down for a while (commits given up), retention ([`retention`]:
+//! heads deleted before and while the members run, after a previous run's
+//! checkpoints in a third of the schedules). The input is written before
 //! the members start, in transactions, some aborted and written again.
 //! After every schedule ([`check`]) the committed windows equal the offline
 //! aggregate (`--shards`: merged), none twice, every invalid record is
-//! dead-lettered once, and every member finished.
+//! dead-lettered once, every member finished, and the workers counted what
+//! retention took from the group (`lost_to_retention`).
 //!
 //! `SIM_SEED=<n>` replays one schedule (`SIM_LOG=debug` prints the
 //! members' log lines); `SIM_DRIVER_SCHEDULES` (default 2,000 in release
@@ -122,7 +125,7 @@ impl Schedule {
                 cluster: Arc::new(Mutex::new(c)),
                 baton: Arc::new(Baton::default()),
                 ended: Default::default(),
-                handed: Default::default(),
+                reach: Default::default(),
                 tallies: Default::default(),
             },
             threads: Vec::new(),
@@ -212,7 +215,7 @@ impl Schedule {
                     self.outages -= 1;
                     c.down_until = c.now + self.rng.range(1, 30);
                 }
-                let reach = self.world.handed.lock().expect("poisoned");
+                let reach = self.world.reach.lock().expect("poisoned");
                 self.retention.while_running(&mut c, &reach);
                 c.now
             };

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::baton::{Baton, Crash};
 use super::cluster::Topic;
-use super::view::{Handed, Member, Shared, SimLog, SimSink};
+use super::view::{Member, Reached, Shared, SimLog, SimSink};
 use crate::cmd::driver::TickClock;
 use crate::cmd::worker::on_memory::{run_member, Input, Tally};
 
@@ -44,7 +44,7 @@ pub(super) struct World {
     pub cluster: Shared,
     pub baton: Arc<Baton>,
     pub ended: Endings,
-    pub handed: Handed,
+    pub reach: Reached,
     /// Each worker's counters by process id, crashed ones too.
     pub tallies: Arc<Mutex<BTreeMap<u64, Tally>>>,
 }
@@ -62,7 +62,7 @@ pub(super) fn spawn(world: &World, id: u64, kind: Kind) -> JoinHandle<()> {
         cluster: world.cluster.clone(),
         baton: world.baton.clone(),
         generation: Mutex::new(0),
-        handed: world.handed.clone(),
+        reach: world.reach.clone(),
     });
     let (input, ends, ended) = (world.input.clone(), world.ends.clone(), world.ended.clone());
     let tallies = world.tallies.clone();

@@ -1,5 +1,7 @@
-//! Retention in a schedule, and what it owes the count: heads deleted
-//! before the members start and while they run, and the ledger the check reads ([`super::check`]):
+//! Retention in a schedule, and what it owes the count: a previous run of
+//! the group (its checkpoints committed before the members start, in a
+//! third of the schedules), heads deleted before the members start and
+//! while they run, and the ledger the check reads ([`super::check`]):
 //! which records the aggregate leaves out, how many offsets retention
 //! deleted, and how many of them the group must count as lost.
 //!
@@ -10,20 +12,25 @@
 //! reading past the gap). Without a committed offset nothing is owed: a
 //! fresh start begins at the log start it finds (docs/semantics.md).
 
-use super::cluster::{Cluster, Topic};
+use super::cluster::{Cluster, Offset, Topic};
 use super::rng::Rng;
 use super::view::Reach;
 use crate::cmd::worker::on_memory::Input;
+use crate::core::partition::{Partition, Start};
+use crate::kafka::checkpoint::encode_checkpoint;
 
 /// Retention's own dice, so that a seed's other faults stay what they were.
 const RETENTION_DICE: u64 = 0x5245_5445_4e54;
+/// A previous run's dice, for the same reason.
+const PREVIOUS_DICE: u64 = 0x5052_4556_494f;
 
 pub(super) struct Retention {
     dice: Rng,
     /// Deletions it may still make while the members run.
     deletions: u64,
     /// Per input partition, the first offset of the aggregate: below it,
-    /// records deleted before any member read them.
+    /// records deleted before any member read them, or handled by the
+    /// previous run.
     pub first_kept: Vec<u64>,
     /// Heads deleted: unread (before the start too), below the committed
     /// offset.
@@ -35,15 +42,15 @@ pub(super) struct Retention {
 }
 
 impl Retention {
-    /// The heads deleted before the members start: a quarter of the
-    /// schedules lose the head of one partition (the group starts at the
-    /// log start).
-    pub fn before_start(seed: u64, c: &mut Cluster, _input: &Input) -> Retention {
+    /// The previous run's checkpoints, then the heads deleted before the
+    /// members start: a quarter of the schedules lose the head of one
+    /// partition (the group starts at its checkpoint, or the log start).
+    pub fn before_start(seed: u64, c: &mut Cluster, input: &Input) -> Retention {
         let partitions = c.input.len();
         let mut r = Retention {
             dice: Rng::new(seed ^ RETENTION_DICE),
             deletions: 0,
-            first_kept: vec![0; partitions],
+            first_kept: previous_run(seed, c, input),
             heads: [0, 0],
             offsets: 0,
             owed: 0,
@@ -97,4 +104,32 @@ impl Retention {
             self.owed += new.saturating_sub(old.max(committed.offset).max(passed));
         }
     }
+}
+
+/// A third of the schedules follow a previous run of the group that read
+/// each of some partitions to an offset and committed its checkpoint there
+/// with every window closed (a batch run that ended there): the members
+/// resume at it, and the aggregate starts there. The first offset kept
+/// per partition.
+fn previous_run(seed: u64, c: &mut Cluster, input: &Input) -> Vec<u64> {
+    let mut dice = Rng::new(seed ^ PREVIOUS_DICE);
+    let mut first = vec![0; c.input.len()];
+    if dice.below(3) != 0 {
+        return first;
+    }
+    for (p, kept) in first.iter_mut().enumerate() {
+        if dice.below(2) == 0 {
+            continue;
+        }
+        let at = dice.range(0, c.end(Topic::Input, p as i32));
+        let cp = Partition::new(Start::Fresh { log_start: at }, input.rules).checkpoint();
+        let offset = Offset {
+            offset: at,
+            metadata: encode_checkpoint(&cp),
+            merge: None,
+        };
+        c.committed.insert((Topic::Input, p as i32), offset);
+        *kept = at;
+    }
+    first
 }

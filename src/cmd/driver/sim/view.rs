@@ -36,7 +36,7 @@ pub(super) struct Member {
     /// The generation of the assignment the member holds (0: none yet).
     pub generation: Mutex<u64>,
     /// Shared by every member of the schedule.
-    pub handed: Handed,
+    pub reach: Reached,
 }
 
 /// What the members of a schedule read of each partition, crashed ones
@@ -52,7 +52,7 @@ pub(super) struct Reach {
     pub passed: BTreeMap<(Topic, i32), u64>,
 }
 
-pub(super) type Handed = Arc<Mutex<Reach>>;
+pub(super) type Reached = Arc<Mutex<Reach>>;
 
 impl Member {
     /// A yield point; then the cluster, locked. The client heartbeats in
@@ -198,7 +198,7 @@ impl SimLog {
             let mut at = reading.position[&p];
             let fetched = c.fetch(t, p, &mut at);
             reading.position.insert(p, at);
-            let mut reach = self.member.handed.lock().expect("poisoned");
+            let mut reach = self.member.reach.lock().expect("poisoned");
             let passed = reach.passed.entry((t, p)).or_default();
             *passed = (*passed).max(at);
             if let Some((offset, payload)) = fetched {
