@@ -9,9 +9,10 @@
 //! write what happened, in order, to one [`Tape`] that the tests read.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use super::{Command, Group, State};
 use crate::core::cursor::SeekTo;
 use crate::core::frame::Invalid;
 use crate::core::window::Closed;
@@ -563,4 +564,11 @@ impl Sink for MemorySink {
             }
         })
     }
+}
+
+/// Reads `group`'s state even after its thread unwound while holding the
+/// lock (a simulated crash at a call the loop makes under it, such as a
+/// commit): what the command had counted up to there.
+pub(crate) fn after_crash<C: Command, R>(group: &Group<C>, read: impl FnOnce(&State<C>) -> R) -> R {
+    read(&group.state.lock().unwrap_or_else(PoisonError::into_inner))
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::parse::BatchParser;
 use super::{driver, poll, Group, Local, Targets, Worker, WorkerOptions, WorkerSummary};
-use crate::cmd::driver::memory::{MemoryLog, MemorySink, Output, Seen, Stored, Tape};
+use crate::cmd::driver::memory::{after_crash, MemoryLog, MemorySink, Output, Seen, Stored, Tape};
 use crate::cmd::driver::{Clock, GroupLog, TickClock};
 use crate::core::bucket::Routing;
 use crate::core::frame::{FrameParser, Line};
@@ -130,16 +130,27 @@ pub(crate) fn run_batch(input: &Input, hold: usize, give_up: usize) -> (Tape, Wo
     (tape, summary)
 }
 
+/// A worker's counters, readable after its thread ended, crashed too.
+pub(crate) struct Tally(Arc<super::Shared>);
+
+impl Tally {
+    /// The worker's summary as it stands (at the crash, for a crashed one).
+    pub fn summary(&self) -> WorkerSummary {
+        after_crash(&self.0, |state| state.local.summary.clone())
+    }
+}
+
 /// Runs one real worker (`--until-end` to `ends`, exactly once) of `input`'s
 /// rules and routing on the log `make_log` makes for its group (the
-/// rebalance callbacks), with `sink` and `clock`: what the loop returned,
-/// and the log (for the caller to close it, as dropping the consumer does).
+/// rebalance callbacks, and its [`Tally`]), with `sink` and `clock`: what
+/// the loop returned, and the log (for the caller to close it, as dropping
+/// the consumer does).
 pub(crate) fn run_member<L: GroupLog>(
     input: &Input,
     ends: HashMap<i32, i64>,
     sink: Box<dyn Sink>,
     clock: Arc<dyn Clock>,
-    make_log: impl FnOnce(Arc<dyn Handover>) -> L,
+    make_log: impl FnOnce(Arc<dyn Handover>, Tally) -> L,
 ) -> (Result<(), Error>, L) {
     let opts = WorkerOptions::for_tests(input.rules, input.routing.shards());
     let worker = Worker {
@@ -151,7 +162,7 @@ pub(crate) fn run_member<L: GroupLog>(
         opts,
     };
     let group = Arc::new(Group::with_clock(worker, sink, Local::new(u64::MAX), clock));
-    let log = make_log(group.clone());
+    let log = make_log(group.clone(), Tally(group.clone()));
     let pace = poll::Pace::new(Targets::Known(ends), group.clock.now());
     let result = driver::run(&log, &group, &AtomicBool::new(false), pace);
     (result, log)

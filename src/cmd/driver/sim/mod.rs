@@ -9,11 +9,14 @@
 //! every call a member makes, the seeded scheduler picks who runs next and
 //! injects faults: a crash at that call (the thread unwinds; a fresh member
 //! joins later), a stall past the session timeout (a zombie, fenced), the
-//! broker down for a while (commits given up). The input is written before
+//! broker down for a while (commits given up), retention ([`retention`]:
+//! heads deleted before and while the members run, after a previous run's
+//! checkpoints in a third of the schedules). The input is written before
 //! the members start, in transactions, some aborted and written again.
 //! After every schedule ([`check`]) the committed windows equal the offline
 //! aggregate (`--shards`: merged), none twice, every invalid record is
-//! dead-lettered once, and every member finished.
+//! dead-lettered once, every member finished, and the workers counted what
+//! retention took from the group (`lost_to_retention`).
 //!
 //! `SIM_SEED=<n>` replays one schedule (`SIM_LOG=debug` prints the
 //! members' log lines); `SIM_DRIVER_SCHEDULES` (default 2,000 in release
@@ -27,6 +30,7 @@ mod check;
 #[path = "../../../../core/tests/sim/cluster.rs"]
 mod cluster;
 mod process;
+mod retention;
 /// The model simulator's dice.
 #[path = "../../../../core/tests/sim/rng.rs"]
 mod rng;
@@ -39,6 +43,7 @@ use std::time::{Duration, Instant};
 use baton::Baton;
 use cluster::{Cluster, Topic};
 use process::{Ended, Kind, World};
+use retention::Retention;
 use rng::Rng;
 
 use crate::cmd::worker::on_memory::{input, Input};
@@ -49,8 +54,6 @@ const MAX_STEPS: u64 = 300_000;
 /// Which seeds run sharded (one in three), from dice of their own so that
 /// an unsharded seed's schedule stays what it was before shards came in.
 const SHARDED_DICE: u64 = 0x5348_4152_4453;
-/// Retention's own dice, for the same reason.
-const RETENTION_DICE: u64 = 0x5245_5445_4e54;
 
 enum Slot {
     Up {
@@ -78,15 +81,7 @@ struct Schedule {
     crashes: u64,
     stalls: u64,
     outages: u64,
-    /// Retention: its dice, the deletions it may still make while the
-    /// members run, and per input partition the offset below which it
-    /// deleted records no member had read (not in the aggregate).
-    retention: Rng,
-    deletions: u64,
-    lost_below: Vec<u64>,
-    /// Heads deleted: unread (before the start too), below the committed
-    /// offset.
-    deleted: [u64; 2],
+    retention: Retention,
 }
 
 impl Schedule {
@@ -113,17 +108,7 @@ impl Schedule {
         let ends = (0..partitions as i32)
             .map(|p| (p, c.end(Topic::Input, p) as i64))
             .collect();
-        // Retention before the members start: a quarter of the schedules
-        // lose the head of one partition (the group starts at the log start).
-        let mut retention = Rng::new(seed ^ RETENTION_DICE);
-        let mut lost_below = vec![0; partitions as usize];
-        if retention.below(4) == 0 {
-            let p = retention.below(u64::from(partitions)) as i32;
-            let to = retention.range(0, c.end(Topic::Input, p));
-            c.delete_head(Topic::Input, p, to);
-            lost_below[p as usize] = to;
-        }
-        let deleted = [u64::from(lost_below.iter().any(|&l| l > 0)), 0];
+        let retention = Retention::before_start(seed, &mut c, &input);
         let workers = rng.range(1, 3) as usize;
         let merges = if sharded { rng.range(1, 2) as usize } else { 0 };
         let mut schedule = Schedule {
@@ -133,17 +118,15 @@ impl Schedule {
             stalls: rng.range(0, 2),
             outages: rng.range(0, 3),
             rng,
-            deletions: retention.range(0, 2),
             retention,
-            lost_below,
-            deleted,
             world: World {
                 input,
                 ends,
                 cluster: Arc::new(Mutex::new(c)),
                 baton: Arc::new(Baton::default()),
                 ended: Default::default(),
-                handed: Default::default(),
+                reach: Default::default(),
+                tallies: Default::default(),
             },
             threads: Vec::new(),
             slots: Vec::new(),
@@ -220,34 +203,9 @@ impl Schedule {
         );
     }
 
-    /// Retention while the members run, now and then: the head of a
-    /// partition no member was handed a record of, to anywhere (those
-    /// records were never read: the aggregate leaves them out), or of
-    /// another one below its committed offset, as the model simulator
-    /// deletes (what a new owner replays from its checkpoint stays).
-    fn delete_head(&mut self, c: &mut Cluster) {
-        if self.deletions == 0 || !self.retention.per_mille(1) {
-            return;
-        }
-        self.deletions -= 1;
-        let p = self.retention.below(c.input.len() as u64) as i32;
-        let handed = self.world.handed.lock().expect("poisoned");
-        if !handed.contains(&(Topic::Input, p)) {
-            let to = self.retention.range(0, c.end(Topic::Input, p));
-            c.delete_head(Topic::Input, p, to);
-            let lost = &mut self.lost_below[p as usize];
-            *lost = (*lost).max(to);
-            self.deleted[0] += u64::from(to > 0);
-        } else if let Some(o) = c.committed.get(&(Topic::Input, p)) {
-            let to = self.retention.range(0, o.offset);
-            c.delete_head(Topic::Input, p, to);
-            self.deleted[1] += u64::from(to > 0);
-        }
-    }
-
     /// Runs the schedule to its end; panics naming the seed on a failure.
-    /// The heads retention deleted: unread, below the committed offset.
-    fn run(mut self) -> [u64; 2] {
+    /// What retention did.
+    fn run(mut self) -> Deleted {
         for _ in 0..MAX_STEPS {
             let now = {
                 let cluster = self.world.cluster.clone();
@@ -257,7 +215,8 @@ impl Schedule {
                     self.outages -= 1;
                     c.down_until = c.now + self.rng.range(1, 30);
                 }
-                self.delete_head(&mut c);
+                let reach = self.world.reach.lock().expect("poisoned");
+                self.retention.while_running(&mut c, &reach);
                 c.now
             };
             for i in 0..self.slots.len() {
@@ -278,12 +237,18 @@ impl Schedule {
                 }
                 let checked = {
                     let c = self.world.cluster.lock().expect("poisoned");
-                    check::outputs(&c, &self.world.input, &self.lost_below)
+                    let tallies = self.world.tallies.lock().expect("poisoned");
+                    let summaries: Vec<_> = tallies.values().map(|t| t.summary()).collect();
+                    check::outputs(&c, &self.world.input, &self.retention.first_kept)
+                        .and_then(|()| check::lost(&summaries, &self.retention))
                 };
                 if let Err(e) = checked {
                     self.fail(&e);
                 }
-                return self.deleted;
+                return Deleted {
+                    heads: self.retention.heads,
+                    owed: self.retention.owed,
+                };
             }
             let runnable: Vec<usize> = (0..self.slots.len())
                 .filter(|&i| matches!(self.slots[i], Slot::Up { stalled_until, .. } if stalled_until <= now))
@@ -329,6 +294,13 @@ impl Schedule {
         }
         self.fail("the members did not finish");
     }
+}
+
+/// What retention did in a schedule: heads deleted unread and below the
+/// committed offset, offsets owed to the count.
+struct Deleted {
+    heads: [u64; 2],
+    owed: u64,
 }
 
 /// Writes `input` as ingest does: in transactions of a few records, some
@@ -379,20 +351,21 @@ fn the_real_worker_group_survives_every_schedule() {
     let budget = Duration::from_secs(var("SIM_DRIVER_SECONDS").unwrap_or(150));
     let first = var("SIM_FIRST").unwrap_or(0);
     let started = Instant::now();
-    let (mut ran, mut sharded, mut deleted) = (0, 0, [0, 0]);
+    let (mut ran, mut sharded, mut deleted, mut owed) = (0, 0, [0, 0], 0);
     for seed in first..first + schedules {
         if started.elapsed() > budget {
             break;
         }
         let schedule = Schedule::new(seed);
         sharded += u64::from(schedule.world.input.routing.shards() > 1);
-        let [unread, read] = schedule.run();
-        deleted = [deleted[0] + unread, deleted[1] + read];
+        let done = schedule.run();
+        deleted = [deleted[0] + done.heads[0], deleted[1] + done.heads[1]];
+        owed += done.owed;
         ran += 1;
     }
     eprintln!(
         "driver sim: {ran} schedules ({sharded} sharded; retention deleted {} unread heads, \
-         {} below the committed offset), {:.1} s",
+         {} below the committed offset; {owed} offsets owed to lost_to_retention), {:.1} s",
         deleted[0],
         deleted[1],
         started.elapsed().as_secs_f64()

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use super::baton::{Baton, Crash};
 use super::cluster::Topic;
-use super::view::{Handed, Member, Shared, SimLog, SimSink};
+use super::view::{Member, Reached, Shared, SimLog, SimSink};
 use crate::cmd::driver::TickClock;
-use crate::cmd::worker::on_memory::{run_member, Input};
+use crate::cmd::worker::on_memory::{run_member, Input, Tally};
 
 /// What a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +44,9 @@ pub(super) struct World {
     pub cluster: Shared,
     pub baton: Arc<Baton>,
     pub ended: Endings,
-    pub handed: Handed,
+    pub reach: Reached,
+    /// Each worker's counters by process id, crashed ones too.
+    pub tallies: Arc<Mutex<BTreeMap<u64, Tally>>>,
 }
 
 /// A fresh process `id` of `kind` on a thread of its own, waiting for the
@@ -60,16 +62,17 @@ pub(super) fn spawn(world: &World, id: u64, kind: Kind) -> JoinHandle<()> {
         cluster: world.cluster.clone(),
         baton: world.baton.clone(),
         generation: Mutex::new(0),
-        handed: world.handed.clone(),
+        reach: world.reach.clone(),
     });
     let (input, ends, ended) = (world.input.clone(), world.ends.clone(), world.ended.clone());
+    let tallies = world.tallies.clone();
     let baton = world.baton.clone();
     let thread = std::thread::Builder::new()
         .name(format!("{kind:?}-{id}").to_lowercase())
         .spawn(move || {
             baton.wait_first(id);
             let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                run_process(&member, kind, &input, ends)
+                run_process(&member, kind, &input, ends, &tallies)
             }));
             let outcome = match run {
                 Ok(result) => Ended::Finished(result),
@@ -95,6 +98,7 @@ fn run_process(
     kind: Kind,
     input: &Input,
     ends: HashMap<i32, i64>,
+    tallies: &Mutex<BTreeMap<u64, Tally>>,
 ) -> Result<(), String> {
     let clock = Arc::new(TickClock::new(Duration::from_millis(1)));
     let make_log = |handover| SimLog::new(member.clone(), handover);
@@ -104,6 +108,10 @@ fn run_process(
                 member: member.clone(),
                 partials: input.routing.shards() > 1,
             });
+            let make_log = |handover, tally| {
+                tallies.lock().expect("poisoned").insert(member.id, tally);
+                make_log(handover)
+            };
             run_member(input, ends, sink, clock, make_log)
         }
         Kind::Merge => {

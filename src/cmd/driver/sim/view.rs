@@ -37,13 +37,23 @@ pub(super) struct Member {
     /// The generation of the assignment the member holds (0: none yet).
     pub generation: Mutex<u64>,
     /// Shared by every member of the schedule.
-    pub handed: Handed,
+    pub reach: Reached,
 }
 
-/// The partitions of which some member was handed a record: retention may
-/// delete the head of the others beyond their committed offset without
-/// anyone having read what it deletes.
-pub(super) type Handed = Arc<Mutex<BTreeSet<(Topic, i32)>>>;
+/// What the members of a schedule read of each partition, crashed ones
+/// too: retention may delete the head of a partition no member was handed
+/// a record of beyond its committed offset without anyone having read what
+/// it deletes; what it deletes beyond the furthest fetch position is owed
+/// to the count (`retention.rs`).
+#[derive(Debug, Default)]
+pub(super) struct Reach {
+    /// The partitions of which some member was handed a record.
+    pub handed: BTreeSet<(Topic, i32)>,
+    /// The furthest fetch position a member reached, records or not.
+    pub passed: BTreeMap<(Topic, i32), u64>,
+}
+
+pub(super) type Reached = Arc<Mutex<Reach>>;
 
 impl Member {
     /// A yield point; then the cluster, locked. The client heartbeats in
@@ -217,8 +227,11 @@ impl SimLog {
             let mut at = reading.position[&p];
             let fetched = c.fetch(t, p, &mut at);
             reading.position.insert(p, at);
+            let mut reach = self.member.reach.lock().expect("poisoned");
+            let passed = reach.passed.entry((t, p)).or_default();
+            *passed = (*passed).max(at);
             if let Some((offset, payload)) = fetched {
-                self.member.handed.lock().expect("poisoned").insert((t, p));
+                reach.handed.insert((t, p));
                 reading.turn += i + 1;
                 return Some(Ok((p, offset, payload)));
             }
