@@ -289,6 +289,26 @@ mod tests {
         }
     }
 
+    /// A string's closing quote is looked up in its own bitmap word and the
+    /// next at once, and beyond them by a search: strings that end in the
+    /// same word, the next, and two or more words later, on every path.
+    #[test]
+    fn strings_across_empty_bitmap_words() {
+        for level in SimdLevel::ALL.into_iter().filter(|l| l.available()) {
+            with_simd_level(level, || {
+                for n in [0, 1, 62, 63, 64, 65, 127, 128, 129, 191, 192, 300, 700] {
+                    let pad = "x".repeat(n);
+                    let uid = "u".repeat(n.clamp(1, 100));
+                    let line =
+                        format!(r#"{{"pad":"{pad}","ts":1468244384,"n":["{pad}"],"uid":"{uid}"}}"#);
+                    assert_eq!(frame(&line), (1468244384, uid.clone()), "{level:?} {n}");
+                    let open = format!(r#"{{"ts":1468244384,"uid":"u","pad":"{pad}}}"#);
+                    assert_eq!(invalid(open.as_bytes()), Invalid::NotJson, "{level:?} {n}");
+                }
+            })
+        }
+    }
+
     #[test]
     fn plain_frame() {
         assert_eq!(

@@ -43,9 +43,21 @@ pub(super) struct Root {
 pub(super) struct Syntax;
 pub(super) type Scan<T> = Result<T, Syntax>;
 
-#[inline]
+/// JSON whitespace by table: one load and no branch per byte (a `matches!`
+/// of four bytes is a chain of branches that the byte mix of a frame
+/// mispredicts).
+static WS: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b' ' as usize] = true;
+    t[b'\t' as usize] = true;
+    t[b'\n' as usize] = true;
+    t[b'\r' as usize] = true;
+    t
+};
+
+#[inline(always)]
 pub(super) fn is_ws(c: u8) -> bool {
-    matches!(c, b' ' | b'\t' | b'\n' | b'\r')
+    WS[c as usize]
 }
 
 #[inline]
@@ -84,25 +96,13 @@ pub(super) fn scan_root(b: &[u8], q: &Quotes, mut i: usize) -> Scan<Root> {
             i = expect(b, i, b':')?;
             i = skip_ws(b, i);
             let key = &b[key_start..key_end];
-            // Only a key of 7 to 18 raw bytes that starts with `t`, `u` or
-            // a backslash can be `ts` or `uid` written with escapes
-            // (`t\u0073` .. `\u0075\u0069\u0064`): most keys are ruled
-            // out without looking at their bytes.
-            let maybe_escaped_name = (7..=18).contains(&key.len())
-                && matches!(key[0], b't' | b'u' | b'\\')
-                && has_escape(key);
-            let key: Cow<[u8]> = if maybe_escaped_name {
-                Cow::Owned(unescape(key).map(String::into_bytes).unwrap_or_default())
-            } else {
-                Cow::Borrowed(key)
-            };
-            match &*key {
-                b"ts" => {
+            match root_key(key) {
+                Some(RootName::Ts) => {
                     let (value, end) = scan_ts(b, q, i)?;
                     root.ts.see(value);
                     i = end;
                 }
-                b"uid" => {
+                Some(RootName::Uid) => {
                     if b.get(i) == Some(&b'"') {
                         let end = string_end(q, i + 1)?;
                         root.uid.see(Some((i + 1, end, has_escape(&b[i + 1..end]))));
@@ -113,8 +113,8 @@ pub(super) fn scan_root(b: &[u8], q: &Quotes, mut i: usize) -> Scan<Root> {
                     }
                 }
                 // Most values are strings: no call into the general walk.
-                _ if b.get(i) == Some(&b'"') => i = string_end(q, i + 1)? + 1,
-                _ => i = skip_value(b, q, i)?,
+                None if b.get(i) == Some(&b'"') => i = string_end(q, i + 1)? + 1,
+                None => i = skip_value(b, q, i)?,
             }
             i = skip_ws(b, i);
             match b.get(i) {
@@ -131,6 +131,52 @@ pub(super) fn scan_root(b: &[u8], q: &Quotes, mut i: usize) -> Scan<Root> {
         return Err(Syntax);
     }
     Ok(root)
+}
+
+enum RootName {
+    Ts,
+    Uid,
+}
+
+/// By a key's first raw byte, the raw lengths (bit n: n bytes) at which it
+/// can be `ts` or `uid`: `ts` and `uid` plain, or 7 to 18 bytes with escapes
+/// (`t\u0073` .. `\u0075\u0069\u0064`).
+static NAME_LENGTHS: [u32; 256] = {
+    const ESCAPED: u32 = ((1 << 12) - 1) << 7;
+    let mut t = [0u32; 256];
+    t[b't' as usize] = 1 << 2 | ESCAPED;
+    t[b'u' as usize] = 1 << 3 | ESCAPED;
+    t[b'\\' as usize] = ESCAPED;
+    t
+};
+
+/// Which of the root keys we decode `key` (a raw string body) names.
+#[inline(always)]
+fn root_key(key: &[u8]) -> Option<RootName> {
+    // One load and one rarely taken branch for most keys: their lengths
+    // and first bytes vary from key to key, so testing them one after the
+    // other (or matching the bytes) mispredicts about once per key.
+    let first = key.first().copied().unwrap_or(0);
+    let lengths = NAME_LENGTHS[first as usize];
+    if lengths.checked_shr(key.len() as u32).unwrap_or(0) & 1 == 0 {
+        return None;
+    }
+    root_key_slow(key)
+}
+
+/// Out of line: the root loop stays small, and it runs about twice a frame.
+#[inline(never)]
+fn root_key_slow(key: &[u8]) -> Option<RootName> {
+    let key: Cow<[u8]> = if key.len() >= 7 && has_escape(key) {
+        Cow::Owned(unescape(key).map(String::into_bytes).unwrap_or_default())
+    } else {
+        Cow::Borrowed(key)
+    };
+    match &*key {
+        b"ts" => Some(RootName::Ts),
+        b"uid" => Some(RootName::Uid),
+        _ => None,
+    }
 }
 
 /// Scans the value of a root `ts`: `Some` for a non-negative integer or a
