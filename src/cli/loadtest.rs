@@ -51,6 +51,11 @@ pub struct LoadtestArgs {
     /// Workers' commit interval.
     #[arg(long, default_value_t = 1000)]
     pub commit_interval_ms: u64,
+    /// Workers' parse threads (`worker --parse-threads`); the workers'
+    /// default (one per core) when not given. Workers take no option from
+    /// this process's environment, so PARSE_THREADS does not reach them.
+    #[arg(long)]
+    pub parse_threads: Option<usize>,
     /// Start the workers first and ingest while they run (else ingest, then workers --until-end).
     #[arg(long)]
     pub live: bool,
@@ -172,6 +177,7 @@ impl LoadtestArgs {
             at_least_once: args.at_least_once,
             worker_metrics: args.worker_metrics,
             commit_interval_ms: args.commit_interval_ms,
+            parse_threads: args.parse_threads,
             live: args.live,
             shards: args.shards.max(1),
             exe: std::env::current_exe().map_err(|source| Error::System {

@@ -227,6 +227,8 @@ fn at_least_once_is_measured_and_checked_too() {
             "--workers",
             "1",
             "--at-least-once",
+            "--parse-threads",
+            "3",
             "--no-kafka-tools",
             "-o",
             report.to_str().unwrap(),
@@ -238,6 +240,14 @@ fn at_least_once_is_measured_and_checked_too() {
     assert!(!json.exactly_once);
     assert!(!json.runs[0].exactly_once);
     assert!(json.runs[0].check.correct);
+    // --parse-threads reaches the workers, whatever this machine's cores.
+    assert_eq!(json.parse_threads, Some(3));
+    let threads: Vec<_> = json.runs[0]
+        .worker_figures
+        .iter()
+        .map(|w| w.parse_threads)
+        .collect();
+    assert_eq!(threads, [Some(3)], "{:#?}", json.runs[0].worker_figures);
     assert!(json.runs[0].kafka_consumer_perf.is_none());
 
     // Bad arguments fail before touching the broker.

@@ -188,6 +188,8 @@ pub struct LoadtestOptions {
     /// Workers serve their metrics (`--metrics-addr 127.0.0.1:0`).
     pub worker_metrics: bool,
     pub commit_interval_ms: u64,
+    /// Workers' `--parse-threads`, when given.
+    pub parse_threads: Option<usize>,
     /// Workers consume while ingest produces (else: one after the other).
     pub live: bool,
     /// Shards per time bucket (1: none; else workers send partials and a
@@ -478,6 +480,7 @@ fn new_report(opts: &LoadtestOptions, data: DataSet) -> LoadtestReport {
         exactly_once: !opts.at_least_once,
         forward: opts.forward,
         commit_interval_ms: opts.commit_interval_ms,
+        parse_threads: opts.parse_threads,
         kafka_tool: opts.kafka_tool.as_ref().map(KafkaTool::describe),
         perf_payload: opts.kafka_tool.as_ref().map(|_| opts.perf_payload),
         data,

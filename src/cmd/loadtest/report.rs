@@ -166,6 +166,9 @@ pub struct LoadtestReport {
     pub exactly_once: bool,
     pub forward: bool,
     pub commit_interval_ms: u64,
+    /// Workers' `--parse-threads`; none: their default.
+    #[serde(default)]
+    pub parse_threads: Option<usize>,
     pub kafka_tool: Option<String>,
     pub perf_payload: Option<PerfPayload>,
     pub data: DataSet,
@@ -519,6 +522,7 @@ mod tests {
             exactly_once: true,
             forward: false,
             commit_interval_ms: 1000,
+            parse_threads: None,
             kafka_tool: None,
             perf_payload: None,
             data: super::super::DataSet::default(),

@@ -130,6 +130,9 @@ pub(super) fn spawn_worker(
         .args(["--commit-interval-ms", &opts.commit_interval_ms.to_string()])
         .arg("--report-file")
         .arg(&report);
+    if let Some(threads) = opts.parse_threads {
+        cmd.args(["--parse-threads", &threads.to_string()]);
+    }
     match until {
         Some(ends) => {
             cmd.arg("--until-offsets")

@@ -199,6 +199,7 @@ pub fn run(mut opts: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerSumma
         batch: opts.running.until_end || opts.running.until_offsets.is_some(),
         parser: parse::BatchParser::new(opts.running.parse_threads)?,
     };
+    report.parse_threads = Some(worker.parser.threads());
     let shared = Arc::new(Group::new(worker, sink, local));
     // librdkafka's statistics carry the partitions' end offsets (for the lag).
     let statistics = exporter.as_ref().map(|_| poll::OBSERVE_INTERVAL);

@@ -41,6 +41,13 @@ impl BatchParser {
         Ok(BatchParser { pool })
     }
 
+    /// The threads that parse, the polling thread included.
+    pub fn threads(&self) -> usize {
+        self.pool
+            .as_ref()
+            .map_or(1, |p| p.current_num_threads() + 1)
+    }
+
     /// `parse` of each of `records`, in their order.
     pub fn parse_all<'a, F>(&self, records: &[Record<'a>], parse: F) -> Vec<Line<'a>>
     where

@@ -58,6 +58,10 @@ pub struct WorkerReport {
     /// Where `/metrics` is served (`--metrics-addr`, the bound port when
     /// given port 0), so that `loadtest` can scrape it.
     pub metrics_addr: Option<String>,
+    /// Threads that parsed the poll batches, the polling thread included
+    /// (`--parse-threads`).
+    #[serde(default)]
+    pub parse_threads: Option<usize>,
     pub ok: bool,
 }
 
@@ -76,6 +80,7 @@ impl WorkerReport {
             cpu_ms: None,
             main_thread_cpu_ms: None,
             metrics_addr: None,
+            parse_threads: None,
             ok: true,
         }
     }
