@@ -54,8 +54,8 @@ pub struct LoadtestArgs {
     /// Workers' parse threads (`worker --parse-threads`); the workers'
     /// default (one per core) when not given. Workers take no option from
     /// this process's environment, so PARSE_THREADS does not reach them.
-    #[arg(long)]
-    pub parse_threads: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=crate::cli::worker::MAX_PARSE_THREADS))]
+    pub parse_threads: Option<u64>,
     /// Start the workers first and ingest while they run (else ingest, then workers --until-end).
     #[arg(long)]
     pub live: bool,

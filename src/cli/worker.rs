@@ -13,6 +13,12 @@ use crate::core::budget::DEFAULT_STATE_BUDGET;
 use crate::error::Error;
 use crate::kafka::producer::TRANSACTION_TIMEOUT_MS;
 
+/// The most parse threads a worker takes: a batch is at most 512 records
+/// (parsed in parts of 64 or more, so 8 threads at most share one), and a
+/// typo such as 10000 should fail at the command line, not as thousands of
+/// threads.
+pub const MAX_PARSE_THREADS: u64 = 256;
+
 #[derive(Args, Debug)]
 pub struct WorkerArgs {
     #[command(flatten)]
@@ -60,10 +66,11 @@ pub struct WorkerArgs {
     #[arg(long)]
     pub throttle: Option<u64>,
     /// Threads that parse each poll batch's records, the polling thread
-    /// one of them (0: one per CPU core; 1: the polling thread alone). The
-    /// counting stays on the polling thread, in offset order.
-    #[arg(long, env = "PARSE_THREADS", default_value_t = 0)]
-    pub parse_threads: usize,
+    /// one of them (0: one per CPU core; 1: the polling thread alone; at
+    /// most 256). The counting stays on the polling thread, in offset order.
+    #[arg(long, env = "PARSE_THREADS", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_PARSE_THREADS))]
+    pub parse_threads: u64,
     /// Write the typed run report (see `cmd::worker::report`) to this file:
     /// `started` once the worker has joined, then the final summary.
     #[arg(long, hide = true)]
@@ -128,7 +135,7 @@ impl WorkerArgs {
                 throttle: self.throttle,
                 parse_threads: match self.parse_threads {
                     0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-                    n => n,
+                    n => n as usize,
                 },
             },
             observe: Observing {
@@ -183,5 +190,39 @@ mod tests {
         assert!(parse_bytes("1GB").is_err());
         assert!(parse_bytes("GiB").is_err());
         assert!(parse_bytes("99999999999GiB").is_err());
+    }
+
+    fn parse_threads(value: &str) -> Result<u64, clap::Error> {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from([
+            "timebucket",
+            "worker",
+            "-b",
+            "h:1",
+            "-g",
+            "g",
+            "--input-topic",
+            "in",
+            "--parse-threads",
+            value,
+        ])?;
+        match cli.command {
+            crate::cli::Command::Worker(w) => Ok(w.parse_threads),
+            _ => panic!("not a worker"),
+        }
+    }
+
+    #[test]
+    fn parse_threads_are_bounded_at_the_command_line() {
+        assert_eq!(parse_threads("0").unwrap(), 0);
+        assert_eq!(parse_threads("256").unwrap(), MAX_PARSE_THREADS);
+        for bad in ["257", "10000", "two"] {
+            let e = parse_threads(bad).unwrap_err();
+            assert_eq!(
+                e.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{bad}: {e}"
+            );
+        }
     }
 }

@@ -189,7 +189,7 @@ pub struct LoadtestOptions {
     pub worker_metrics: bool,
     pub commit_interval_ms: u64,
     /// Workers' `--parse-threads`, when given.
-    pub parse_threads: Option<usize>,
+    pub parse_threads: Option<u64>,
     /// Workers consume while ingest produces (else: one after the other).
     pub live: bool,
     /// Shards per time bucket (1: none; else workers send partials and a

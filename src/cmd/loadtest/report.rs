@@ -168,7 +168,7 @@ pub struct LoadtestReport {
     pub commit_interval_ms: u64,
     /// Workers' `--parse-threads`; none: their default.
     #[serde(default)]
-    pub parse_threads: Option<usize>,
+    pub parse_threads: Option<u64>,
     pub kafka_tool: Option<String>,
     pub perf_payload: Option<PerfPayload>,
     pub data: DataSet,
